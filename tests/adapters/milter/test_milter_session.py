@@ -1,0 +1,299 @@
+"""Session units: the state machine driven with hand-built MTA packets, no sockets."""
+
+from __future__ import annotations
+
+import struct
+
+import milter_mta as mta
+import pytest
+
+from mxscan.adapters.milter.codec import ProtocolError
+from mxscan.adapters.milter.session import Session
+from mxscan.edits import HeaderEdit
+from mxscan.engine import domain_of
+from mxscan.message import Message
+from mxscan.verdict import Action, Result, Route, SmtpReply, Verdict
+
+RAW = (
+    b"Received: from x by y; Thu, 1 Jan 2024 00:00:00 +0000\r\n"
+    b"Subject:  two spaces and\r\n\tfolded\r\n"
+    b"From: <a@example.org>\r\n"
+    b"X-Tab:\tvalue\r\n"
+    b"\r\n"
+    b"Body line 1\r\n"
+    b"\r\n"
+    b"last line\r\n"
+)
+
+
+def result(msg: Message, action: Action = Action.ACCEPT, edits=(), **kw) -> Result:  # type: ignore[no-untyped-def]
+    v = Verdict(action=action, scanner="t", edits=edits, **kw)
+    return Result(verdict=v, verdicts=(v,), message=msg, edits=tuple(edits))
+
+
+def start(session: Session) -> bytes:
+    step = session.receive(mta.optneg())
+    return step.send
+
+
+def envelope(session: Session, *rcpts: str, sender: str = "s@example.org") -> bytes:
+    data = mta.macro(b"C", **{"{client_addr}": "192.0.2.9", "j": "mx.example"})
+    data += mta.connect() + mta.helo("helo.example")
+    data += mta.macro(b"M", i="ABC123", **{"{auth_authen}": "bob"})
+    data += mta.mail(sender, "SIZE=10")
+    for r in rcpts:
+        data += mta.rcpt(r)
+    return session.receive(data).send
+
+
+def deliver(session: Session, raw: bytes = RAW, chunk: int = 65535) -> Message:
+    step = session.receive(b"".join(mta.message_packets(raw, chunk)))
+    assert step.send == b""  # NR_HDR / NR_BODY: no replies for content
+    assert step.message is not None
+    return step.message
+
+
+def test_message_rebuilt_byte_for_byte_with_envelope() -> None:
+    s = Session()
+    reply = mta.parse_replies(start(s))
+    assert reply[0][0] == b"O"
+    assert mta.parse_replies(envelope(s, "r1@example.net", "r2@example.net")) == [
+        (b"c", b""),
+        (b"c", b""),
+    ]
+    msg = deliver(s)
+    assert msg.as_bytes() == RAW
+    env = msg.envelope
+    assert env.sender == "s@example.org"
+    assert env.recipients == ("r1@example.net", "r2@example.net")
+    assert env.client_address == "192.0.2.9" and env.client_name == "client.example"
+    assert env.helo == "helo.example" and env.queue_id == "ABC123" and env.auth_user == "bob"
+    assert env.macros["j"] == "mx.example"
+    out = s.complete(result(msg))
+    assert mta.parse_replies(out.send) == [(b"c", b"")]
+
+
+def test_null_sender_and_body_spooled_in_chunks(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    s = Session(spool_threshold=1000, spool_dir=str(tmp_path))
+    start(s)
+    envelope(s, "r@example.net", sender="")
+    raw = b"Subject: big\r\n\r\n" + b"0123456789abcde\r\n" * 5000
+    msg = deliver(s, raw, chunk=4096)
+    assert msg.envelope.sender == ""
+    assert msg.body.spooled
+    assert msg.as_bytes() == raw
+
+
+def test_two_messages_on_one_connection_do_not_leak_state() -> None:
+    s = Session()
+    start(s)
+    envelope(s, "r1@example.net")
+    first = deliver(s)
+    s.complete(result(first))
+    s.receive(mta.ABORT)  # Postfix sends ABORT after end-of-message too
+    s.receive(mta.mail("other@example.org") + mta.rcpt("r2@example.net"))
+    second = deliver(s, b"Subject: second\r\n\r\nhi\r\n")
+    assert second.envelope.recipients == ("r2@example.net",)
+    assert second.envelope.sender == "other@example.org"
+    assert [h.name for h in second.headers] == ["Subject"]
+    assert second.envelope.queue_id is None  # the first message's "i" is gone
+    assert second.envelope.client_address == "192.0.2.9"  # connection macros stay
+    assert s.messages == 1
+
+
+def test_abort_mid_message_drops_headers_and_body() -> None:
+    s = Session(spool_threshold=10)
+    start(s)
+    envelope(s, "r1@example.net")
+    s.receive(mta.header(b"X-Old", b" 1") + b"".join(mta.body(b"x" * 100)))
+    builder = s._tx.body
+    assert builder is not None
+    s.receive(mta.ABORT)
+    assert builder._file is None  # spool closed
+    s.receive(mta.mail("a@b.example") + mta.rcpt("c@d.example"))
+    msg = deliver(s, b"Subject: new\r\n\r\nbody\r\n")
+    assert msg.as_bytes() == b"Subject: new\r\n\r\nbody\r\n"
+
+
+def test_events_after_eom_wait_for_the_result() -> None:
+    s = Session()
+    start(s)
+    envelope(s, "r@example.net")
+    step = s.receive(
+        b"".join(mta.message_packets(b"Subject: a\r\n\r\nb\r\n")) + mta.ABORT + mta.QUIT
+    )
+    assert step.message is not None and not step.closed
+    after = s.complete(result(step.message))
+    assert after.send == mta.pkt(b"c") and after.closed
+
+
+def test_hangup_closes_spool() -> None:
+    s = Session(spool_threshold=10)
+    start(s)
+    envelope(s, "r@example.net")
+    s.receive(b"".join(mta.body(b"y" * 1000)))
+    builder = s._tx.body
+    assert builder is not None and builder._file is not None
+    s.close()
+    assert builder._file is None
+
+
+def test_event_before_negotiation_is_a_protocol_error() -> None:
+    with pytest.raises(ProtocolError):
+        Session().receive(mta.helo())
+
+
+# -- mapping results to replies ----------------------------------------------------------
+
+
+def eom(s: Session, raw: bytes = RAW) -> Message:
+    start(s)
+    envelope(s, "r@example.net")
+    return deliver(s, raw)
+
+
+def test_accept_with_edits_uses_postfix_indexes() -> None:
+    s = Session()
+    msg = eom(s)
+    edits = (
+        HeaderEdit.add("X-Scanned", "yes"),
+        HeaderEdit.insert(0, "X-Top", "\tfirst"),
+        HeaderEdit.change("Subject", 1, "new subject"),
+        HeaderEdit.delete("X-Tab", 1),
+        HeaderEdit.change("X-Missing", 3, "appended"),
+        HeaderEdit.delete("X-Missing-Too", 1),
+    )
+    out = mta.parse_replies(s.complete(result(msg, edits=edits)).send)
+    assert out == [
+        (b"h", b"X-Scanned\0 yes\0"),
+        # Position 0 of the visible headers is wire index 1 (Postfix's own
+        # Received: header is index 0).
+        (b"i", struct.pack("!I", 1) + b"X-Top\0\tfirst\0"),
+        # First instance: insert before it, then delete the old (now 2nd) one.
+        # Headers now: X-Top, Received, Subject -> Subject is at position 2.
+        (b"i", struct.pack("!I", 3) + b"Subject\0 new subject\0"),
+        (b"m", struct.pack("!I", 2) + b"Subject\0\0"),
+        (b"m", struct.pack("!I", 1) + b"X-Tab\0\0"),
+        (b"h", b"X-Missing\0 appended\0"),
+        (b"c", b""),
+    ]
+
+
+def test_change_second_instance_is_plain_chgheader() -> None:
+    s = Session()
+    msg = eom(s, b"X-A: 1\r\nX-A: 2\r\n\r\n")
+    out = mta.parse_replies(s.complete(result(msg, edits=(HeaderEdit.change("x-a", 2, "b"),))).send)
+    assert out == [(b"m", struct.pack("!I", 2) + b"x-a\0 b\0"), (b"c", b"")]
+
+
+def test_reject_tempfail_discard_quarantine() -> None:
+    s = Session()
+    msg = eom(s)
+    r = s.complete(result(msg, Action.REJECT, reply=SmtpReply(554, "5.7.0", "100% spam")))
+    assert mta.parse_replies(r.send) == [(b"y", b"554 5.7.0 100%% spam\0")]
+
+    s = Session()
+    msg = eom(s)
+    r = s.complete(result(msg, Action.REJECT))
+    assert mta.parse_replies(r.send) == [(b"y", b"550 5.7.1 Message rejected\0")]
+
+    s = Session()
+    msg = eom(s)
+    r = s.complete(result(msg, Action.TEMPFAIL))
+    code, data = mta.parse_replies(r.send)[0]
+    assert code == b"y" and data.startswith(b"451 4.7.1 ")
+
+    s = Session()
+    msg = eom(s)
+    # Edits are pointless on discarded mail: only the decision goes out.
+    r = s.complete(result(msg, Action.DISCARD, edits=(HeaderEdit.add("X", "y"),)))
+    assert mta.parse_replies(r.send) == [(b"d", b"")]
+
+    s = Session()
+    msg = eom(s)
+    r = s.complete(
+        result(msg, Action.QUARANTINE, reason="virus found", edits=(HeaderEdit.add("X", "y"),))
+    )
+    assert mta.parse_replies(r.send) == [
+        (b"h", b"X\0 y\0"),
+        (b"q", b"virus found\0"),
+        (b"c", b""),
+    ]
+
+
+def test_routes_become_recipient_changes() -> None:
+    s = Session()
+    msg = eom(s)
+    r = s.complete(result(msg, routes=(Route("redirect", "admin@example.org"),)))
+    assert mta.parse_replies(r.send) == [
+        (b"-", b"<r@example.net>\0"),
+        (b"+", b"<admin@example.org>\0"),
+        (b"c", b""),
+    ]
+
+
+def test_pipeline_failure_gives_default_reply() -> None:
+    s = Session()
+    eom(s)
+    code, data = mta.parse_replies(s.fail(RuntimeError("boom")).send)[0]
+    assert code == b"y" and data.startswith(b"451 4.7.1")
+    s = Session(default_action="accept")
+    eom(s)
+    assert s.fail().send == mta.pkt(b"c")
+
+
+def test_complete_without_message_is_an_error() -> None:
+    s = Session()
+    start(s)
+    with pytest.raises(RuntimeError):
+        s.fail()
+
+
+def test_quarantine_not_granted_tempfails() -> None:
+    s = Session()
+    s.receive(mta.optneg(actions=0x1FF & ~(1 << 5)))
+    envelope(s, "r@example.net")
+    msg = deliver(s)
+    assert s.complete(result(msg, Action.QUARANTINE)).send == mta.pkt(b"t")
+
+
+# -- per-recipient policy split ------------------------------------------------------------
+
+
+def by_domain(rcpt: str) -> str:
+    return "strict" if domain_of(rcpt) == "strict.example" else "default"
+
+
+def test_policy_split_defers_recipients_of_another_policy() -> None:
+    s = Session(policy_for=by_domain)
+    start(s)
+    out = envelope(s, "a@example.net", "b@strict.example", "c@other.example")
+    assert mta.parse_replies(out) == [
+        (b"c", b""),
+        (b"y", b"452 4.5.3 Recipient policy differs: send to it in a separate transaction\0"),
+        (b"c", b""),
+    ]
+    msg = deliver(s)
+    assert msg.envelope.recipients == ("a@example.net", "c@other.example")
+    s.complete(result(msg))
+    # The next transaction may start with the deferred policy.
+    out = s.receive(mta.ABORT + mta.mail("x@y.example") + mta.rcpt("b@strict.example")).send
+    assert mta.parse_replies(out) == [(b"c", b"")]
+
+
+def test_policy_split_can_be_switched_off() -> None:
+    s = Session(policy_for=by_domain, split_policies=False)
+    start(s)
+    out = envelope(s, "a@example.net", "b@strict.example")
+    assert mta.parse_replies(out) == [(b"c", b""), (b"c", b"")]
+
+
+def test_without_leadspc_the_eaten_space_is_restored() -> None:
+    s = Session()
+    s.receive(mta.optneg(proto=mta.POSTFIX_PROTOCOL & ~mta.HDR_LEADSPC))
+    envelope(s, "r@example.net")
+    step = s.receive(mta.header(b"Subject", b"hi") + mta.EOH + mta.EOM)
+    assert step.message is not None
+    assert step.message.as_bytes() == b"Subject: hi\r\n\r\n"
+    out = s.complete(result(step.message, edits=(HeaderEdit.add("X", "y"),))).send
+    assert mta.parse_replies(out)[0] == (b"h", b"X\0y\0")
