@@ -1,0 +1,68 @@
+"""mxscan: scan mail on an MX with ClamAV, SpamAssassin and header rules in one pipeline.
+
+This module is the whole public API; submodules are implementation details.
+"""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+from .addresses import (
+    Address,
+    InetAddress,
+    UnixAddress,
+    open_connection,
+    parse_address,
+    parse_addresses,
+)
+from .api import ascan, scan
+from .body import Body, BodyBuilder
+from .config import Config, load_config
+from .edits import EditKind, HeaderEdit
+from .engine import Engine
+from .errors import ConfigError
+from .header import Header, InvalidHeader
+from .logline import format_result
+from .message import Envelope, Message
+from .pipeline import Pipeline, Step
+from .plugins import Registry
+from .scanner import Scanner, ScannerError
+from .units import parse_duration, parse_size
+from .verdict import Action, Result, Route, SmtpReply, Verdict
+
+__all__ = [
+    "Action",
+    "Address",
+    "Body",
+    "BodyBuilder",
+    "Config",
+    "ConfigError",
+    "EditKind",
+    "Engine",
+    "Envelope",
+    "Header",
+    "HeaderEdit",
+    "InetAddress",
+    "InvalidHeader",
+    "Message",
+    "Pipeline",
+    "Registry",
+    "Result",
+    "Route",
+    "Scanner",
+    "ScannerError",
+    "SmtpReply",
+    "Step",
+    "UnixAddress",
+    "Verdict",
+    "__version__",
+    "ascan",
+    "format_result",
+    "load_config",
+    "open_connection",
+    "parse_address",
+    "parse_addresses",
+    "parse_duration",
+    "parse_size",
+    "scan",
+]

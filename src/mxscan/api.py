@@ -1,0 +1,91 @@
+"""The function adapter: ``mxscan.scan()`` and ``await mxscan.ascan()``."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import os
+from pathlib import Path
+from typing import BinaryIO
+
+from .config import Config, load_config
+from .engine import Engine
+from .errors import ConfigError
+from .message import Envelope, Message
+from .pipeline import Pipeline
+from .verdict import Result
+
+__all__ = ["DEFAULT_CONFIG", "ascan", "default_config_path", "scan"]
+
+DEFAULT_CONFIG = "/etc/mxscan/mxscan.toml"
+
+MessageSource = bytes | bytearray | memoryview | str | os.PathLike[str] | BinaryIO | Message
+ConfigSource = str | os.PathLike[str] | Config | Engine | Pipeline | None
+
+
+def default_config_path() -> Path:
+    """``$MXSCAN_CONFIG`` or /etc/mxscan/mxscan.toml."""
+    return Path(os.environ.get("MXSCAN_CONFIG") or DEFAULT_CONFIG)
+
+
+def _message(data: MessageSource, envelope: Envelope | None) -> tuple[Message, bool]:
+    """The message and whether we created it (and so must close it)."""
+    if isinstance(data, Message):
+        return (data if envelope is None else data.with_envelope(envelope)), False
+    if isinstance(data, bytes | bytearray | memoryview):
+        return Message.from_bytes(data, envelope=envelope), True
+    if isinstance(data, str | os.PathLike):
+        return Message.from_file(data, envelope=envelope), True
+    if isinstance(data, io.IOBase) or hasattr(data, "read"):
+        return Message.from_stream(data, envelope=envelope), True
+    raise TypeError(
+        f"scan() takes bytes, a path, a binary file or a Message, not {type(data).__name__}"
+    )
+
+
+def _engine(config: ConfigSource) -> tuple[Engine, bool]:
+    """The engine and whether we built it (and so must close it)."""
+    if isinstance(config, Engine):
+        return config, False
+    if isinstance(config, Pipeline):
+        return Engine(config), False
+    if isinstance(config, Config):
+        return config.build(), True
+    if config is None:
+        path = default_config_path()
+        if not path.exists():
+            raise ConfigError(
+                f"no configuration given and {path} does not exist "
+                "(pass config=..., or set MXSCAN_CONFIG)"
+            )
+        return load_config(path).build(), True
+    if isinstance(config, str | os.PathLike):
+        return load_config(config).build(), True
+    raise TypeError(
+        f"config must be a path, Config, Engine or Pipeline, not {type(config).__name__}"
+    )
+
+
+async def ascan(
+    data: MessageSource, *, envelope: Envelope | None = None, config: ConfigSource = None
+) -> Result:
+    """Scan one message; the result holds the final verdict, every scanner's
+    verdict and the final message (edits applied)."""
+    engine, own_engine = _engine(config)
+    try:
+        message, _ = _message(data, envelope)
+        return await engine.scan(message)
+    finally:
+        if own_engine:
+            await engine.aclose()
+
+
+def scan(
+    data: MessageSource, *, envelope: Envelope | None = None, config: ConfigSource = None
+) -> Result:
+    """Blocking :func:`ascan` for code without an event loop."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(ascan(data, envelope=envelope, config=config))
+    raise RuntimeError("mxscan.scan() was called inside a running event loop; await ascan()")

@@ -1,0 +1,287 @@
+"""The ``mxscan`` command: scan files, show the configuration, list plugins, and
+run the milter and pipe adapters.
+
+Every failure a user can cause (bad config, unreadable file) ends in one line on
+stderr and exit status 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib
+import importlib.util
+import json
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, TextIO
+
+from . import __version__
+from .api import default_config_path
+from .config import Config, load_config
+from .engine import Engine
+from .errors import ConfigError
+from .logline import format_result, setup_logging
+from .message import Envelope, Message
+from .plugins import Registry
+from .verdict import Action, Result
+
+EXIT_OK = 0
+EXIT_NOT_ACCEPTED = 1
+EXIT_ERROR = 2
+
+#: Adapters that add their own subcommands: module with add_parser(subparsers).
+ADAPTER_COMMANDS = ("mxscan.adapters.milter.cli", "mxscan.adapters.pipe")
+
+
+def _config_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "-c",
+        "--config",
+        metavar="FILE",
+        help=f"TOML configuration (default: $MXSCAN_CONFIG or {default_config_path()})",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="mxscan",
+        description="Scan mail with ClamAV, SpamAssassin and header_checks rules in one "
+        "pipeline: from files, as a Postfix milter, or as a Postfix pipe(8) filter.",
+    )
+    parser.add_argument("--version", action="version", version=f"mxscan {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    scan = commands.add_parser(
+        "scan",
+        help="scan message files and print a verdict table",
+        description="Scan each FILE (RFC 5322 message, '-' for stdin) through the configured "
+        "pipeline and print one line per message: file, final action, each scanner's verdict.",
+        epilog="Exit status: 0 every message accepted, 1 at least one was not "
+        "(tempfail, quarantine, discard or reject), 2 a file or the configuration could "
+        "not be read.",
+    )
+    scan.add_argument("files", nargs="+", metavar="FILE")
+    _config_arg(scan)
+    scan.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    scan.add_argument("-f", "--sender", default="", help="envelope sender (default: <>)")
+    scan.add_argument(
+        "-r", "--rcpt", action="append", default=[], metavar="ADDR",
+        help="envelope recipient (repeat; selects [policy.\"domain\"] overrides)",
+    )  # fmt: skip
+    scan.add_argument("--client-address", help="SMTP client IP address")
+    scan.add_argument("--helo", help="SMTP HELO name")
+    scan.add_argument("-j", "--jobs", type=int, default=4, help="messages in flight (default 4)")
+    scan.add_argument("--no-progress", action="store_true", help="no progress bar on a terminal")
+    scan.add_argument("--log", action="store_true", help="also write the per-message log line")
+    scan.set_defaults(func=cmd_scan)
+
+    config = commands.add_parser("config", help="check or show the configuration")
+    config_commands = config.add_subparsers(dest="config_command", metavar="ACTION")
+    show = config_commands.add_parser(
+        "show",
+        help="print the effective configuration with defaults and their origins",
+        description="Print the effective configuration as TOML: every value, including "
+        "plugin defaults, followed by where it came from (file, [defaults] or default).",
+    )
+    _config_arg(show)
+    show.set_defaults(func=cmd_config_show)
+    check = config_commands.add_parser(
+        "check", help="validate the configuration and load every plugin; exit 0 if good"
+    )
+    _config_arg(check)
+    check.set_defaults(func=cmd_config_check)
+    config.set_defaults(func=lambda args: _usage(config))
+
+    plugins = commands.add_parser(
+        "plugins", help="list installed scanner plugins with distribution and version"
+    )
+    plugins.set_defaults(func=cmd_plugins)
+
+    for module_name in ADAPTER_COMMANDS:
+        if importlib.util.find_spec(module_name) is None:
+            continue
+        module = importlib.import_module(module_name)
+        module.add_parser(commands)
+    return parser
+
+
+def _usage(parser: argparse.ArgumentParser) -> int:
+    parser.print_help(sys.stderr)
+    return EXIT_ERROR
+
+
+def _load(args: argparse.Namespace) -> Config:
+    path = Path(args.config) if args.config else default_config_path()
+    if not args.config and not path.exists():
+        raise ConfigError(f"no configuration: give --config FILE or create {path}")
+    return load_config(path)
+
+
+def cmd_config_show(args: argparse.Namespace) -> int:
+    config = _load(args)
+    registry = Registry()
+    text = config.render(registry)
+    asyncio.run(_check_build(config, registry))
+    sys.stdout.write(text)
+    return EXIT_OK
+
+
+def cmd_config_check(args: argparse.Namespace) -> int:
+    config = _load(args)
+    asyncio.run(_check_build(config, Registry()))
+    print(f"{config.source}: OK ({len(config.scanners)} scanners in {len(config.stages)} stages, "
+          f"{len(config.policies)} domain policies)")  # fmt: skip
+    return EXIT_OK
+
+
+async def _check_build(config: Config, registry: Registry) -> None:
+    engine = config.build(registry)
+    await engine.aclose()
+
+
+def cmd_plugins(args: argparse.Namespace) -> int:
+    rows = [(p.name, p.distribution, p.version, p.target) for p in Registry()]
+    if not rows:
+        print("no scanner plugins installed (entry-point group mxscan.scanners)")
+        return EXIT_OK
+    _table(("PLUGIN", "DISTRIBUTION", "VERSION", "FACTORY"), rows, sys.stdout)
+    return EXIT_OK
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence[str]], out: TextIO) -> None:
+    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
+    for row in [header, *rows]:
+        cells = [str(c).ljust(w) for c, w in zip(row, widths, strict=True)]
+        out.write("  ".join(cells).rstrip() + "\n")
+
+
+class _Progress:
+    """A one-line progress bar on stderr when it is a terminal."""
+
+    def __init__(self, total: int, enabled: bool) -> None:
+        self.total = total
+        self.done = 0
+        self.enabled = enabled and total > 1 and sys.stderr.isatty()
+
+    def step(self) -> None:
+        self.done += 1
+        if self.enabled:
+            width = 30
+            filled = width * self.done // self.total
+            sys.stderr.write(f"\r[{'#' * filled}{'.' * (width - filled)}] {self.done}/{self.total}")
+            if self.done == self.total:
+                sys.stderr.write("\r" + " " * (width + 30) + "\r")
+            sys.stderr.flush()
+
+
+def _verdict_dict(result: Result) -> dict[str, Any]:
+    return {
+        "action": str(result.verdict.action),
+        "reason": result.verdict.reason,
+        "policy": result.policy,
+        "recipients": list(result.recipients),
+        "scanners": [
+            {
+                "scanner": v.scanner,
+                "action": str(v.action),
+                "status": v.token,
+                "reason": v.reason,
+                "score": v.score,
+                "findings": list(v.findings),
+            }
+            for v in result.verdicts
+        ],
+        "edits": [str(e) for e in result.edits],
+        "splits": [_verdict_dict(s) for s in result.splits],
+    }
+
+
+async def _scan_files(args: argparse.Namespace, engine: Engine) -> list[tuple[str, Any]]:
+    envelope = Envelope(
+        sender=args.sender,
+        recipients=tuple(args.rcpt),
+        client_address=args.client_address,
+        helo=args.helo,
+    )
+    progress = _Progress(len(args.files), not args.no_progress)
+    limit = asyncio.Semaphore(max(1, args.jobs))
+
+    async def one(name: str) -> tuple[str, Any]:
+        async with limit:
+            try:
+                if name == "-":
+                    message = Message.from_stream(sys.stdin.buffer, envelope=envelope)
+                else:
+                    message = Message.from_file(name, envelope=envelope)
+            except OSError as exc:
+                progress.step()
+                return name, OSError(exc.strerror or str(exc))
+            try:
+                result = await engine.scan(message)
+            finally:
+                message.close()
+            progress.step()
+            if args.log:
+                import logging
+
+                logging.getLogger("mxscan").info("%s", format_result(result, queue_id=name))
+            return name, result
+
+    return list(await asyncio.gather(*(one(name) for name in args.files)))
+
+
+def cmd_scan(args: argparse.Namespace) -> int:
+    config = _load(args)
+    if args.log:
+        setup_logging(config.log_target, config.log_facility, config.log_level)
+    engine = config.build()
+
+    async def run() -> list[tuple[str, Any]]:
+        try:
+            return await _scan_files(args, engine)
+        finally:
+            await engine.aclose()
+
+    outcomes = asyncio.run(run())
+    status = EXIT_OK
+    rows = []
+    records = []
+    for name, outcome in outcomes:
+        if isinstance(outcome, OSError):
+            status = EXIT_ERROR
+            rows.append((name, "error", f"cannot read: {outcome}"))
+            records.append({"file": name, "error": f"cannot read: {outcome}"})
+            continue
+        if outcome.verdict.action is not Action.ACCEPT and status == EXIT_OK:
+            status = EXIT_NOT_ACCEPTED
+        scanners = " ".join(f"{v.scanner}={v.token}" for v in outcome.verdicts)
+        rows.append((name, str(outcome.verdict.action), scanners))
+        records.append({"file": name, **_verdict_dict(outcome)})
+    if args.json:
+        json.dump(records, sys.stdout, indent=2)
+        sys.stdout.write("\n")
+    else:
+        _table(("FILE", "ACTION", "VERDICTS"), rows, sys.stdout)
+    return status
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help(sys.stderr)
+        return EXIT_ERROR
+    try:
+        return int(args.func(args))
+    except ConfigError as exc:
+        print(f"mxscan: error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        # Output piped into head(1) and closed early: not an error worth a traceback.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_OK

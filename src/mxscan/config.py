@@ -1,0 +1,463 @@
+"""The TOML configuration file: named scanner instances, stages, policies.
+
+One file replaces the five programs' configs of the classic stack. Every error
+names the file, the key and what was expected, because the admin reads it in a
+terminal or a log, not in a traceback. ``render()`` is ``mxscan config show``:
+the effective configuration with every default filled in and its origin.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import os
+import re
+import tomllib
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+from .engine import Engine
+from .errors import ConfigError
+from .pipeline import ON_ERROR_ACTIONS, Pipeline, Step
+from .plugins import Registry
+from .scanner import Scanner
+from .units import format_duration, format_size, parse_duration, parse_size
+from .verdict import Action
+
+__all__ = ["Config", "ScannerConfig", "load_config", "parse_config"]
+
+DEFAULT_ON_ERROR = Action.TEMPFAIL
+DEFAULT_TIMEOUT = 60.0
+DEFAULT_SPOOL_THRESHOLD = 1024 * 1024
+
+#: Keys of a ``[scanner.NAME]`` table that the core reads; the rest go to the plugin.
+CORE_KEYS = frozenset({"plugin", "on_error", "timeout"})
+_TOP_KEYS = ("defaults", "log", "spool", "scanner", "stage", "policy")
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*")
+_FACILITIES = (
+    "mail", "daemon", "user", "local0", "local1", "local2", "local3", "local4", "local5",
+    "local6", "local7",
+)  # fmt: skip
+_LEVELS = ("debug", "info", "warning", "error")
+
+
+@attrs.frozen
+class ScannerConfig:
+    """One ``[scanner.NAME]`` table, validated, with the origin of each core value."""
+
+    name: str
+    plugin: str
+    on_error: Action
+    timeout: float
+    options: Mapping[str, Any]
+    origins: Mapping[str, str]
+
+
+@attrs.frozen
+class Config:
+    """A validated configuration; :meth:`build` turns it into a running :class:`Engine`."""
+
+    source: str
+    on_error: Action
+    timeout: float
+    scanners: Mapping[str, ScannerConfig]
+    stages: tuple[tuple[str, ...], ...]
+    policies: Mapping[str, Mapping[str, Mapping[str, Any]]]
+    log_target: str = "stderr"
+    log_facility: str = "mail"
+    log_level: str = "info"
+    spool_threshold: int = DEFAULT_SPOOL_THRESHOLD
+    spool_dir: str | None = None
+    origins: Mapping[str, str] = attrs.field(factory=dict)
+
+    @classmethod
+    def from_toml(cls, text: str, *, source: str = "<string>") -> Config:
+        try:
+            data = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{source}: not valid TOML: {exc}") from None
+        return parse_config(data, source=source)
+
+    # -- building ------------------------------------------------------------
+
+    def build(self, registry: Registry | None = None) -> Engine:
+        """Instantiate every scanner (once per distinct option set) and the
+        pipelines of the default policy and of each ``[policy."domain"]``."""
+        registry = registry if registry is not None else Registry()
+        base = {name: self._step(registry, sc, {}) for name, sc in self.scanners.items()}
+        default = Pipeline([[base[n] for n in stage] for stage in self.stages])
+        policies: dict[str, Pipeline] = {}
+        for domain, overrides in self.policies.items():
+            steps = {
+                name: self._step(registry, sc, overrides[name]) if name in overrides else base[name]
+                for name, sc in self.scanners.items()
+            }
+            policies[domain] = Pipeline([[steps[n] for n in stage] for stage in self.stages])
+        return Engine(default, policies)
+
+    def _step(self, registry: Registry, sc: ScannerConfig, overrides: Mapping[str, Any]) -> Step:
+        where = f"[scanner.{sc.name}]" if not overrides else f"[policy] for {sc.name}"
+        timeout, on_error = sc.timeout, sc.on_error
+        if "timeout" in overrides:
+            timeout = _duration(self.source, where, "timeout", overrides["timeout"])
+        if "on_error" in overrides:
+            on_error = _on_error(self.source, where, overrides["on_error"])
+        options = {**sc.options, **{k: v for k, v in overrides.items() if k not in CORE_KEYS}}
+        scanner = _instantiate(registry, self.source, sc, options, timeout)
+        return Step(scanner, timeout=timeout, on_error=on_error)
+
+    # -- showing ---------------------------------------------------------------
+
+    def render(self, registry: Registry | None = None) -> str:
+        """The effective configuration as TOML, each value commented with its origin."""
+        registry = registry if registry is not None else Registry()
+        out = [
+            f"# mxscan effective configuration, read from {self.source}",
+            "# after each value: where it came from (file, [defaults] or default)",
+            "",
+            "[defaults]",
+            _line("on_error", str(self.on_error), self.origins.get("defaults.on_error")),
+            _line("timeout", format_duration(self.timeout), self.origins.get("defaults.timeout")),
+            "",
+            "[log]",
+            _line("target", self.log_target, self.origins.get("log.target")),
+            _line("facility", self.log_facility, self.origins.get("log.facility")),
+            _line("level", self.log_level, self.origins.get("log.level")),
+            "",
+            "[spool]",
+            _line("threshold", format_size(self.spool_threshold),
+                  self.origins.get("spool.threshold")),
+            _line("directory", self.spool_dir or "", self.origins.get("spool.directory"),
+                  note="" if self.spool_dir else "the system's temporary directory"),
+        ]  # fmt: skip
+        for sc in self.scanners.values():
+            info = registry.info(sc.plugin)
+            out += [
+                "",
+                f"[scanner.{sc.name}]",
+                _line("plugin", sc.plugin, "file", note=f"{info.distribution} {info.version}"),
+                _line("on_error", str(sc.on_error), sc.origins["on_error"]),
+                _line("timeout", format_duration(sc.timeout), sc.origins["timeout"]),
+            ]
+            for key, value in sc.options.items():
+                out.append(_line(key, value, "file"))
+            for key, value in _plugin_defaults(info.load()).items():
+                if key not in sc.options:
+                    out.append(_line(key, value, f"default of plugin {sc.plugin}"))
+        for stage in self.stages:
+            out += ["", "[[stage]]", _line("run", list(stage), self.origins.get("stages"))]
+        for domain, overrides in self.policies.items():
+            out += ["", f"[policy.{json.dumps(domain)}]"]
+            for scanner, options in overrides.items():
+                for key, value in options.items():
+                    out.append(_line(f"{scanner}.{key}", value, "file"))
+        return "\n".join(out) + "\n"
+
+
+def _toml(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, str):
+        return json.dumps(value, ensure_ascii=False)
+    if isinstance(value, Sequence):
+        return "[" + ", ".join(_toml(v) for v in value) + "]"
+    if isinstance(value, Mapping):
+        return "{" + ", ".join(f"{k} = {_toml(v)}" for k, v in value.items()) + "}"
+    return json.dumps(str(value))
+
+
+def _line(key: str, value: Any, origin: str | None, note: str = "") -> str:
+    comment = origin or "default"
+    if note:
+        comment += f"; {note}"
+    return f"{key} = {_toml(value)}  # {comment}"
+
+
+def _plugin_defaults(factory: Any) -> dict[str, Any]:
+    """Option defaults read from the factory's signature, for ``config show``."""
+    try:
+        params = inspect.signature(factory).parameters
+    except (TypeError, ValueError):
+        return {}
+    defaults = {}
+    for param in params.values():
+        if param.name in ("name", "timeout") or param.default is inspect.Parameter.empty:
+            continue
+        if param.default is None:
+            continue
+        defaults[param.name] = param.default
+    return defaults
+
+
+def _instantiate(
+    registry: Registry, source: str, sc: ScannerConfig, options: Mapping[str, Any], timeout: float
+) -> Scanner:
+    where = f"{source}: [scanner.{sc.name}]"
+    try:
+        factory = registry.factory(sc.plugin)
+    except ConfigError as exc:
+        raise ConfigError(f"{where} plugin: {exc}") from None
+    kwargs: dict[str, Any] = dict(options)
+    try:
+        params = inspect.signature(factory).parameters
+    except (TypeError, ValueError):
+        params = None
+    if params is not None:
+        takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+        if not takes_any:
+            known = [p for p in params if p not in ("name", "timeout", "self")]
+            for key in options:
+                if key not in params or key in ("name", "timeout"):
+                    raise ConfigError(
+                        f"{where} {key}: not an option of plugin {sc.plugin!r} "
+                        f"(its options: {', '.join(known) or 'none'})"
+                    )
+            for pname, param in params.items():
+                if (
+                    param.default is inspect.Parameter.empty
+                    and param.kind is param.KEYWORD_ONLY
+                    and pname not in options
+                    and pname not in ("name", "timeout")
+                ):
+                    raise ConfigError(f"{where} {pname}: required by plugin {sc.plugin!r}")
+        if "timeout" in params:
+            kwargs["timeout"] = timeout
+    try:
+        scanner = factory(name=sc.name, **kwargs)
+    except ConfigError as exc:
+        raise ConfigError(f"{where} {exc}") from None
+    except (ValueError, TypeError, KeyError) as exc:
+        raise ConfigError(f"{where} {exc}") from None
+    if not isinstance(scanner, Scanner):
+        raise ConfigError(
+            f"{where}: plugin {sc.plugin!r} returned {type(scanner).__name__}, "
+            "which lacks name, scan() or aclose()"
+        )
+    return scanner
+
+
+# -- parsing -----------------------------------------------------------------
+
+
+def _expect_table(source: str, key: str, value: Any) -> Mapping[str, Any]:
+    if not isinstance(value, Mapping):
+        raise ConfigError(f"{source}: {key}: expected a table, got {type(value).__name__}")
+    return value
+
+
+def _unknown(source: str, where: str, table: Mapping[str, Any], allowed: Sequence[str]) -> None:
+    for key in table:
+        if key not in allowed:
+            raise ConfigError(
+                f"{source}: {where} {key}: unknown key (expected one of: {', '.join(allowed)})"
+            )
+
+
+def _duration(source: str, where: str, key: str, value: Any) -> float:
+    try:
+        seconds = parse_duration(value)
+    except ValueError as exc:
+        raise ConfigError(f"{source}: {where} {key}: {exc}") from None
+    if seconds <= 0:
+        raise ConfigError(f"{source}: {where} {key}: must be more than 0")
+    return seconds
+
+
+def _on_error(source: str, where: str, value: Any) -> Action:
+    choices = ", ".join(str(a) for a in ON_ERROR_ACTIONS)
+    if isinstance(value, str):
+        try:
+            action = Action.parse(value)
+        except ValueError:
+            action = None
+        if action in ON_ERROR_ACTIONS:
+            return action
+    raise ConfigError(f"{source}: {where} on_error: expected one of {choices}, got {value!r}")
+
+
+def _choice(source: str, where: str, key: str, value: Any, choices: Sequence[str]) -> str:
+    if not isinstance(value, str) or value not in choices:
+        raise ConfigError(
+            f"{source}: {where} {key}: expected one of {', '.join(choices)}, got {value!r}"
+        )
+    return value
+
+
+def load_config(path: str | os.PathLike[str]) -> Config:
+    """Read and validate a TOML file; every problem is a :class:`ConfigError`."""
+    source = str(path)
+    try:
+        with Path(path).open("rb") as fp:
+            data = tomllib.load(fp)
+    except FileNotFoundError:
+        raise ConfigError(f"{source}: no such configuration file") from None
+    except PermissionError:
+        raise ConfigError(f"{source}: permission denied") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{source}: is a directory, not a configuration file") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{source}: not valid TOML: {exc}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{source}: not UTF-8 text: {exc}") from None
+    return parse_config(data, source=source)
+
+
+def parse_config(data: Mapping[str, Any], *, source: str = "<config>") -> Config:
+    _unknown(source, "", data, _TOP_KEYS)
+    origins: dict[str, str] = {}
+
+    defaults = _expect_table(source, "[defaults]", data.get("defaults", {}))
+    _unknown(source, "[defaults]", defaults, ("on_error", "timeout"))
+    on_error, timeout = DEFAULT_ON_ERROR, DEFAULT_TIMEOUT
+    if "on_error" in defaults:
+        on_error = _on_error(source, "[defaults]", defaults["on_error"])
+        origins["defaults.on_error"] = "file"
+    if "timeout" in defaults:
+        timeout = _duration(source, "[defaults]", "timeout", defaults["timeout"])
+        origins["defaults.timeout"] = "file"
+
+    log = _expect_table(source, "[log]", data.get("log", {}))
+    _unknown(source, "[log]", log, ("target", "facility", "level"))
+    log_target = _choice(
+        source, "[log]", "target", log.get("target", "stderr"), ("stderr", "syslog")
+    )
+    log_facility = _choice(source, "[log]", "facility", log.get("facility", "mail"), _FACILITIES)
+    log_level = _choice(source, "[log]", "level", log.get("level", "info"), _LEVELS)
+    for key in log:
+        origins[f"log.{key}"] = "file"
+
+    spool = _expect_table(source, "[spool]", data.get("spool", {}))
+    _unknown(source, "[spool]", spool, ("threshold", "directory"))
+    spool_threshold = DEFAULT_SPOOL_THRESHOLD
+    if "threshold" in spool:
+        try:
+            spool_threshold = parse_size(spool["threshold"])
+        except ValueError as exc:
+            raise ConfigError(f"{source}: [spool] threshold: {exc}") from None
+        origins["spool.threshold"] = "file"
+    spool_dir = spool.get("directory")
+    if spool_dir is not None:
+        if not isinstance(spool_dir, str) or not Path(spool_dir).is_dir():
+            raise ConfigError(f"{source}: [spool] directory: {spool_dir!r} is not a directory")
+        origins["spool.directory"] = "file"
+
+    scanner_tables = _expect_table(source, "[scanner]", data.get("scanner", {}))
+    if not scanner_tables:
+        raise ConfigError(
+            f"{source}: defines no scanners: add at least one [scanner.NAME] table with a plugin"
+        )
+    scanners: dict[str, ScannerConfig] = {}
+    for name, table in scanner_tables.items():
+        where = f"[scanner.{name}]"
+        if not _NAME.fullmatch(name):
+            raise ConfigError(
+                f"{source}: {where}: a scanner name may hold letters, digits, '-' and '_' only"
+            )
+        table = _expect_table(source, where, table)
+        plugin = table.get("plugin")
+        if not isinstance(plugin, str) or not plugin:
+            raise ConfigError(f"{source}: {where} plugin: required, the name of a scanner plugin")
+        sc_origins = {
+            key: "[defaults]" if f"defaults.{key}" in origins else "default"
+            for key in ("on_error", "timeout")
+        }
+        sc_on_error, sc_timeout = on_error, timeout
+        if "on_error" in table:
+            sc_on_error = _on_error(source, where, table["on_error"])
+            sc_origins["on_error"] = "file"
+        if "timeout" in table:
+            sc_timeout = _duration(source, where, "timeout", table["timeout"])
+            sc_origins["timeout"] = "file"
+        options = {k: v for k, v in table.items() if k not in CORE_KEYS}
+        scanners[name] = ScannerConfig(name, plugin, sc_on_error, sc_timeout, options, sc_origins)
+
+    stages = _parse_stages(source, data.get("stage"), scanners)
+    origins["stages"] = "file" if "stage" in data else "default (one stage per scanner)"
+    policies = _parse_policies(source, data.get("policy", {}), scanners)
+    return Config(
+        source=source,
+        on_error=on_error,
+        timeout=timeout,
+        scanners=scanners,
+        stages=stages,
+        policies=policies,
+        log_target=log_target,
+        log_facility=log_facility,
+        log_level=log_level,
+        spool_threshold=spool_threshold,
+        spool_dir=spool_dir,
+        origins=origins,
+    )
+
+
+def _parse_stages(
+    source: str, value: Any, scanners: Mapping[str, ScannerConfig]
+) -> tuple[tuple[str, ...], ...]:
+    if value is None:
+        return tuple((name,) for name in scanners)
+    if not isinstance(value, list) or not value:
+        raise ConfigError(f"{source}: [[stage]]: expected one or more [[stage]] tables")
+    stages: list[tuple[str, ...]] = []
+    used: dict[str, int] = {}
+    for number, stage in enumerate(value, 1):
+        where = f"[[stage]] #{number}"
+        stage = _expect_table(source, where, stage)
+        _unknown(source, where, stage, ("run",))
+        run = stage.get("run")
+        if not isinstance(run, list) or not run or not all(isinstance(n, str) for n in run):
+            raise ConfigError(f"{source}: {where} run: expected a list of scanner names")
+        for name in run:
+            if name not in scanners:
+                raise ConfigError(
+                    f"{source}: {where} run: no [scanner.{name}] is defined "
+                    f"(defined: {', '.join(scanners)})"
+                )
+            if name in used:
+                raise ConfigError(
+                    f"{source}: {where} run: {name} already runs in [[stage]] #{used[name]}"
+                )
+            used[name] = number
+        stages.append(tuple(run))
+    unused = [name for name in scanners if name not in used]
+    if unused:
+        raise ConfigError(f"{source}: [scanner.{unused[0]}] is defined but runs in no [[stage]]")
+    return tuple(stages)
+
+
+def _parse_policies(
+    source: str, value: Any, scanners: Mapping[str, ScannerConfig]
+) -> dict[str, dict[str, dict[str, Any]]]:
+    value = _expect_table(source, "[policy]", value)
+    policies: dict[str, dict[str, dict[str, Any]]] = {}
+    for domain, table in value.items():
+        where = f"[policy.{json.dumps(domain)}]"
+        if not domain or "@" in domain or domain != domain.strip() or domain == "default":
+            raise ConfigError(
+                f"{source}: {where}: expected a recipient domain such as example.net "
+                "(or .example.net for its subdomains)"
+            )
+        table = _expect_table(source, where, table)
+        overrides: dict[str, dict[str, Any]] = {}
+        for scanner, options in table.items():
+            if scanner not in scanners:
+                raise ConfigError(
+                    f"{source}: {where} {scanner}: no [scanner.{scanner}] is defined "
+                    f"(defined: {', '.join(scanners)})"
+                )
+            options = _expect_table(source, f"{where} {scanner}", options)
+            if "plugin" in options:
+                raise ConfigError(
+                    f"{source}: {where} {scanner}.plugin: a policy changes options, not the plugin"
+                )
+            if "on_error" in options:
+                _on_error(source, f"{where} {scanner}.", options["on_error"])
+            if "timeout" in options:
+                _duration(source, f"{where} {scanner}.", "timeout", options["timeout"])
+            overrides[scanner] = dict(options)
+        policies[domain.lower()] = overrides
+    return policies

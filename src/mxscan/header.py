@@ -1,0 +1,137 @@
+"""One header field, kept as the exact bytes it arrived as.
+
+A DKIM signature covers header bytes, so mxscan never rebuilds an unedited
+header: ``raw`` is what goes out again. ``name`` and ``value`` are views for
+scanners; decoding uses surrogateescape so 8-bit bytes never raise and encode
+back to the same bytes.
+"""
+
+from __future__ import annotations
+
+import attrs
+
+__all__ = ["Header", "InvalidHeader", "header_name_length", "validate_name", "validate_value"]
+
+
+class InvalidHeader(ValueError):
+    """A header name or value that would corrupt the message or inject a header."""
+
+
+def header_name_length(line: bytes) -> int:
+    """Length of the field name if ``line`` starts a header, else 0.
+
+    Same rule as Postfix's ``is_header()``: printable ASCII name, optional
+    spaces or tabs, then a colon. Anything else is not a header, which is how
+    Postfix decides where the header ends on malformed mail.
+    """
+    length = 0
+    spaces = False
+    for c in line:
+        if c == 0x3A:  # ':'
+            return length
+        if c in (0x20, 0x09):
+            if length == 0:
+                return 0
+            spaces = True
+            continue
+        if c == 0 or c >= 0x80 or c < 0x20 or c == 0x7F or spaces:
+            return 0
+        length += 1
+    return 0
+
+
+def validate_name(name: str) -> None:
+    if not name:
+        raise InvalidHeader("a header name cannot be empty")
+    for ch in name:
+        if not 33 <= ord(ch) <= 126 or ch == ":":
+            raise InvalidHeader(
+                f"header name {name!r} may only hold printable ASCII without ':' or spaces"
+            )
+
+
+def validate_value(name: str, value: str) -> None:
+    if "\r" in value or "\n" in value:
+        raise InvalidHeader(
+            f"refusing {name} value with CR or LF: it would inject headers ({value[:60]!r})"
+        )
+    if "\0" in value:
+        raise InvalidHeader(f"refusing {name} value with a NUL byte")
+
+
+def _encode(text: str) -> bytes:
+    return text.encode("utf-8", "surrogateescape")
+
+
+def _decode(data: bytes) -> str:
+    return data.decode("utf-8", "surrogateescape")
+
+
+@attrs.frozen(eq=True, hash=True)
+class Header:
+    """A header field: ``raw`` is authoritative, the rest is derived from it."""
+
+    raw: bytes
+
+    @classmethod
+    def build(cls, name: str, value: str, eol: bytes = b"\r\n") -> Header:
+        """A new field as mxscan writes it: ``Name: value`` (or ``Name:`` + value
+        when the value brings its own leading whitespace)."""
+        validate_name(name)
+        validate_value(name, value)
+        sep = b":" if value[:1] in (" ", "\t") else b": "
+        return cls(name.encode("ascii") + sep + _encode(value) + eol)
+
+    @property
+    def _colon(self) -> int:
+        return self.raw.index(b":")
+
+    @property
+    def name(self) -> str:
+        return _decode(self.raw[: self._colon].rstrip(b" \t"))
+
+    @property
+    def raw_value(self) -> bytes:
+        """Bytes after the colon without the final line ending (folding kept)."""
+        rest = self.raw[self._colon + 1 :]
+        if rest.endswith(b"\r\n"):
+            return rest[:-2]
+        if rest.endswith(b"\n"):
+            return rest[:-1]
+        return rest
+
+    @property
+    def value(self) -> str:
+        """Unfolded value: line breaks before whitespace removed, leading
+        whitespace dropped, bytes decoded without loss."""
+        data = self.raw_value.replace(b"\r\n", b"").replace(b"\n", b"")
+        return _decode(data.lstrip(b" \t"))
+
+    @property
+    def logical(self) -> str:
+        """The header as Postfix's header_checks sees it: one key, folded lines
+        joined with LF, the final line ending removed."""
+        data = self.raw
+        if data.endswith(b"\r\n"):
+            data = data[:-2]
+        elif data.endswith(b"\n"):
+            data = data[:-1]
+        return _decode(data.replace(b"\r\n", b"\n"))
+
+    @property
+    def eol(self) -> bytes:
+        if self.raw.endswith(b"\r\n"):
+            return b"\r\n"
+        if self.raw.endswith(b"\n"):
+            return b"\n"
+        return b""
+
+    def is_named(self, name: str) -> bool:
+        return self.name.lower() == name.lower()
+
+    def __attrs_post_init__(self) -> None:
+        if header_name_length(self.raw) == 0:
+            raise InvalidHeader(f"not a header field: {self.raw[:60]!r}")
+
+    def __repr__(self) -> str:
+        return f"Header({self.raw!r})"

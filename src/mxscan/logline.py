@@ -1,0 +1,61 @@
+"""The one log line per message that mail admins grep next to Postfix's lines.
+
+``QUEUEID: clamav=infected(Eicar-Test-Signature) spamassassin=skipped(oversize) action=discard``
+(the ``mxscan[PID]:`` prefix comes from the log handler, as with syslog).
+"""
+
+from __future__ import annotations
+
+import logging
+import logging.handlers
+import sys
+from pathlib import Path
+
+from .verdict import Result
+
+__all__ = ["format_result", "setup_logging"]
+
+
+def _quote(text: str) -> str:
+    return text.replace("\n", " ").replace("\r", " ")
+
+
+def _group_line(result: Result) -> str:
+    parts = [f"{v.scanner}={_quote(v.token)}" for v in result.verdicts]
+    parts.append(f"action={result.verdict.action}")
+    if result.verdict.action not in (0,) and result.verdict.reason:
+        parts.append(f'reason="{_quote(result.verdict.reason)}"')
+    return " ".join(parts)
+
+
+def format_result(result: Result, queue_id: str | None = None) -> str:
+    queue_id = queue_id or result.message.envelope.queue_id or "NOQUEUE"
+    if not result.splits:
+        return f"{queue_id}: {_group_line(result)}"
+    groups = [
+        f"policy={g.policy} rcpts={len(g.recipients)} {_group_line(g)}" for g in result.splits
+    ]
+    return f"{queue_id}: " + "; ".join(groups)
+
+
+def setup_logging(target: str = "stderr", facility: str = "mail", level: str = "info") -> None:
+    """Send the ``mxscan`` logger to stderr or syslog in ``mxscan[PID]: ...`` form."""
+    logger = logging.getLogger("mxscan")
+    logger.setLevel(level.upper())
+    for old in list(logger.handlers):
+        logger.removeHandler(old)
+    handler: logging.Handler
+    if target == "syslog" and Path("/dev/log").exists():
+        handler = logging.handlers.SysLogHandler(
+            address="/dev/log",
+            facility=logging.handlers.SysLogHandler.facility_names[facility],
+        )
+    else:
+        handler = logging.StreamHandler(sys.stderr)
+        if target == "syslog":
+            logger.addHandler(handler)
+            logger.warning("no /dev/log: logging to stderr instead of syslog")
+            logger.removeHandler(handler)
+    handler.setFormatter(logging.Formatter("mxscan[%(process)d]: %(message)s"))
+    logger.addHandler(handler)
+    logger.propagate = False

@@ -1,0 +1,312 @@
+"""A mail message that comes out byte for byte as it went in.
+
+The header is split the way Postfix's cleanup splits it (see ``header.py``) so
+that header rules see what Postfix would have shown them, the body is spooled so
+memory stays flat, and ``as_bytes()`` / ``write_to()`` of an unedited message
+return the input unchanged - whatever it was, malformed or not.
+
+Defined behaviour for odd input:
+
+* a leading mbox ``From `` line is kept aside in ``mbox_from`` and written back;
+  the header starts on the next line (Postfix would treat it as body);
+* a line that is neither a header nor a continuation (no colon, or a bad name)
+  ends the header and starts the body, with ``separator == b""``, as in Postfix;
+* no blank line at all: every line is a header and the body is empty;
+* CRLF or LF line endings are kept per line; a bare CR is ordinary data;
+* NUL and 8-bit bytes are kept; a NUL or 8-bit byte in a field *name* makes the
+  line a non-header, as in Postfix;
+* a missing final newline is kept missing.
+"""
+
+from __future__ import annotations
+
+import email.message
+import email.parser
+import email.policy
+import io
+import os
+from collections.abc import Iterable, Iterator, Mapping
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import attrs
+
+from .body import DEFAULT_CHUNK_SIZE, DEFAULT_SPOOL_THRESHOLD, Body, BodyBuilder
+from .edits import HeaderEdit, apply_edits
+from .header import Header, header_name_length
+
+__all__ = ["Envelope", "Message"]
+
+#: A single header line longer than this ends the header: it is kept as body
+#: bytes rather than held in memory as one field.
+MAX_HEADER_LINE = 8 * 1024 * 1024
+_READ = 64 * 1024
+
+
+def _frozen_macros(value: Mapping[str, str] | None) -> Mapping[str, str]:
+    return dict(value or {})
+
+
+@attrs.frozen
+class Envelope:
+    """SMTP envelope and connection facts; an empty sender is the null sender ``<>``."""
+
+    sender: str = ""
+    recipients: tuple[str, ...] = attrs.field(default=(), converter=tuple)
+    client_address: str | None = None
+    client_name: str | None = None
+    helo: str | None = None
+    queue_id: str | None = None
+    auth_user: str | None = None
+    macros: Mapping[str, str] = attrs.field(factory=dict, converter=_frozen_macros, hash=False)
+
+
+def _line_eol(line: bytes) -> bytes:
+    if line.endswith(b"\r\n"):
+        return b"\r\n"
+    if line.endswith(b"\n"):
+        return b"\n"
+    return b""
+
+
+class _LineReader:
+    """readline() over a binary stream with a bound on the line kept in memory."""
+
+    def __init__(self, stream: BinaryIO) -> None:
+        self._stream = stream
+
+    def readline(self) -> tuple[bytes, bool]:
+        """One line; the flag is False when the line was cut at MAX_HEADER_LINE."""
+        parts: list[bytes] = []
+        size = 0
+        while True:
+            piece = self._stream.readline(_READ)
+            if not piece:
+                break
+            parts.append(piece)
+            size += len(piece)
+            if piece.endswith(b"\n"):
+                break
+            if size > MAX_HEADER_LINE:
+                return b"".join(parts), False
+        return b"".join(parts), True
+
+
+@attrs.frozen(eq=False)
+class Message:
+    """Header fields, body and envelope. Frozen: edits give a new message that
+    shares the body, so nothing is copied."""
+
+    headers: tuple[Header, ...]
+    body: Body
+    envelope: Envelope = Envelope()
+    mbox_from: bytes = b""
+    separator: bytes = b"\r\n"
+    _cache: dict[str, Any] = attrs.field(factory=dict, init=False, repr=False)
+
+    # -- construction -----------------------------------------------------
+
+    @classmethod
+    def from_bytes(
+        cls,
+        data: bytes | bytearray | memoryview,
+        *,
+        envelope: Envelope | None = None,
+        spool_threshold: int = DEFAULT_SPOOL_THRESHOLD,
+        spool_dir: str | None = None,
+    ) -> Message:
+        return cls.from_stream(
+            io.BytesIO(bytes(data)),
+            envelope=envelope,
+            spool_threshold=spool_threshold,
+            spool_dir=spool_dir,
+        )
+
+    @classmethod
+    def from_file(
+        cls,
+        path: str | os.PathLike[str],
+        *,
+        envelope: Envelope | None = None,
+        spool_threshold: int = DEFAULT_SPOOL_THRESHOLD,
+        spool_dir: str | None = None,
+    ) -> Message:
+        with Path(path).open("rb") as fp:
+            return cls.from_stream(
+                fp, envelope=envelope, spool_threshold=spool_threshold, spool_dir=spool_dir
+            )
+
+    @classmethod
+    def from_stream(
+        cls,
+        stream: BinaryIO,
+        *,
+        envelope: Envelope | None = None,
+        spool_threshold: int = DEFAULT_SPOOL_THRESHOLD,
+        spool_dir: str | None = None,
+    ) -> Message:
+        """Read a message from a binary stream, holding at most one header line
+        and ``spool_threshold`` body bytes in memory."""
+        reader = _LineReader(stream)
+        headers: list[Header] = []
+        mbox_from = b""
+        separator = b""
+        builder = BodyBuilder(threshold=spool_threshold, spool_dir=spool_dir)
+        try:
+            pending: bytes | None = None  # the header being collected (may fold)
+            first = True
+            while True:
+                line, whole = reader.readline()
+                if not line:
+                    break
+                if first:
+                    first = False
+                    if line.startswith(b"From ") and whole:
+                        mbox_from = line
+                        continue
+                if not whole:
+                    builder.write(line)
+                    break
+                if pending is not None and line[:1] in (b" ", b"\t"):
+                    pending += line
+                    if len(pending) > MAX_HEADER_LINE:
+                        builder.write(pending)
+                        pending = None
+                        break
+                    continue
+                if pending is not None:
+                    headers.append(Header(pending))
+                    pending = None
+                if line in (b"\r\n", b"\n"):
+                    separator = line
+                    break
+                if header_name_length(line):
+                    pending = line
+                    continue
+                builder.write(line)
+                break
+            if pending is not None:
+                headers.append(Header(pending))
+            while True:
+                chunk = stream.read(_READ)
+                if not chunk:
+                    break
+                builder.write(chunk)
+        except BaseException:
+            builder.close()
+            raise
+        return cls(
+            headers=tuple(headers),
+            body=builder.finish(),
+            envelope=envelope or Envelope(),
+            mbox_from=mbox_from,
+            separator=separator,
+        )
+
+    # -- reading -------------------------------------------------------------
+
+    @property
+    def eol(self) -> bytes:
+        """The line ending new header lines get: the message's own."""
+        if self.separator:
+            return self.separator
+        for header in self.headers:
+            if header.eol:
+                return header.eol
+        return _line_eol(self.mbox_from) or b"\r\n"
+
+    @property
+    def size(self) -> int:
+        return (
+            len(self.mbox_from)
+            + sum(len(h.raw) for h in self.headers)
+            + len(self.separator)
+            + self.body.size
+        )
+
+    def get_all(self, name: str) -> list[str]:
+        """Unfolded values of every header called ``name`` (case-insensitive)."""
+        lowered = name.lower()
+        return [h.value for h in self.headers if h.name.lower() == lowered]
+
+    def get(self, name: str, default: str | None = None) -> str | None:
+        values = self.get_all(name)
+        return values[0] if values else default
+
+    def head_bytes(self) -> bytes:
+        """The mbox line, header fields and separator: everything but the body."""
+        return self.mbox_from + b"".join(h.raw for h in self.headers) + self.separator
+
+    def chunks(self, chunk_size: int = DEFAULT_CHUNK_SIZE) -> Iterator[bytes]:
+        """The whole message in pieces, for streaming to a daemon or a file."""
+        head = self.head_bytes()
+        for start in range(0, len(head), chunk_size):
+            yield head[start : start + chunk_size]
+        yield from self.body.chunks(chunk_size)
+
+    def as_bytes(self) -> bytes:
+        return self.head_bytes() + self.body.as_bytes()
+
+    def write_to(self, fp: BinaryIO) -> int:
+        """Write the message; returns the number of bytes written."""
+        written = 0
+        for chunk in self.chunks():
+            fp.write(chunk)
+            written += len(chunk)
+        return written
+
+    def open(self) -> BinaryIO:
+        """A file-like reader over the whole message."""
+        return io.BufferedReader(_ChunkRaw(self.chunks()))
+
+    @property
+    def email(self) -> email.message.EmailMessage:
+        """The message parsed by the stdlib ``email`` package, for scanners that
+        walk MIME parts. Parsed on first use; never used to write mail out."""
+        cached = self._cache.get("email")
+        if cached is None:
+            with self.open() as fp:
+                cached = email.parser.BytesParser(policy=email.policy.default).parse(fp)
+            self._cache["email"] = cached
+        assert isinstance(cached, email.message.EmailMessage)
+        return cached
+
+    # -- changing ------------------------------------------------------------
+
+    def apply(self, edits: Iterable[HeaderEdit]) -> Message:
+        """A new message with ``edits`` applied in order; the body is shared."""
+        edits = tuple(edits)
+        if not edits:
+            return self
+        headers = apply_edits(self.headers, edits, self.eol)
+        return attrs.evolve(self, headers=tuple(headers))
+
+    def with_envelope(self, envelope: Envelope) -> Message:
+        return attrs.evolve(self, envelope=envelope)
+
+    def close(self) -> None:
+        """Release the body's spool file now rather than at garbage collection."""
+        self.body.close()
+
+    def __repr__(self) -> str:
+        return f"<Message {len(self.headers)} headers, {self.body!r}>"
+
+
+class _ChunkRaw(io.RawIOBase):
+    def __init__(self, chunks: Iterator[bytes]) -> None:
+        self._chunks = chunks
+        self._pending = b""
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
+        while not self._pending:
+            try:
+                self._pending = next(self._chunks)
+            except StopIteration:
+                return 0
+        size = min(len(buffer), len(self._pending))
+        buffer[:size] = self._pending[:size]
+        self._pending = self._pending[size:]
+        return size

@@ -1,0 +1,151 @@
+"""Stages of scanners: concurrent within a stage, sequential across stages.
+
+Edits of a stage are applied before the next stage runs, so header rules in a
+later stage see the headers that scanners added - the thing Postfix's
+header_checks cannot do with milters. A scanner that fails, hangs or returns
+nonsense gets its ``on_error`` outcome instead of taking the message down.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Iterable, Sequence
+
+import attrs
+
+from .edits import HeaderEdit
+from .message import Message
+from .scanner import Scanner, ScannerError
+from .verdict import Action, Result, SmtpReply, Verdict
+
+__all__ = ["ON_ERROR_ACTIONS", "Pipeline", "Step", "combine"]
+
+log = logging.getLogger("mxscan")
+
+#: What ``on_error`` may say: pass unscanned, ask the client to retry, refuse.
+ON_ERROR_ACTIONS = (Action.ACCEPT, Action.TEMPFAIL, Action.REJECT)
+
+_ERROR_REJECT = SmtpReply(554, "5.7.0", "Message could not be scanned")
+
+
+def _check_on_error(_: object, __: object, value: Action) -> None:
+    if value not in ON_ERROR_ACTIONS:
+        raise ValueError(f"on_error must be accept, tempfail or reject, not {value}")
+
+
+def _check_timeout(_: object, __: object, value: float) -> None:
+    if not value > 0:
+        raise ValueError(f"timeout must be positive, got {value}")
+
+
+@attrs.frozen
+class Step:
+    """A scanner in a stage, with what to do when it cannot give a verdict."""
+
+    scanner: Scanner
+    timeout: float = attrs.field(default=60.0, validator=_check_timeout)
+    on_error: Action = attrs.field(default=Action.TEMPFAIL, validator=_check_on_error)
+
+    @property
+    def name(self) -> str:
+        return self.scanner.name
+
+
+def _error_verdict(step: Step, kind: str, reason: str) -> Verdict:
+    reply = _ERROR_REJECT if step.on_error is Action.REJECT else None
+    return Verdict(
+        action=step.on_error,
+        scanner=step.name,
+        reason=f"{reason} (on_error={step.on_error})",
+        status=f"error({kind})",
+        reply=reply,
+    )
+
+
+async def _run_step(step: Step, message: Message) -> Verdict:
+    try:
+        # Typed as object: third-party scanners may return anything.
+        verdict: object = await asyncio.wait_for(step.scanner.scan(message), step.timeout)
+    except TimeoutError:
+        return _error_verdict(step, "timeout", f"no verdict within {step.timeout:g}s")
+    except ScannerError as exc:
+        return _error_verdict(step, "failed", str(exc) or type(exc).__name__)
+    except Exception as exc:
+        log.exception("scanner %s raised an unexpected error", step.name)
+        return _error_verdict(step, "crashed", f"{type(exc).__name__}: {exc}")
+    if not isinstance(verdict, Verdict):
+        kind = type(verdict).__name__
+        return _error_verdict(step, "garbage", f"returned {kind}, not a Verdict")
+    return attrs.evolve(verdict, scanner=step.name)
+
+
+def combine(verdicts: Sequence[Verdict]) -> Verdict:
+    """The most severe verdict wins (REJECT > DISCARD > QUARANTINE > TEMPFAIL >
+    ACCEPT); the first of equals keeps its reason and reply."""
+    worst: Verdict | None = None
+    for verdict in verdicts:
+        if worst is None or verdict.action > worst.action:
+            worst = verdict
+    if worst is None or worst.action is Action.ACCEPT:
+        reason = "accepted by every scanner" if verdicts else "no scanners"
+        return Verdict(Action.ACCEPT, scanner="mxscan", reason=reason, status="accept")
+    return attrs.evolve(worst, edits=())
+
+
+def _as_step(item: Scanner | Step) -> Step:
+    if isinstance(item, Step):
+        return item
+    if isinstance(item, Scanner):
+        return Step(item)
+    raise TypeError(f"a stage holds scanners or Steps, not {type(item).__name__}")
+
+
+class Pipeline:
+    """An ordered list of stages; build one directly or from a config file."""
+
+    def __init__(self, stages: Iterable[Iterable[Scanner | Step]] = ()) -> None:
+        self.stages: tuple[tuple[Step, ...], ...] = tuple(
+            tuple(_as_step(item) for item in stage) for stage in stages
+        )
+        names = [step.name for stage in self.stages for step in stage]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise ValueError(f"scanner names must be unique in a pipeline: {duplicates}")
+
+    @property
+    def steps(self) -> tuple[Step, ...]:
+        return tuple(step for stage in self.stages for step in stage)
+
+    async def run(self, message: Message) -> Result:
+        verdicts: list[Verdict] = []
+        edits: list[HeaderEdit] = []
+        current = message
+        for stage in self.stages:
+            results = await asyncio.gather(*(_run_step(step, current) for step in stage))
+            stage_edits = [edit for verdict in results for edit in verdict.edits]
+            if stage_edits:
+                current = current.apply(stage_edits)
+                edits.extend(stage_edits)
+            verdicts.extend(results)
+            if any(v.action >= Action.DISCARD for v in results):
+                break
+        return Result(
+            verdict=combine(verdicts),
+            verdicts=tuple(verdicts),
+            message=current,
+            edits=tuple(edits),
+            recipients=message.envelope.recipients,
+        )
+
+    async def aclose(self) -> None:
+        """Close every scanner once, even if one of them fails to close."""
+        seen: set[int] = set()
+        for step in self.steps:
+            if id(step.scanner) in seen:
+                continue
+            seen.add(id(step.scanner))
+            try:
+                await step.scanner.aclose()
+            except Exception:
+                log.exception("closing scanner %s failed", step.name)

@@ -1,0 +1,134 @@
+"""What a scanner decides, and what the pipeline decides from all of them."""
+
+from __future__ import annotations
+
+import enum
+import re
+from typing import TYPE_CHECKING, Literal
+
+import attrs
+
+from .edits import HeaderEdit
+
+if TYPE_CHECKING:
+    from .message import Message
+
+__all__ = ["Action", "Result", "Route", "SmtpReply", "Verdict"]
+
+
+class Action(enum.IntEnum):
+    """Ordered by severity, so combining verdicts is ``max()``."""
+
+    ACCEPT = 0
+    TEMPFAIL = 1
+    QUARANTINE = 2
+    DISCARD = 3
+    REJECT = 4
+
+    @classmethod
+    def parse(cls, text: str) -> Action:
+        try:
+            return cls[text.strip().upper()]
+        except (KeyError, AttributeError):
+            names = ", ".join(a.name.lower() for a in cls)
+            raise ValueError(f"expected one of {names}, got {text!r}") from None
+
+    def __str__(self) -> str:
+        return self.name.lower()
+
+
+_STATUS = re.compile(r"[245]\.\d{1,3}\.\d{1,3}")
+
+
+@attrs.frozen
+class SmtpReply:
+    """An SMTP reply for REJECT or TEMPFAIL: only 4xx and 5xx make sense there."""
+
+    code: int
+    status: str
+    text: str
+
+    def __attrs_post_init__(self) -> None:
+        if not 400 <= self.code <= 599:
+            raise ValueError(f"an SMTP reply code must be 4xx or 5xx, got {self.code}")
+        if not _STATUS.fullmatch(self.status) or self.status[0] != str(self.code)[0]:
+            raise ValueError(f"enhanced status {self.status!r} does not fit reply code {self.code}")
+        if "\r" in self.text or "\n" in self.text:
+            raise ValueError("an SMTP reply text cannot hold CR or LF")
+
+    def __str__(self) -> str:
+        return f"{self.code} {self.status} {self.text}"
+
+
+DEFAULT_REJECT = SmtpReply(550, "5.7.1", "Message rejected")
+DEFAULT_TEMPFAIL = SmtpReply(451, "4.7.1", "Message cannot be scanned now, try again later")
+
+
+@attrs.frozen
+class Route:
+    """A delivery change a scanner asks for (header_checks REDIRECT, BCC,
+    FILTER). Only adapters that control delivery can act on it."""
+
+    kind: Literal["redirect", "bcc", "filter"]
+    target: str
+
+
+@attrs.frozen
+class Verdict:
+    """One scanner's decision. ``status`` is the short token in the log line
+    (``clean``, ``infected(NAME)``, ``skipped(oversize)``); the pipeline fills
+    ``scanner`` with the configured instance name."""
+
+    action: Action = Action.ACCEPT
+    scanner: str = ""
+    reason: str = ""
+    status: str = ""
+    score: float | None = None
+    findings: tuple[str, ...] = attrs.field(default=(), converter=tuple)
+    edits: tuple[HeaderEdit, ...] = attrs.field(default=(), converter=tuple)
+    reply: SmtpReply | None = None
+    routes: tuple[Route, ...] = attrs.field(default=(), converter=tuple)
+
+    @property
+    def token(self) -> str:
+        """``status`` or, when a scanner gave none, the action's name."""
+        return self.status or ("clean" if self.action is Action.ACCEPT else str(self.action))
+
+    @property
+    def smtp_reply(self) -> SmtpReply | None:
+        """The reply to give the client: the scanner's own or a default."""
+        if self.reply is not None:
+            return self.reply
+        if self.action is Action.REJECT:
+            return DEFAULT_REJECT
+        if self.action is Action.TEMPFAIL:
+            return DEFAULT_TEMPFAIL
+        return None
+
+
+@attrs.frozen(eq=False)
+class Result:
+    """The pipeline's outcome for one message.
+
+    ``edits`` are every applied edit in order (what a milter replays to
+    Postfix); ``message`` has them applied. When recipients fall under
+    different policies, ``splits`` holds one result per group and the
+    top-level fields describe the most severe of them.
+    """
+
+    verdict: Verdict
+    verdicts: tuple[Verdict, ...]
+    message: Message
+    edits: tuple[HeaderEdit, ...] = ()
+    policy: str = "default"
+    recipients: tuple[str, ...] = ()
+    splits: tuple[Result, ...] = ()
+
+    @property
+    def action(self) -> Action:
+        return self.verdict.action
+
+    @property
+    def groups(self) -> tuple[Result, ...]:
+        """One result per recipient policy group (just ``self`` when not split)."""
+        return self.splits or (self,)
