@@ -1,0 +1,218 @@
+"""The ``[scanner.NAME]`` options of the clamav plugin, checked once at startup.
+
+All validation happens here so that a typo in the configuration is one clear
+``ConfigError`` naming the option when mxscan starts, never a surprise during a
+scan at 3 a.m.
+"""
+
+from __future__ import annotations
+
+import enum
+import socket
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TypeVar
+
+from mxscan import Action, Address, ConfigError, parse_addresses, parse_duration, parse_size
+
+__all__ = [
+    "DEFAULT_ADDRESS",
+    "DEFAULT_REJECT_MESSAGE",
+    "Heuristics",
+    "OnInfected",
+    "OnOversize",
+    "Options",
+    "format_reject_message",
+]
+
+E = TypeVar("E", bound=enum.Enum)
+
+DEFAULT_ADDRESS = "unix:/run/clamav/clamd.ctl"
+"""Debian's clamav-daemon socket (``LocalSocket`` in /etc/clamav/clamd.conf)."""
+
+DEFAULT_REJECT_MESSAGE = "Virus found: %s"
+
+
+class OnInfected(enum.Enum):
+    """What happens to a message clamd found a virus in."""
+
+    DISCARD = "discard"
+    REJECT = "reject"
+    QUARANTINE = "quarantine"
+    ACCEPT_AND_TAG = "accept-and-tag"
+
+    @property
+    def action(self) -> Action:
+        return {
+            OnInfected.DISCARD: Action.DISCARD,
+            OnInfected.REJECT: Action.REJECT,
+            OnInfected.QUARANTINE: Action.QUARANTINE,
+            OnInfected.ACCEPT_AND_TAG: Action.ACCEPT,
+        }[self]
+
+
+class OnOversize(enum.Enum):
+    """What happens to a message too large to scan (``max_size`` or clamd's
+    ``StreamMaxLength``). There is no silent choice: each one is logged as
+    ``skipped(oversize)`` with a reason."""
+
+    ACCEPT_AND_LOG = "accept-and-log"
+    TEMPFAIL = "tempfail"
+    REJECT = "reject"
+
+    @property
+    def action(self) -> Action:
+        return {
+            OnOversize.ACCEPT_AND_LOG: Action.ACCEPT,
+            OnOversize.TEMPFAIL: Action.TEMPFAIL,
+            OnOversize.REJECT: Action.REJECT,
+        }[self]
+
+
+class Heuristics(enum.Enum):
+    """How clamd's ``Heuristics.*`` detections count when they are the only ones.
+
+    ``infected``: like any signature (clamd's and clamav-milter's behaviour);
+    ``tag``: accept, with ``X-Virus-Status: Infected (NAME)`` added;
+    ``ignore``: the message counts as clean (the reason still names them).
+    """
+
+    INFECTED = "infected"
+    TAG = "tag"
+    IGNORE = "ignore"
+
+
+@dataclass(frozen=True)
+class Options:
+    addresses: tuple[Address, ...]
+    timeout: float
+    connect_timeout: float
+    on_infected: OnInfected
+    max_size: int | None
+    on_oversize: OnOversize
+    add_headers: bool
+    reject_message: str
+    heuristics: Heuristics
+    hostname: str
+
+    @classmethod
+    def parse(
+        cls,
+        *,
+        address: object = DEFAULT_ADDRESS,
+        timeout: object = 60.0,
+        connect_timeout: object = 5.0,
+        on_infected: object = "discard",
+        max_size: object = None,
+        on_oversize: object = "accept-and-log",
+        add_headers: object = True,
+        reject_message: object = DEFAULT_REJECT_MESSAGE,
+        heuristics: object = "infected",
+        hostname: object = None,
+    ) -> Options:
+        timeout_s = _duration("timeout", timeout)
+        return cls(
+            addresses=_addresses(address),
+            timeout=timeout_s,
+            connect_timeout=min(_duration("connect_timeout", connect_timeout), timeout_s),
+            on_infected=_choice("on_infected", on_infected, OnInfected),
+            max_size=None if max_size is None else _size("max_size", max_size),
+            on_oversize=_choice("on_oversize", on_oversize, OnOversize),
+            add_headers=_bool("add_headers", add_headers),
+            reject_message=_reject_message(reject_message),
+            heuristics=_choice("heuristics", heuristics, Heuristics),
+            hostname=_hostname(hostname),
+        )
+
+
+def format_reject_message(template: str, virus: str) -> str:
+    """Put the virus name into ``reject_message``.
+
+    ``%s`` (and clamav-milter's ``%v``, so an existing ``RejectMsg`` carries over)
+    stand for the name, ``%%`` for a percent sign; a lone ``%`` stays as it is
+    rather than failing at reject time.
+    """
+    out: list[str] = []
+    i = 0
+    while i < len(template):
+        char = template[i]
+        if char == "%" and i + 1 < len(template):
+            following = template[i + 1]
+            if following in "sv":
+                out.append(virus)
+                i += 2
+                continue
+            if following == "%":
+                out.append("%")
+                i += 2
+                continue
+        out.append(char)
+        i += 1
+    return "".join(out)
+
+
+def _addresses(value: object) -> tuple[Address, ...]:
+    if not isinstance(value, str) and not (
+        isinstance(value, Sequence) and all(isinstance(item, str) for item in value)
+    ):
+        raise ConfigError(
+            f"address: expected an address or a list of them (unix:/path, inet:host:port), "
+            f"got {value!r}"
+        )
+    try:
+        return parse_addresses(value)
+    except ValueError as exc:
+        raise ConfigError(f"address: {exc}") from None
+
+
+def _duration(option: str, value: object) -> float:
+    try:
+        seconds = parse_duration(value)
+    except ValueError as exc:
+        raise ConfigError(f"{option}: {exc}") from None
+    if seconds <= 0:
+        raise ConfigError(f"{option}: must be more than zero, got {value!r}")
+    return seconds
+
+
+def _size(option: str, value: object) -> int:
+    try:
+        size = parse_size(value)
+    except ValueError as exc:
+        raise ConfigError(f"{option}: {exc}") from None
+    if size <= 0:
+        raise ConfigError(f"{option}: must be more than zero, got {value!r}")
+    return size
+
+
+def _choice(option: str, value: object, kind: type[E]) -> E:
+    choices = [member.value for member in kind]
+    if isinstance(value, str):
+        for member in kind:
+            if member.value == value.strip().lower():
+                return member
+    raise ConfigError(f"{option}: expected one of {', '.join(choices)}, got {value!r}")
+
+
+def _bool(option: str, value: object) -> bool:
+    if isinstance(value, bool):
+        return value
+    raise ConfigError(f"{option}: expected true or false, got {value!r}")
+
+
+def _reject_message(value: object) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise ConfigError(f"reject_message: expected a text such as {DEFAULT_REJECT_MESSAGE!r}")
+    if not value.isprintable():
+        raise ConfigError(
+            f"reject_message: must be one printable line (an SMTP reply), got {value!r}"
+        )
+    return value
+
+
+def _hostname(value: object) -> str:
+    if value is None:
+        return socket.gethostname() or "localhost"
+    if not isinstance(value, str) or not value.strip() or not value.isprintable():
+        raise ConfigError(f"hostname: expected a host name, got {value!r}")
+    return value.strip()

@@ -1,0 +1,188 @@
+"""The ``clamav`` scanner: one message in, one verdict out.
+
+It streams the message to clamd (never holding it whole in memory) and maps
+clamd's answer to the admin's choices. It never returns ACCEPT for a scan that
+did not happen: a failure is a ``ScannerError`` (the pipeline's ``on_error``
+decides), and a message too large to scan is an explicit, logged
+``skipped(oversize)`` outcome.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from mxscan import Action, HeaderEdit, Message, ScannerError, SmtpReply, Verdict
+
+from . import headers
+from ._version import __version__
+from .client import ClamdClient
+from .options import (
+    DEFAULT_ADDRESS,
+    DEFAULT_REJECT_MESSAGE,
+    Heuristics,
+    OnInfected,
+    OnOversize,
+    Options,
+    format_reject_message,
+)
+from .protocol import ClamdError, ScanResult, StreamLimitExceeded, is_heuristic
+
+__all__ = ["ClamAV"]
+
+MAIL_MARKER = b"From mxscan-clamav\n"
+"""Sent before a message that has no mbox ``From`` line of its own.
+
+clamd decides whether a stream is mail (and so decodes its MIME parts) from the
+first bytes; a message starting with a header its type table does not list
+(``DKIM-Signature:``, ``ARC-Seal:``, ``X-...``) would be scanned as plain text and
+a base64 attachment would never be decoded. clamav-milter sends the same kind of
+line for the same reason.
+"""
+
+OVERSIZE_TEMPFAIL = SmtpReply(452, "4.3.4", "Message too large to scan for viruses")
+OVERSIZE_REJECT = SmtpReply(552, "5.3.4", "Message too large to scan for viruses")
+
+
+class ClamAV:
+    """Scan mail with clamd (see docs/clamav.md for every option).
+
+    Options are checked here, at construction, and a bad one raises
+    ``mxscan.ConfigError`` naming it. One instance serves concurrent scans: each
+    scan is one connection to clamd, opened to the next address in turn.
+    """
+
+    def __init__(
+        self,
+        name: str = "clamav",
+        *,
+        address: str | list[str] = DEFAULT_ADDRESS,
+        timeout: float | str = 60.0,
+        connect_timeout: float | str = 5.0,
+        on_infected: str = "discard",
+        max_size: int | str | None = None,
+        on_oversize: str = "accept-and-log",
+        add_headers: bool = True,
+        reject_message: str = DEFAULT_REJECT_MESSAGE,
+        heuristics: str = "infected",
+        hostname: str | None = None,
+    ) -> None:
+        self.name = name
+        self.options = Options.parse(
+            address=address,
+            timeout=timeout,
+            connect_timeout=connect_timeout,
+            on_infected=on_infected,
+            max_size=max_size,
+            on_oversize=on_oversize,
+            add_headers=add_headers,
+            reject_message=reject_message,
+            heuristics=heuristics,
+            hostname=hostname,
+        )
+        self.client = ClamdClient(
+            self.options.addresses,
+            timeout=self.options.timeout,
+            connect_timeout=self.options.connect_timeout,
+        )
+        self.scanned_by = f"mxscan-clamav {__version__} at {self.options.hostname}"
+
+    def __repr__(self) -> str:
+        addresses = ", ".join(str(a) for a in self.options.addresses)
+        return f"ClamAV(name={self.name!r}, address=[{addresses}])"
+
+    async def scan(self, message: Message) -> Verdict:
+        max_size = self.options.max_size
+        if max_size is not None and message.size > max_size:
+            return self._oversize(
+                message, f"message is {message.size} bytes, over max_size {max_size}"
+            )
+        try:
+            result = await self.client.instream(_stream(message))
+        except StreamLimitExceeded as exc:
+            return self._oversize(
+                message, f"message is over clamd's StreamMaxLength ({message.size} bytes; {exc})"
+            )
+        except ClamdError as exc:
+            raise ScannerError(str(exc)) from exc
+        return self._verdict(message, result)
+
+    async def aclose(self) -> None:
+        """Nothing to release: connections last one request (clamd closes them)."""
+
+    # -- verdicts ------------------------------------------------------------
+
+    def _verdict(self, message: Message, result: ScanResult) -> Verdict:
+        options = self.options
+        if not result.infected:
+            return Verdict(
+                action=Action.ACCEPT,
+                scanner=self.name,
+                reason="no virus found",
+                status="clean",
+                edits=self._edits(message, "Clean"),
+            )
+        signatures = result.signatures
+        real = [name for name in signatures if not is_heuristic(name)]
+        names = ", ".join(signatures)
+        if not real and options.heuristics is Heuristics.IGNORE:
+            return Verdict(
+                action=Action.ACCEPT,
+                scanner=self.name,
+                reason=f"only heuristic detections, ignored by configuration: {names}",
+                status="clean",
+                edits=self._edits(message, "Clean"),
+            )
+        status_header = headers.infected_status(signatures)
+        if not real and options.heuristics is Heuristics.TAG:
+            return Verdict(
+                action=Action.ACCEPT,
+                scanner=self.name,
+                reason=f"heuristic detection (tagged, accepted by configuration): {names}",
+                status=f"heuristic({','.join(signatures)})",
+                findings=signatures,
+                edits=self._edits(message, status_header, force=True),
+            )
+        on_infected = options.on_infected
+        reply = None
+        if on_infected is OnInfected.REJECT:
+            reply = SmtpReply(
+                550, "5.7.1", format_reject_message(options.reject_message, real[0] if real else signatures[0])
+            )
+        return Verdict(
+            action=on_infected.action,
+            scanner=self.name,
+            reason=f"virus found: {names}",
+            status=f"infected({','.join(signatures)})",
+            findings=signatures,
+            edits=self._edits(
+                message, status_header, force=on_infected is OnInfected.ACCEPT_AND_TAG
+            ),
+            reply=reply,
+        )
+
+    def _oversize(self, message: Message, why: str) -> Verdict:
+        on_oversize = self.options.on_oversize
+        reply = {
+            OnOversize.ACCEPT_AND_LOG: None,
+            OnOversize.TEMPFAIL: OVERSIZE_TEMPFAIL,
+            OnOversize.REJECT: OVERSIZE_REJECT,
+        }[on_oversize]
+        return Verdict(
+            action=on_oversize.action,
+            scanner=self.name,
+            reason=f"not scanned for viruses: {why}; on_oversize = {on_oversize.value}",
+            status="skipped(oversize)",
+            edits=headers.remove_forged(message) if self.options.add_headers else (),
+            reply=reply,
+        )
+
+    def _edits(self, message: Message, status: str, *, force: bool = False) -> list[HeaderEdit]:
+        if not (self.options.add_headers or force):
+            return []
+        return headers.tag(message, scanned_by=self.scanned_by, status=status)
+
+
+def _stream(message: Message) -> Iterator[bytes]:
+    if not message.mbox_from:
+        yield MAIL_MARKER
+    yield from message.chunks()
