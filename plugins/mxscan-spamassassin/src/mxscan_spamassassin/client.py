@@ -1,0 +1,109 @@
+"""The thin I/O layer: one HEADERS request to spamd through aiospamc.
+
+aiospamc's own failure modes are many and raw (a bare ``TimeoutError`` after its
+default of 600 s, ``AIOSpamcConnectionFailed``, ``BadResponse``, one exception
+class per spamd exit code, plain ``OSError`` when spamd hangs up mid-write).
+Everything is turned into one ``ScannerError`` that names the address, so the
+pipeline's ``on_error`` decides and the admin's log says which spamd failed.
+
+HEADERS rather than SYMBOLS or REPORT: one round trip gives the score, spamd's
+required_score, the rule names (in X-Spam-Status) and SA's headers in SA's own
+format, without sending the body back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import aiospamc  # type: ignore[import-untyped]
+from aiospamc.exceptions import (  # type: ignore[import-untyped]
+    AIOSpamcConnectionFailed,
+    BadResponse,
+    ClientTimeoutException,
+)
+from aiospamc.responses import ResponseException  # type: ignore[import-untyped]
+
+from mxscan import Address, ScannerError, UnixAddress
+
+from .answer import SpamdAnswer
+
+__all__ = ["ask_spamd"]
+
+
+def _why(error: BaseException) -> str:
+    """The OS-level cause aiospamc wraps (``Connection refused``, no such file)."""
+    cause = error.__cause__ or error.__context__ or error
+    number = getattr(cause, "errno", None)
+    if isinstance(number, int):
+        return os.strerror(number)
+    return str(cause) or type(cause).__name__
+
+
+async def _headers(
+    address: Address, data: bytes, timeout: float, user: str | None, compress: bool
+) -> Any:
+    limit = aiospamc.Timeout(total=timeout, connection=timeout, response=timeout)
+    if isinstance(address, UnixAddress):
+        return await aiospamc.headers(
+            data, socket_path=Path(address.path), timeout=limit, user=user, compress=compress
+        )
+    return await aiospamc.headers(
+        data, host=address.host, port=address.port, timeout=limit, user=user, compress=compress
+    )
+
+
+async def ask_spamd(
+    addresses: Sequence[Address],
+    data: bytes,
+    *,
+    timeout: float,
+    user: str | None = None,
+    compress: bool = False,
+) -> tuple[Address, SpamdAnswer]:
+    """Ask each address in turn until one answers.
+
+    Only a failure to connect moves on to the next spamd: a spamd that accepted
+    the message and then timed out or answered garbage has had its chance, and
+    trying the next one could double the time Postfix waits.
+    """
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    failures: list[str] = []
+    for address in addresses:
+        remaining = deadline - loop.time()
+        if remaining <= 0:
+            failures.append(f"{address}: not tried, the {timeout:g}s timeout was used up")
+            continue
+        try:
+            response = await _headers(address, data, remaining, user, compress)
+        except AIOSpamcConnectionFailed as error:
+            failures.append(f"{address}: {_why(error)}")
+            continue
+        except (TimeoutError, ClientTimeoutException) as error:
+            raise ScannerError(f"spamd at {address} did not answer within {timeout:g}s") from error
+        except BadResponse as error:
+            raw = error.args[0] if error.args else b""
+            raise ScannerError(
+                f"spamd at {address} sent an answer that is not the SPAMD protocol: {raw[:80]!r}"
+            ) from error
+        except ResponseException as error:
+            raise ScannerError(
+                f"spamd at {address} could not check the message: {error.code} {error}"
+            ) from error
+        except OSError as error:
+            raise ScannerError(f"spamd at {address}: connection lost: {_why(error)}") from error
+        except Exception as error:  # aiospamc's parser raises more than it documents
+            raise ScannerError(
+                f"spamd at {address} sent an unreadable answer: {type(error).__name__}: {error}"
+            ) from error
+        spam = response.headers.spam
+        if spam is None:
+            raise ScannerError(f"spamd at {address} answered without a Spam: score header")
+        return address, SpamdAnswer.from_parts(
+            spam.value, spam.score, spam.threshold, response.body
+        )
+    raise ScannerError("cannot reach spamd: " + "; ".join(failures))

@@ -1,0 +1,149 @@
+"""The ``spamassassin`` scanner: spamd's score, mxscan's levels and headers."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+from mxscan import (
+    Action,
+    HeaderEdit,
+    Message,
+    SmtpReply,
+    Verdict,
+    parse_addresses,
+)
+
+from . import options
+from .client import ask_spamd
+from .edits import forged_removals, sent_fields, spam_header_edits, subject_edits
+from .levels import Levels, decide
+from .oversize import OnOversize, head_at_line
+
+__all__ = ["SpamAssassin"]
+
+log = logging.getLogger("mxscan.spamassassin")
+
+DEFAULT_ADDRESS = "inet:127.0.0.1:783"
+DEFAULT_MAX_SIZE = 500 * 1024
+DEFAULT_REJECT_MESSAGE = "Message rejected as spam"
+
+
+class SpamAssassin:
+    """Asks spamd (``HEADERS``) for a score and turns it into a verdict.
+
+    Options are keyword arguments, as the core passes ``[scanner.NAME]``:
+    ``address`` (one Postfix-style address or a list, tried in order),
+    ``timeout`` (seconds, always passed to aiospamc: its own default is 600 s),
+    ``user``, ``compress``, ``tag_score``, ``spam_score``, ``discard_score``,
+    ``reject_score``, ``subject_tag``, ``remove_existing``, ``max_size``,
+    ``on_oversize``, ``reject_message``.
+    """
+
+    def __init__(
+        self,
+        name: str = "spamassassin",
+        *,
+        address: str | Sequence[str] = DEFAULT_ADDRESS,
+        timeout: float | str = 60.0,
+        user: str | None = None,
+        compress: bool = False,
+        tag_score: float | None = None,
+        spam_score: float | None = None,
+        discard_score: float | None = None,
+        reject_score: float | None = None,
+        subject_tag: str | None = None,
+        remove_existing: bool = True,
+        max_size: int | str = DEFAULT_MAX_SIZE,
+        on_oversize: str = "accept",
+        reject_message: str | None = None,
+    ) -> None:
+        self.name = name
+        try:
+            self.addresses = parse_addresses(address)
+        except ValueError as error:
+            raise ValueError(f"spamassassin: address: {error}") from None
+        self.timeout = options.duration("timeout", timeout)
+        self.user = options.maybe_text("user", user)
+        self.compress = options.flag("compress", compress)
+        self.levels = Levels(
+            tag_score=options.maybe_score("tag_score", tag_score),
+            spam_score=options.maybe_score("spam_score", spam_score),
+            discard_score=options.maybe_score("discard_score", discard_score),
+            reject_score=options.maybe_score("reject_score", reject_score),
+        )
+        self.subject_tag = options.maybe_text("subject_tag", subject_tag)
+        self.remove_existing = options.flag("remove_existing", remove_existing)
+        self.max_size = options.size("max_size", max_size)
+        self.on_oversize = options.on_oversize(on_oversize)
+        self.reject_message = (
+            options.maybe_text("reject_message", reject_message) or DEFAULT_REJECT_MESSAGE
+        )
+
+    def __repr__(self) -> str:
+        where = ", ".join(str(a) for a in self.addresses)
+        return f"SpamAssassin(name={self.name!r}, address=[{where}], levels={self.levels})"
+
+    async def aclose(self) -> None:
+        """Nothing to release: aiospamc opens one connection per request."""
+
+    async def scan(self, message: Message) -> Verdict:
+        removals: list[HeaderEdit] = (
+            forged_removals(message.headers) if self.remove_existing else []
+        )
+        to_scan = message.apply(removals) if removals else message
+        size = to_scan.size
+        note = ""
+        if size > self.max_size:
+            if self.on_oversize is not OnOversize.TRUNCATE:
+                return self._oversize(message, size, removals)
+            data = head_at_line(to_scan.chunks(), self.max_size)
+            note = f" (first {len(data)} of {size} bytes scanned: over max_size {self.max_size})"
+        else:
+            data = to_scan.as_bytes()
+        _, answer = await ask_spamd(
+            self.addresses, data, timeout=self.timeout, user=self.user, compress=self.compress
+        )
+        decision = decide(answer, self.levels)
+        edits = [
+            *removals,
+            *spam_header_edits(answer, decision, sent_fields(to_scan.headers)),
+            *subject_edits(message.get("Subject"), self.subject_tag, decision),
+        ]
+        reply = None
+        if decision.action is Action.REJECT:
+            reply = SmtpReply(550, "5.7.1", self.reject_message)
+        return Verdict(
+            action=decision.action,
+            scanner=self.name,
+            reason=decision.reason + note,
+            status=decision.status,
+            score=answer.score,
+            findings=answer.tests,
+            edits=tuple(edits),
+            reply=reply,
+        )
+
+    def _oversize(self, message: Message, size: int, removals: list[HeaderEdit]) -> Verdict:
+        """Never silently pass an unchecked message: say so in verdict and log."""
+        reason = f"message is {size} bytes, over max_size {self.max_size}: not spam-checked"
+        queue_id = message.envelope.queue_id or "NOQUEUE"
+        log.warning(
+            "%s: %s: %s (on_oversize=%s)", queue_id, self.name, reason, self.on_oversize.value
+        )
+        action = Action.ACCEPT
+        reply = None
+        if self.on_oversize is OnOversize.TEMPFAIL:
+            action = Action.TEMPFAIL
+            reply = SmtpReply(451, "4.3.4", "Message too big for spam checking, try again later")
+        elif self.on_oversize is OnOversize.REJECT:
+            action = Action.REJECT
+            reply = SmtpReply(552, "5.3.4", "Message too big for spam checking")
+        return Verdict(
+            action=action,
+            scanner=self.name,
+            reason=reason,
+            status="skipped(oversize)",
+            edits=tuple(removals),
+            reply=reply,
+        )

@@ -1,0 +1,244 @@
+"""Failure modes and protocol details against fake spamds on loopback.
+
+Every way spamd can fail has a defined outcome: ScannerError naming the address
+(so the pipeline's on_error applies), never an ACCEPT for a scan that did not
+happen and never a raw aiospamc exception.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import zlib
+from collections.abc import AsyncIterator
+
+import pytest
+from conftest import CLEAN, FakeSpamd, free_port, read_request, spam_message, spamd_reply
+from mxscan_spamassassin import SpamAssassin
+
+from mxscan import Action, Message, ScannerError
+
+SA_SPAM = (
+    b"X-Spam-Checker-Version: SpamAssassin 4.0.1 (2024-03-25) on vm\n"
+    b"X-Spam-Flag: YES\n"
+    b"X-Spam-Level: **************************************************\n"
+    b"X-Spam-Status: Yes, score=1000.0 required=5.0 tests=GTUBE,\n"
+    b"\tALL_TRUSTED autolearn=no autolearn_force=no version=4.0.1\n"
+    b"From: a@example.com\n\n"
+)
+
+
+class Canned:
+    """A fake spamd that records each request and answers with ``reply``."""
+
+    def __init__(self, reply: bytes) -> None:
+        self.reply = reply
+        self.requests: list[bytes] = []
+
+    async def __call__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.requests.append(await read_request(reader))
+        writer.write(self.reply)
+        await writer.drain()
+        writer.close()
+
+
+@pytest.fixture
+async def good() -> AsyncIterator[tuple[FakeSpamd, Canned]]:
+    canned = Canned(spamd_reply(1000.0, 5.0, SA_SPAM))
+    async with FakeSpamd(canned) as fake:
+        yield fake, canned
+
+
+def message(data: bytes = CLEAN) -> Message:
+    return Message.from_bytes(data)
+
+
+async def test_spamd_down_is_a_scanner_error_naming_the_address() -> None:
+    address = f"inet:127.0.0.1:{free_port()}"
+    scanner = SpamAssassin(address=address, timeout=5)
+    with pytest.raises(ScannerError, match=rf"cannot reach spamd: {address}: .*refused"):
+        await scanner.scan(message())
+
+
+async def test_missing_unix_socket_is_a_scanner_error(unix_path: str) -> None:
+    scanner = SpamAssassin(address=f"unix:{unix_path}", timeout=5)
+    with pytest.raises(ScannerError, match=rf"unix:{unix_path}: No such file"):
+        await scanner.scan(message())
+
+
+async def test_failover_to_the_next_address(good: tuple[FakeSpamd, Canned]) -> None:
+    fake, canned = good
+    down = f"inet:127.0.0.1:{free_port()}"
+    verdict = await SpamAssassin(address=[down, fake.address], timeout=5).scan(message())
+    assert verdict.status == "spam(1000.0)"
+    assert len(canned.requests) == 1
+
+
+async def test_all_addresses_down_lists_each() -> None:
+    first, second = (f"inet:127.0.0.1:{free_port()}" for _ in range(2))
+    with pytest.raises(ScannerError) as caught:
+        await SpamAssassin(address=[first, second], timeout=5).scan(message())
+    assert first in str(caught.value)
+    assert second in str(caught.value)
+
+
+async def test_slow_spamd_times_out_as_a_scanner_error(never_answers: FakeSpamd) -> None:
+    scanner = SpamAssassin(address=never_answers.address, timeout=0.3)
+    with pytest.raises(ScannerError, match=rf"{never_answers.address} did not answer within 0.3s"):
+        await scanner.scan(message())
+
+
+async def test_slow_spamd_is_not_retried_on_the_next_address(
+    never_answers: FakeSpamd, good: tuple[FakeSpamd, Canned]
+) -> None:
+    fake, canned = good
+    scanner = SpamAssassin(address=[never_answers.address, fake.address], timeout=0.3)
+    with pytest.raises(ScannerError, match="did not answer"):
+        await scanner.scan(message())
+    assert canned.requests == []
+
+
+@pytest.mark.parametrize(
+    ("reply", "expected"),
+    [
+        (b"HTTP/1.0 200 OK\r\n\r\nhello", "not the SPAMD protocol"),
+        (b"", "not the SPAMD protocol"),
+        (b"SPAMD/1.5 0 EX_OK\r\nContent-length: 500\r\n\r\nshort", "not the SPAMD protocol"),
+        (b"\xff\xfe garbage \x00\r\n\r\n", "not the SPAMD protocol"),
+        (b"SPAMD/1.5 0 EX_OK\r\nSpam: maybe ; x / y\r\n\r\n", "not the SPAMD protocol"),
+        (b"SPAMD/1.5 76 Bad header line: foo\r\n\r\n", "could not check the message: 76"),
+        (b"SPAMD/1.5 0 EX_OK\r\nContent-length: 0\r\n\r\n", "without a Spam: score header"),
+    ],
+    ids=["http", "empty", "short-body", "binary", "bad-spam-header", "ex-protocol", "no-score"],
+)
+async def test_garbage_answers_are_scanner_errors(reply: bytes, expected: str) -> None:
+    async with FakeSpamd(Canned(reply)) as fake:
+        scanner = SpamAssassin(address=fake.address, timeout=5)
+        with pytest.raises(ScannerError, match=rf"spamd at {fake.address} .*{expected}"):
+            await scanner.scan(message())
+
+
+async def test_hang_up_mid_request_is_a_scanner_error() -> None:
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read(10)
+        writer.transport.abort()
+
+    async with FakeSpamd(handler) as fake:
+        big = CLEAN + b"x" * 4_000_000 + b"\r\n"
+        scanner = SpamAssassin(address=fake.address, timeout=5, max_size="10MiB")
+        with pytest.raises(ScannerError, match=fake.address):
+            await scanner.scan(message(big))
+
+
+async def test_verdict_from_a_spam_answer(good: tuple[FakeSpamd, Canned]) -> None:
+    fake, _ = good
+    scanner = SpamAssassin(address=fake.address, timeout=5, discard_score=15)
+    verdict = await scanner.scan(message(spam_message(b"X-Spam-Flag: NO\r\n")))
+    assert verdict.action is Action.DISCARD
+    assert verdict.status == "spam(1000.0)"
+    assert verdict.score == 1000.0
+    assert verdict.findings == ("GTUBE", "ALL_TRUSTED")
+    assert verdict.reason == "score 1000.0 / threshold 5.0, discard_score 15.0"
+    assert [str(e) for e in verdict.edits] == [
+        "delete X-Spam-Flag[1]",
+        "add X-Spam-Checker-Version: SpamAssassin 4.0.1 (2024-03-25) on vm",
+        "add X-Spam-Flag: YES",
+        "add X-Spam-Level: " + "*" * 50,
+        "add X-Spam-Status: Yes, score=1000.0 required=5.0 tests=GTUBE,ALL_TRUSTED"
+        " autolearn=no autolearn_force=no version=4.0.1",
+    ]
+
+
+async def test_reject_score_gives_the_configured_reply(good: tuple[FakeSpamd, Canned]) -> None:
+    fake, _ = good
+    scanner = SpamAssassin(
+        address=fake.address, timeout=5, reject_score=20, reject_message="No spam here"
+    )
+    verdict = await scanner.scan(message())
+    assert verdict.action is Action.REJECT
+    assert verdict.reply is not None
+    assert str(verdict.reply) == "550 5.7.1 No spam here"
+
+
+async def test_forged_headers_are_not_sent_to_spamd(good: tuple[FakeSpamd, Canned]) -> None:
+    fake, canned = good
+    await SpamAssassin(address=fake.address, timeout=5).scan(
+        message(spam_message(b"X-Spam-Flag: YES\r\nX-Spam-Whatever: 1\r\n"))
+    )
+    assert b"X-Spam-" not in canned.requests[0]
+
+
+async def test_user_and_compress_reach_spamd(good: tuple[FakeSpamd, Canned]) -> None:
+    fake, canned = good
+    scanner = SpamAssassin(address=fake.address, timeout=5, user="bob", compress=True)
+    await scanner.scan(message())
+    head, _, body = canned.requests[0].partition(b"\r\n\r\n")
+    assert head.startswith(b"HEADERS SPAMC/1.5\r\n")
+    assert b"\r\nUser: bob" in head
+    assert b"\r\nCompress: zlib" in head
+    assert zlib.decompress(body) == CLEAN
+
+
+async def test_unix_socket_address(unix_path: str) -> None:
+    canned = Canned(spamd_reply(-1.0, 5.0, b"X-Spam-Status: No, score=-1.0 required=5.0\n\n"))
+    server = await asyncio.start_unix_server(canned, unix_path)
+    try:
+        verdict = await SpamAssassin(address=f"unix:{unix_path}", timeout=5).scan(message())
+    finally:
+        server.close()
+        await server.wait_closed()
+    assert verdict.status == "ham(-1.0)"
+    assert canned.requests[0].endswith(CLEAN)
+
+
+async def test_oversize_accept_never_contacts_spamd_and_logs(
+    good: tuple[FakeSpamd, Canned], caplog: pytest.LogCaptureFixture
+) -> None:
+    fake, canned = good
+    scanner = SpamAssassin(address=fake.address, timeout=5, max_size=100)
+    with caplog.at_level(logging.WARNING, logger="mxscan.spamassassin"):
+        verdict = await scanner.scan(message(spam_message(b"X-Spam-Flag: YES\r\n")))
+    assert canned.requests == []
+    assert verdict.action is Action.ACCEPT
+    assert verdict.status == "skipped(oversize)"
+    assert "over max_size 100: not spam-checked" in verdict.reason
+    # the sender's forged flag goes even though the message was not checked
+    assert [str(e) for e in verdict.edits] == ["delete X-Spam-Flag[1]"]
+    assert "not spam-checked" in caplog.text
+
+
+async def test_truncate_sends_whole_lines_up_to_max_size(good: tuple[FakeSpamd, Canned]) -> None:
+    fake, canned = good
+    data = CLEAN + b"line of filler text\r\n" * 100
+    scanner = SpamAssassin(address=fake.address, timeout=5, max_size=1000, on_oversize="truncate")
+    verdict = await scanner.scan(message(data))
+    sent = canned.requests[0].partition(b"\r\n\r\n")[2]
+    assert len(sent) <= 1000
+    assert data.startswith(sent)
+    assert sent.endswith(b"\r\n")
+    assert len(sent) > 1000 - len(b"line of filler text\r\n")
+    assert verdict.status == "spam(1000.0)"
+    assert f"(first {len(sent)} of {len(data)} bytes scanned" in verdict.reason
+
+
+@pytest.mark.parametrize(
+    ("choice", "action", "reply"),
+    [
+        (
+            "tempfail",
+            Action.TEMPFAIL,
+            "451 4.3.4 Message too big for spam checking, try again later",
+        ),
+        ("reject", Action.REJECT, "552 5.3.4 Message too big for spam checking"),
+    ],
+)
+async def test_oversize_tempfail_and_reject(
+    good: tuple[FakeSpamd, Canned], choice: str, action: Action, reply: str
+) -> None:
+    fake, canned = good
+    scanner = SpamAssassin(address=fake.address, timeout=5, max_size=100, on_oversize=choice)
+    verdict = await scanner.scan(message())
+    assert canned.requests == []
+    assert verdict.action is action
+    assert verdict.status == "skipped(oversize)"
+    assert str(verdict.reply) == reply
