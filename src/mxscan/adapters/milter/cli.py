@@ -1,0 +1,147 @@
+"""``mxscan milter``: run the pipeline behind Postfix's ``smtpd_milters``.
+
+Signals: SIGTERM/SIGINT stop accepting and let scans in flight finish (bounded by
+``--drain-timeout``); SIGHUP reloads the configuration, keeping the old one when the
+new file is bad. Every user error ends in one line on stderr, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+from pathlib import Path
+
+from mxscan.adapters.milter.server import MilterServer, ServerError, drop_privileges
+from mxscan.addresses import Address, parse_address
+from mxscan.config import Config, load_config
+from mxscan.errors import ConfigError
+from mxscan.logline import setup_logging
+from mxscan.units import parse_duration
+
+log = logging.getLogger("mxscan.milter")
+
+EXIT_OK = 0
+EXIT_ERROR = 2
+
+
+def _mode(text: str) -> int:
+    try:
+        value = int(text, 8)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an octal mode such as 0660") from None
+    if not 0 <= value <= 0o777:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a permission mode")
+    return value
+
+
+def _duration(text: str) -> float:
+    try:
+        return parse_duration(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _address(text: str) -> Address:
+    try:
+        return parse_address(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = subparsers.add_parser(
+        "milter",
+        help="run as a Postfix milter (smtpd_milters = unix:/path)",
+        description="Serve the scanning pipeline with the Sendmail/Postfix milter protocol.",
+    )
+    p.add_argument("-c", "--config", metavar="FILE", help="TOML configuration")
+    p.add_argument(
+        "-l", "--listen", action="append", type=_address, metavar="ADDR",
+        help="unix:/path or inet:host:port (repeatable; default unix:/run/mxscan/milter.sock)",
+    )  # fmt: skip
+    p.add_argument("--socket-mode", type=_mode, default=0o660, metavar="MODE",
+                   help="permissions of a unix socket (default 0660)")  # fmt: skip
+    p.add_argument("--socket-owner", metavar="USER", help="owner of a unix socket")
+    p.add_argument("--socket-group", metavar="GROUP",
+                   help="group of a unix socket (e.g. postfix)")  # fmt: skip
+    p.add_argument("--user", metavar="USER", help="drop privileges to USER after binding")
+    p.add_argument("--drain-timeout", type=_duration, default=30.0, metavar="TIME",
+                   help="on SIGTERM, wait this long for scans in flight (default 30s)")  # fmt: skip
+    p.add_argument("--progress-interval", type=_duration, default=10.0, metavar="TIME",
+                   help="keepalive to the MTA this often during a scan (default 10s)")  # fmt: skip
+    p.add_argument("--default-action", choices=("tempfail", "accept", "reject"),
+                   default="tempfail",
+                   help="answer when the pipeline itself fails (default tempfail)")  # fmt: skip
+    p.add_argument("--no-split-policies", dest="split_policies", action="store_false",
+                   help="accept recipients of differing domain policies together")  # fmt: skip
+    p.set_defaults(func=run)
+
+
+def _load(path: str | None) -> Config:
+    if not path:
+        from mxscan.api import default_config_path
+
+        default = default_config_path()
+        if not default.exists():
+            raise ConfigError(f"no configuration: give --config FILE or create {default}")
+        return load_config(default)
+    return load_config(Path(path))
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        config = _load(args.config)
+        setup_logging(config.log_target, config.log_facility, config.log_level)
+        return asyncio.run(_main(args, config))
+    except (ConfigError, ServerError) as exc:
+        print(f"mxscan: error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        return EXIT_OK
+
+
+async def _main(args: argparse.Namespace, config: Config) -> int:
+    engine = config.build()
+    server = MilterServer(
+        engine,
+        progress_interval=args.progress_interval,
+        split_policies=args.split_policies,
+        default_action=args.default_action,
+        spool_threshold=config.spool_threshold,
+        spool_dir=config.spool_dir,
+        socket_mode=args.socket_mode,
+        socket_owner=args.socket_owner,
+        socket_group=args.socket_group,
+    )
+    try:
+        for address in args.listen or [parse_address("unix:/run/mxscan/milter.sock")]:
+            await server.listen(address)
+        if args.user:
+            drop_privileges(args.user)
+    except BaseException:
+        await server.stop(0)
+        raise
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    config_path = config.source
+
+    async def reload() -> None:
+        try:
+            new = load_config(Path(config_path)).build()
+        except Exception as exc:  # a bad file must never take the milter down
+            log.error("reload failed, keeping the old configuration: %s", exc)
+            return
+        server.replace_engine(new)
+        log.info("configuration reloaded from %s", config_path)
+
+    loop.add_signal_handler(signal.SIGTERM, stop.set)
+    loop.add_signal_handler(signal.SIGINT, stop.set)
+    loop.add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(reload()))
+    await stop.wait()
+    log.info("stopping: draining scans in flight (up to %ss)", args.drain_timeout)
+    await server.stop(args.drain_timeout)
+    return EXIT_OK

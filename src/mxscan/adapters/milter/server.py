@@ -1,0 +1,334 @@
+"""The thin asyncio layer around :class:`Session`: sockets, keepalives, drain, reload.
+
+Everything protocol-shaped is in the sans-I/O session; this module only moves bytes,
+runs the engine at end-of-message (sending SMFIR_PROGRESS while it runs so Postfix's
+``milter_content_timeout`` never fires during a slow scan), and owns the listening
+socket's lifecycle.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import grp
+import logging
+import os
+import pwd
+import socket
+import stat
+from pathlib import Path
+from typing import Protocol
+
+from mxscan.adapters.milter import replies
+from mxscan.adapters.milter.codec import ProtocolError
+from mxscan.adapters.milter.session import DefaultAction, Session, Step
+from mxscan.addresses import Address, InetAddress, UnixAddress
+from mxscan.body import DEFAULT_SPOOL_THRESHOLD
+from mxscan.logline import format_result
+from mxscan.message import Message
+from mxscan.verdict import Result
+
+log = logging.getLogger("mxscan.milter")
+
+READ_SIZE = 256 * 1024
+
+
+class ScanEngine(Protocol):
+    """What the server needs from :class:`mxscan.Engine` (tests pass small fakes)."""
+
+    async def scan(self, message: Message) -> Result: ...
+
+    def policy_for(self, recipient: str) -> str: ...
+
+    async def aclose(self) -> None: ...
+
+
+class ServerError(Exception):
+    """A listener cannot be set up (socket in use, not a socket, bad owner...)."""
+
+
+class MilterServer:
+    def __init__(
+        self,
+        engine: ScanEngine,
+        *,
+        progress_interval: float = 10.0,
+        split_policies: bool = True,
+        default_action: DefaultAction = "tempfail",
+        spool_threshold: int = DEFAULT_SPOOL_THRESHOLD,
+        spool_dir: str | None = None,
+        socket_mode: int = 0o660,
+        socket_owner: str | None = None,
+        socket_group: str | None = None,
+    ) -> None:
+        self.engine = engine
+        self.progress_interval = progress_interval
+        self.split_policies = split_policies
+        self.default_action: DefaultAction = default_action
+        self.spool_threshold = spool_threshold
+        self.spool_dir = spool_dir
+        self.socket_mode = socket_mode
+        self.socket_owner = socket_owner
+        self.socket_group = socket_group
+        self._servers: list[asyncio.Server] = []
+        self._unix_paths: list[tuple[str, int]] = []  # path, inode: remove only our own
+        self._connections: set[asyncio.Task[None]] = set()
+        self._scans = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._engine_users: dict[int, int] = {}
+        self._retired: list[ScanEngine] = []
+        self.messages = 0
+
+    # -- listeners -----------------------------------------------------------
+
+    async def listen(self, address: Address) -> None:
+        if isinstance(address, UnixAddress):
+            sock = self._bind_unix(address.path)
+            server = await asyncio.start_unix_server(self._accept, sock=sock, limit=READ_SIZE)
+        else:
+            server = await self._listen_inet(address)
+        self._servers.append(server)
+        log.info("milter listening on %s", address)
+
+    async def _listen_inet(self, address: InetAddress) -> asyncio.Server:
+        try:
+            return await asyncio.start_server(
+                self._accept, address.host, address.port, reuse_address=True, limit=READ_SIZE
+            )
+        except OSError as exc:
+            raise ServerError(f"cannot listen on {address}: {exc.strerror or exc}") from None
+
+    def _bind_unix(self, path: str) -> socket.socket:
+        _remove_stale_socket(path)
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        old_umask = os.umask(0o177)  # never world-accessible, even for a moment
+        try:
+            sock.bind(path)
+        except OSError as exc:
+            sock.close()
+            raise ServerError(f"cannot bind unix:{path}: {exc.strerror or exc}") from None
+        finally:
+            os.umask(old_umask)
+        try:
+            uid = _uid(self.socket_owner) if self.socket_owner else -1
+            gid = _gid(self.socket_group) if self.socket_group else -1
+            if uid != -1 or gid != -1:
+                os.chown(path, uid, gid)
+            Path(path).chmod(self.socket_mode)
+        except (OSError, ServerError) as exc:
+            sock.close()
+            with contextlib.suppress(OSError):
+                Path(path).unlink()
+            raise ServerError(f"unix:{path}: {exc}") from None
+        self._unix_paths.append((path, Path(path).stat().st_ino))
+        return sock
+
+    @property
+    def sockets(self) -> list[socket.socket]:
+        return [s for server in self._servers for s in server.sockets]
+
+    # -- engine ----------------------------------------------------------------
+
+    def replace_engine(self, engine: ScanEngine) -> None:
+        """SIGHUP: new messages use ``engine``; the old one closes once idle."""
+        old = self.engine
+        self.engine = engine
+        self._retired.append(old)
+        self._close_retired()
+
+    def _close_retired(self) -> None:
+        for old in list(self._retired):
+            if self._engine_users.get(id(old), 0) == 0:
+                self._retired.remove(old)
+                task = asyncio.ensure_future(old.aclose())
+                task.add_done_callback(_log_task_error)
+
+    # -- connections -----------------------------------------------------------
+
+    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._connections.add(task)
+        sock = writer.get_extra_info("socket")
+        if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        session = Session(
+            policy_for=lambda rcpt: self.engine.policy_for(rcpt),
+            split_policies=self.split_policies,
+            default_action=self.default_action,
+            spool_threshold=self.spool_threshold,
+            spool_dir=self.spool_dir,
+        )
+        try:
+            await self._serve(session, reader, writer)
+        except ProtocolError as exc:
+            log.warning("milter protocol error, dropping the connection: %s", exc)
+        except (ConnectionError, asyncio.IncompleteReadError):
+            log.debug("MTA closed the connection")
+        except asyncio.CancelledError:
+            pass
+        except Exception:
+            log.exception("unexpected error in milter connection")
+        finally:
+            session.close()
+            writer.close()
+            with contextlib.suppress(Exception):
+                await writer.wait_closed()
+            self._connections.discard(task)
+
+    async def _serve(
+        self, session: Session, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        while True:
+            data = await reader.read(READ_SIZE)
+            if not data:
+                return
+            step = session.receive(data)
+            while True:
+                if step.send:
+                    writer.write(step.send)
+                if step.message is None:
+                    break
+                step = await self._end_of_message(session, step.message, writer)
+            await writer.drain()
+            if step.closed:
+                return
+
+    async def _end_of_message(
+        self, session: Session, message: Message, writer: asyncio.StreamWriter
+    ) -> Step:
+        engine = self.engine
+        self._scans += 1
+        self._idle.clear()
+        self._engine_users[id(engine)] = self._engine_users.get(id(engine), 0) + 1
+        task = asyncio.ensure_future(engine.scan(message))
+        try:
+            await writer.drain()
+            while True:
+                done, _ = await asyncio.wait({task}, timeout=self.progress_interval)
+                if done:
+                    break
+                writer.write(replies.progress())
+                await writer.drain()
+            try:
+                result = task.result()
+            except Exception as exc:
+                log.error(
+                    "%s: scan failed (%s: %s): default action %s",
+                    message.envelope.queue_id or "NOQUEUE",
+                    type(exc).__name__,
+                    exc,
+                    self.default_action,
+                )
+                return session.fail(exc)
+            log.info("%s", format_result(result))
+            self.messages += 1
+            return session.complete(result)
+        finally:
+            if not task.done():
+                task.cancel()
+                with contextlib.suppress(BaseException):
+                    await task
+            self._engine_users[id(engine)] -= 1
+            self._scans -= 1
+            if self._scans == 0:
+                self._idle.set()
+            self._close_retired()
+
+    # -- shutdown ----------------------------------------------------------------
+
+    async def stop(self, drain_timeout: float = 30.0) -> None:
+        """Stop accepting, let scans in flight finish (bounded), then close all."""
+        for server in self._servers:
+            server.close()
+        self._remove_sockets()
+        try:
+            await asyncio.wait_for(self._idle.wait(), drain_timeout)
+        except TimeoutError:
+            log.warning("drain timeout: %d scans still running, closing anyway", self._scans)
+        for task in list(self._connections):
+            task.cancel()
+        if self._connections:
+            await asyncio.wait(list(self._connections), timeout=5)
+        for server in self._servers:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(server.wait_closed(), 1)
+        self._servers.clear()
+        await _close_all([self.engine, *self._retired])
+        self._retired.clear()
+
+    def _remove_sockets(self) -> None:
+        for path, inode in self._unix_paths:
+            try:
+                if Path(path).stat().st_ino == inode:
+                    Path(path).unlink()
+            except FileNotFoundError:
+                pass
+            except OSError as exc:
+                log.warning("cannot remove unix:%s: %s", path, exc.strerror)
+        self._unix_paths.clear()
+
+
+def _remove_stale_socket(path: str) -> None:
+    """A socket left by a crashed instance is removed; a live one or a file is not."""
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return
+    if not stat.S_ISSOCK(st.st_mode):
+        raise ServerError(f"unix:{path} exists and is not a socket: not removing it")
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        probe.connect(path)
+    except OSError:
+        log.info("removing stale socket unix:%s", path)
+        Path(path).unlink()
+        return
+    finally:
+        probe.close()
+    raise ServerError(f"unix:{path} is in use by another process")
+
+
+def _uid(user: str) -> int:
+    try:
+        return int(user) if user.isdigit() else pwd.getpwnam(user).pw_uid
+    except KeyError:
+        raise ServerError(f"no such user: {user}") from None
+
+
+def _gid(group: str) -> int:
+    try:
+        return int(group) if group.isdigit() else grp.getgrnam(group).gr_gid
+    except KeyError:
+        raise ServerError(f"no such group: {group}") from None
+
+
+def drop_privileges(user: str) -> None:
+    """Become ``user`` (and its groups) after the sockets are bound."""
+    try:
+        entry = pwd.getpwnam(user) if not user.isdigit() else pwd.getpwuid(int(user))
+    except KeyError:
+        raise ServerError(f"no such user: {user}") from None
+    if os.getuid() == entry.pw_uid:
+        return
+    try:
+        os.initgroups(entry.pw_name, entry.pw_gid)
+        os.setgid(entry.pw_gid)
+        os.setuid(entry.pw_uid)
+    except PermissionError:
+        raise ServerError(f"cannot switch to user {user}: not running as root") from None
+    log.info("running as user %s", entry.pw_name)
+
+
+async def _close_all(engines: list[ScanEngine]) -> None:
+    for engine in engines:
+        try:
+            await engine.aclose()
+        except Exception:
+            log.exception("error while closing the scanners")
+
+
+def _log_task_error(task: asyncio.Future[None]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.error("error while closing the old scanners: %s", task.exception())

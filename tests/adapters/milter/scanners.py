@@ -1,0 +1,93 @@
+"""Small in-test scanners for the milter tests (real Scanner protocol, no daemons)."""
+
+from __future__ import annotations
+
+import asyncio
+
+from mxscan.edits import HeaderEdit
+from mxscan.engine import Engine
+from mxscan.message import Message
+from mxscan.pipeline import Pipeline, Step
+from mxscan.verdict import Action, SmtpReply, Verdict
+
+
+class AddHeader:
+    def __init__(self, name: str = "tagger", header: str = "X-Scanned", value: str = "mxscan"):
+        self.name = name
+        self.header = header
+        self.value = value
+        self.closed = False
+
+    async def scan(self, message: Message) -> Verdict:
+        return Verdict(edits=(HeaderEdit.add(self.header, self.value),), status="tagged")
+
+    async def aclose(self) -> None:
+        self.closed = True
+
+
+class SubjectRule:
+    """DISCARD / REJECT / QUARANTINE / TEMPFAIL on a keyword in the Subject."""
+
+    name = "subject"
+
+    async def scan(self, message: Message) -> Verdict:
+        subject = message.get("Subject") or ""
+        if "discard-me" in subject:
+            return Verdict(Action.DISCARD, reason="subject", status="discard")
+        if "reject-me" in subject:
+            return Verdict(
+                Action.REJECT, reply=SmtpReply(554, "5.7.1", "Rejected: 100% bad"), status="bad"
+            )
+        if "hold-me" in subject:
+            return Verdict(Action.QUARANTINE, reason="held for review", status="hold")
+        if "later-me" in subject:
+            return Verdict(Action.TEMPFAIL, status="later")
+        if "change-me" in subject:
+            return Verdict(edits=(HeaderEdit.change("Subject", 1, "changed"),), status="changed")
+        return Verdict(status="clean")
+
+    async def aclose(self) -> None:
+        pass
+
+
+class Slow:
+    name = "slow"
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.started = asyncio.Event()
+
+    async def scan(self, message: Message) -> Verdict:
+        self.started.set()
+        await asyncio.sleep(self.seconds)
+        return Verdict(status="slow")
+
+    async def aclose(self) -> None:
+        pass
+
+
+class Broken:
+    name = "broken"
+
+    async def scan(self, message: Message) -> Verdict:
+        raise RuntimeError("scanner bug")
+
+    async def aclose(self) -> None:
+        pass
+
+
+def engine(*scanners: object, policies: dict[str, Pipeline] | None = None) -> Engine:
+    return Engine(Pipeline([[Step(s, timeout=60.0) for s in scanners]]), policies)  # type: ignore[arg-type]
+
+
+class RaisingEngine:
+    """An engine whose scan itself raises (not a scanner error the pipeline catches)."""
+
+    async def scan(self, message: Message) -> object:
+        raise RuntimeError("engine exploded")
+
+    def policy_for(self, recipient: str) -> str:
+        return "default"
+
+    async def aclose(self) -> None:
+        pass

@@ -1,0 +1,253 @@
+# ruff: noqa: ASYNC240  (tests may touch the filesystem synchronously)
+"""The asyncio server over real sockets, driven by a tiny MTA written in the tests."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import stat
+import struct
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import milter_mta as mta
+import pytest
+import scanners
+
+from mxscan.adapters.milter.server import MilterServer, ServerError
+from mxscan.addresses import InetAddress, UnixAddress
+
+MSG = b"Subject: hello\r\nFrom: <a@example.org>\r\n\r\nbody\r\n"
+
+
+@pytest.fixture
+def sock_path(tmp_path: Path) -> str:
+    return str(tmp_path / "milter.sock")
+
+
+async def started(server: MilterServer, path: str) -> MilterServer:
+    await server.listen(UnixAddress(path))
+    return server
+
+
+@pytest.fixture
+async def server(sock_path: str) -> AsyncIterator[MilterServer]:
+    srv = MilterServer(scanners.engine(scanners.AddHeader(), scanners.SubjectRule()))
+    await srv.listen(UnixAddress(sock_path))
+    yield srv
+    await srv.stop(1)
+
+
+async def one_message(client: mta.MtaClient, raw: bytes = MSG, rcpt: str = "r@example.net"):  # type: ignore[no-untyped-def]
+    await client.send(mta.mail("s@example.org"), mta.rcpt(rcpt))
+    assert await client.read() == (b"c", b"")  # RCPT is answered (policy split)
+    await client.send(*mta.message_packets(raw))
+    return await client.read_until_final()
+
+
+async def test_full_session_over_unix_socket(server: MilterServer, sock_path: str) -> None:
+    client = await mta.MtaClient.open_unix(sock_path)
+    code, data = await client.handshake()
+    assert code == b"O"
+    version, _actions, proto = struct.unpack("!III", data[:12])
+    assert version == 6 and proto & mta.HDR_LEADSPC and proto & mta.NR_BODY
+    await client.send(mta.macro(b"C", **{"{client_addr}": "192.0.2.1"}), mta.connect(), mta.helo())
+    replies = await one_message(client)
+    assert replies == [(b"h", b"X-Scanned\0 mxscan\0"), (b"c", b"")]
+    # A second message on the same connection, after Postfix's ABORT.
+    await client.send(mta.ABORT)
+    replies = await one_message(client, b"Subject: discard-me\r\n\r\nx\r\n")
+    assert replies[-1] == (b"d", b"")
+    await client.send(mta.ABORT)
+    replies = await one_message(client, b"Subject: reject-me\r\n\r\nx\r\n")
+    assert replies == [(b"y", b"554 5.7.1 Rejected: 100%% bad\0")]
+    await client.send(mta.ABORT)
+    replies = await one_message(client, b"Subject: hold-me\r\n\r\nx\r\n")
+    assert replies[-2:] == [(b"q", b"held for review\0"), (b"c", b"")]
+    await client.send(mta.QUIT)
+    assert await client.reader.read() == b""  # server closes after QUIT
+    await client.close()
+    assert server.messages == 4
+
+
+async def test_progress_keepalives_during_slow_scan(sock_path: str) -> None:
+    srv = MilterServer(scanners.engine(scanners.Slow(0.5)), progress_interval=0.1)
+    await srv.listen(UnixAddress(sock_path))
+    try:
+        client = await mta.MtaClient.open_unix(sock_path)
+        await client.handshake()
+        replies = await one_message(client)
+        progress = [r for r in replies if r == (b"p", b"")]
+        assert len(progress) >= 2
+        assert replies[-1] == (b"c", b"")
+        await client.close()
+    finally:
+        await srv.stop(1)
+
+
+async def test_engine_exception_gives_tempfail(sock_path: str) -> None:
+    srv = MilterServer(scanners.RaisingEngine())  # type: ignore[arg-type]
+    await srv.listen(UnixAddress(sock_path))
+    try:
+        client = await mta.MtaClient.open_unix(sock_path)
+        await client.handshake()
+        replies = await one_message(client)
+        assert replies[-1][0] == b"y" and replies[-1][1].startswith(b"451 4.7.1")
+        # The connection stays usable for the next message.
+        await client.send(mta.ABORT)
+        replies = await one_message(client)
+        assert replies[-1][0] == b"y"
+        await client.close()
+    finally:
+        await srv.stop(1)
+
+
+async def test_scanner_crash_is_contained_by_the_pipeline(sock_path: str) -> None:
+    srv = MilterServer(scanners.engine(scanners.Broken()))
+    await srv.listen(UnixAddress(sock_path))
+    try:
+        client = await mta.MtaClient.open_unix(sock_path)
+        await client.handshake()
+        replies = await one_message(client)
+        assert replies[-1][0] == b"y" and replies[-1][1].startswith(b"451 ")
+        await client.close()
+    finally:
+        await srv.stop(1)
+
+
+async def test_hangup_mid_message_cleans_up(
+    server: MilterServer, sock_path: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from mxscan.adapters.milter import session as session_mod
+
+    closed: list[bool] = []
+    original = session_mod.Session.close
+
+    def spy(self: session_mod.Session) -> None:
+        closed.append(self._tx.body is not None)
+        original(self)
+
+    monkeypatch.setattr(session_mod.Session, "close", spy)
+    client = await mta.MtaClient.open_unix(sock_path)
+    await client.handshake()
+    await client.send(mta.mail("s@example.org"), mta.rcpt("r@example.net"))
+    await client.read()
+    await client.send(mta.header(b"Subject", b" x"), mta.EOH, *mta.body(b"y" * 100_000))
+    await client.close()
+    for _ in range(100):
+        if closed:
+            break
+        await asyncio.sleep(0.02)
+    assert closed == [True]  # closed while a body was half received
+    assert server._connections == set()
+
+
+async def test_garbage_drops_connection_server_survives(
+    server: MilterServer, sock_path: str
+) -> None:
+    client = await mta.MtaClient.open_unix(sock_path)
+    await client.send(mta.pkt(b"Z", b"junk"))
+    assert await client.reader.read() == b""
+    await client.close()
+    client = await mta.MtaClient.open_unix(sock_path)
+    assert (await client.handshake())[0] == b"O"
+    await client.close()
+
+
+async def test_socket_mode_stale_socket_and_removal(sock_path: str) -> None:
+    stale = socket.socket(socket.AF_UNIX)
+    stale.bind(sock_path)
+    stale.close()  # a socket file nobody listens on: what a crash leaves behind
+    srv = MilterServer(scanners.engine(), socket_mode=0o640)
+    await srv.listen(UnixAddress(sock_path))
+    st = os.stat(sock_path)
+    assert stat.S_ISSOCK(st.st_mode) and stat.S_IMODE(st.st_mode) == 0o640
+    # A second instance must not steal a live socket.
+    with pytest.raises(ServerError, match="in use"):
+        await MilterServer(scanners.engine()).listen(UnixAddress(sock_path))
+    await srv.stop(1)
+    assert not os.path.exists(sock_path)
+
+
+async def test_refuses_to_remove_a_regular_file(sock_path: str) -> None:
+    Path(sock_path).write_text("not a socket")
+    with pytest.raises(ServerError, match="not a socket"):
+        await MilterServer(scanners.engine()).listen(UnixAddress(sock_path))
+    assert Path(sock_path).read_text() == "not a socket"
+
+
+async def test_socket_owner_and_group(sock_path: str) -> None:
+    if os.getuid() != 0:
+        pytest.skip("chown needs root")
+    srv = MilterServer(scanners.engine(), socket_owner="nobody", socket_group="nogroup")
+    await srv.listen(UnixAddress(sock_path))
+    import grp
+    import pwd
+
+    st = os.stat(sock_path)
+    assert st.st_uid == pwd.getpwnam("nobody").pw_uid
+    assert st.st_gid == grp.getgrnam("nogroup").gr_gid
+    await srv.stop(1)
+    with pytest.raises(ServerError, match="no such user"):
+        await MilterServer(scanners.engine(), socket_owner="no-such-user-x").listen(
+            UnixAddress(sock_path)
+        )
+    assert not os.path.exists(sock_path)
+
+
+async def test_drain_finishes_scan_in_flight(sock_path: str) -> None:
+    slow = scanners.Slow(0.4)
+    srv = MilterServer(scanners.engine(slow), progress_interval=5)
+    await srv.listen(UnixAddress(sock_path))
+    client = await mta.MtaClient.open_unix(sock_path)
+    await client.handshake()
+    pending = asyncio.ensure_future(one_message(client))
+    await asyncio.wait_for(slow.started.wait(), 5)
+    await srv.stop(drain_timeout=5)
+    assert (await pending)[-1] == (b"c", b"")
+    assert not os.path.exists(sock_path)
+    with pytest.raises(OSError):
+        await mta.MtaClient.open_unix(sock_path)
+    await client.close()
+
+
+async def test_drain_is_bounded(sock_path: str) -> None:
+    slow = scanners.Slow(30)
+    srv = MilterServer(scanners.engine(slow), progress_interval=5)
+    await srv.listen(UnixAddress(sock_path))
+    client = await mta.MtaClient.open_unix(sock_path)
+    await client.handshake()
+    pending = asyncio.ensure_future(one_message(client))
+    await asyncio.wait_for(slow.started.wait(), 5)
+    await asyncio.wait_for(srv.stop(drain_timeout=0.2), 10)
+    with pytest.raises((asyncio.IncompleteReadError, ConnectionError)):
+        await pending
+    await client.close()
+
+
+async def test_replace_engine_closes_old_one(server: MilterServer, sock_path: str) -> None:
+    old_tagger = scanners.AddHeader()
+    server.engine = scanners.engine(old_tagger)
+    server.replace_engine(scanners.engine(scanners.AddHeader(header="X-New")))
+    await asyncio.sleep(0.05)
+    assert old_tagger.closed
+    client = await mta.MtaClient.open_unix(sock_path)
+    await client.handshake()
+    replies = await one_message(client)
+    assert replies[0] == (b"h", b"X-New\0 mxscan\0")
+    await client.close()
+
+
+async def test_inet_listener() -> None:
+    srv = MilterServer(scanners.engine(scanners.AddHeader()))
+    await srv.listen(InetAddress("127.0.0.1", 0))
+    port = srv.sockets[0].getsockname()[1]
+    try:
+        client = await mta.MtaClient.open_tcp("127.0.0.1", port)
+        await client.handshake()
+        replies = await one_message(client)
+        assert replies[-1] == (b"c", b"")
+        await client.close()
+    finally:
+        await srv.stop(1)
