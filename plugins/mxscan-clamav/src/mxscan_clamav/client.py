@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import os
 import socket
 from collections.abc import Callable, Iterable, Sequence
 from typing import TypeVar
@@ -254,6 +255,9 @@ def _with_address(parse: Callable[[bytes], T], reply: bytes, address: Address) -
 
 def _describe(exc: BaseException) -> str:
     """``Connection refused`` rather than ``[Errno 111] Connection refused``."""
+    if isinstance(exc, OSError) and exc.errno:
+        # asyncio's sock_connect puts "Connect call failed (...)" in strerror.
+        return os.strerror(exc.errno)
     if isinstance(exc, OSError) and exc.strerror:
         return exc.strerror
     return str(exc) or type(exc).__name__
