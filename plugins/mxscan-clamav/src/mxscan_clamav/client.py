@@ -68,9 +68,11 @@ class ClamdConnectionLost(ClamdError):
 class ClamdClient:
     """Talks to one or more clamd; safe to share between concurrent scans.
 
-    ``connect_timeout`` bounds each connection attempt (so a dead first address
-    costs at most that much before failover); ``timeout`` bounds the whole request
-    once connected: sending the stream and waiting for the verdict.
+    ``timeout`` is the deadline for a whole request - connecting (failover
+    included), sending the stream, waiting for the verdict - so a caller's own
+    deadline just above it is never the one that fires. ``connect_timeout`` bounds
+    each connection attempt, so a dead first address costs at most that much
+    before failover.
     """
 
     def __init__(
@@ -121,21 +123,30 @@ class ClamdClient:
     async def _request(
         self, frames: Iterable[bytes], *, stream: bool = False
     ) -> tuple[bytes, Address]:
-        sock, address = await self._connect()
-        where = str(address)
-        phase = "sending the request"
+        phase = "connecting"
+        sock: socket.socket | None = None
+        address: Address | None = None
         try:
             async with asyncio.timeout(self.timeout):
+                sock, address = await self._connect()
                 loop = asyncio.get_running_loop()
-                sent, lost = await _send(loop, sock, frames, where)
+                phase = "sending the request"
+                sent, lost = await _send(loop, sock, frames, str(address))
                 phase = "waiting for the reply"
-                reply = await _read_reply(loop, sock, where)
+                reply = await _read_reply(loop, sock, str(address))
         except TimeoutError:
+            if address is None:
+                tried = ", ".join(str(a) for a in self.addresses)
+                raise ClamdTimeout(
+                    f"no connection to any clamd within {self.timeout:g}s (tried {tried})"
+                ) from None
             raise ClamdTimeout(
-                f"no answer within {self.timeout:g}s while {phase}", address=where
+                f"no answer within {self.timeout:g}s while {phase}", address=str(address)
             ) from None
         finally:
-            sock.close()
+            if sock is not None:
+                sock.close()
+        where = str(address)
         if lost is None:
             if not reply:
                 raise ClamdConnectionLost("closed the connection without an answer", address=where)
