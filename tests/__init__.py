@@ -1,0 +1,1 @@
+"""mxscan test suite (a package so helpers import as ``tests.support``)."""

@@ -1,0 +1,1 @@
+"""Smoke tests for tests.support (the helpers other tests rely on)."""
