@@ -1,0 +1,423 @@
+"""The ``header-rules`` scanner: Postfix header_checks inside the pipeline.
+
+Postfix runs header_checks in cleanup before any milter, so its rules never
+see the headers that ClamAV or SpamAssassin add. As a pipeline stage the same
+file runs wherever the admin puts it: before the scanners (strip what the
+sender forged) or after them (act on the scanners' own headers).
+
+Headers are checked one logical header at a time, in message order, the first
+matching rule of a table wins, and the three Postfix header classes go to
+their own tables (header_checks, mime_header_checks, nested_header_checks),
+which default to the main table exactly as in Postfix.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from collections.abc import Iterator
+from typing import Any, Literal
+
+import attrs
+
+from mxscan import (
+    Action,
+    ConfigError,
+    HeaderEdit,
+    InvalidHeader,
+    Message,
+    Route,
+    SmtpReply,
+    Verdict,
+)
+
+from . import _pcre2
+from .actions import ParsedAction, parse_action, parse_header_text, reject_reply
+from .mime import MIME_HEADERS, header_name, logical_key, walk_body
+from .table import Lookup, Table, TableError, TableKind, load_table, parse_table
+
+__all__ = ["HeaderRules", "RuleHit"]
+
+log = logging.getLogger("mxscan.header_rules")
+
+Scope = Literal["header", "mime", "nested"]
+_SCOPE_MAP = {
+    "header": "header_checks",
+    "mime": "mime_header_checks",
+    "nested": "nested_header_checks",
+}
+
+
+@attrs.frozen
+class RuleHit:
+    """One header that matched a rule, for logs and tests."""
+
+    scope: Scope
+    key: bytes
+    location: str  # "table:line"
+    action: ParsedAction
+    applied: bool = True  # False: an edit Postfix would make inside the body
+
+
+def _primary_key(raw: bytes) -> bytes:
+    """Header.logical as bytes: folded lines joined by LF, no final newline;
+    the blanks before the colon removed as Postfix does."""
+    if raw.endswith(b"\r\n"):
+        raw = raw[:-2]
+    elif raw.endswith(b"\n"):
+        raw = raw[:-1]
+    return logical_key(raw.replace(b"\r\n", b"\n"))
+
+
+def _show(key: bytes) -> str:
+    """A header for a log line: at most 200 characters, newlines as Postfix
+    prints them."""
+    text = key[:200].decode("utf-8", "replace")
+    return text.replace("\n", "?").replace("\r", "?")
+
+
+class _Evaluation:
+    """Mutable state while one message is checked."""
+
+    def __init__(self, message: Message) -> None:
+        self.message = message
+        self.names = [h.name.lower() for h in message.headers]
+        self.offset = 0
+        self.edits: list[HeaderEdit] = []
+        self.hits: list[RuleHit] = []
+        self.notes: list[str] = []
+        self.action = Action.ACCEPT
+        self.final: str | None = None
+        self.reply: SmtpReply | None = None
+        self.routes: list[Route] = []
+        self.stopped = False  # PASS, REJECT or DISCARD: no further rules
+        self.errors: list[str] = []
+
+    def occurrence(self, pos: int) -> int:
+        name = self.names[pos]
+        return self.names[:pos].count(name) + 1
+
+
+class HeaderRules:
+    """Apply Postfix pcre:/regexp: header_checks tables to a message.
+
+    Options (TOML keys of ``[scanner.NAME]``):
+
+    - ``file`` or ``rules``: the header_checks table (a path, optionally
+      prefixed ``pcre:``/``regexp:``, or the rules inline);
+    - ``type``: ``"pcre"`` (default) or ``"regexp"`` when the path has no prefix
+      or the rules are inline;
+    - ``mime_file``/``mime_rules``, ``nested_file``/``nested_rules``: tables for
+      MIME headers and attached-message headers; unset means "the main table"
+      (Postfix's default), an empty string turns the class off;
+    - ``strict``: refuse a table with any bad line instead of skipping it;
+    - ``match_limit``, ``depth_limit``: PCRE2 limits against hostile patterns
+      (default: the library's, which is what Postfix runs with).
+    """
+
+    def __init__(
+        self,
+        name: str = "header-rules",
+        *,
+        file: str | os.PathLike[str] | None = None,
+        rules: str | None = None,
+        type: str | None = None,
+        mime_file: str | os.PathLike[str] | None = None,
+        mime_rules: str | None = None,
+        nested_file: str | os.PathLike[str] | None = None,
+        nested_rules: str | None = None,
+        strict: bool = False,
+        match_limit: int | None = None,
+        depth_limit: int | None = None,
+        timeout: float | None = None,
+    ) -> None:
+        self.name = name
+        if type is not None and type not in ("pcre", "regexp"):
+            raise ConfigError(f'scanner {name}: type must be "pcre" or "regexp", got {type!r}')
+        for label, value in (("match_limit", match_limit), ("depth_limit", depth_limit)):
+            if value is not None and (
+                not isinstance(value, int) or isinstance(value, bool) or value < 1
+            ):
+                raise ConfigError(
+                    f"scanner {name}: {label} must be a positive integer, got {value!r}"
+                )
+        if not isinstance(strict, bool):
+            raise ConfigError(f"scanner {name}: strict must be true or false, got {strict!r}")
+        self._kind: TableKind | None = type  # type: ignore[assignment]
+        self._strict = strict
+        self._limits = {"match_limit": match_limit, "depth_limit": depth_limit}
+        self._timeout = timeout
+        main = self._table("", file, rules, required=True)
+        assert main is not None
+        self.table: Table = main
+        self.mime_table = self._table("mime_", mime_file, mime_rules, default=main)
+        self.nested_table = self._table("nested_", nested_file, nested_rules, default=main)
+
+    # -- loading ---------------------------------------------------------
+
+    def _table(
+        self,
+        prefix: str,
+        file: str | os.PathLike[str] | None,
+        rules: str | None,
+        *,
+        required: bool = False,
+        default: Table | None = None,
+    ) -> Table | None:
+        if file is not None and rules is not None:
+            raise ConfigError(f"scanner {self.name}: give {prefix}file or {prefix}rules, not both")
+        if file is None and rules is None:
+            if required:
+                raise ConfigError(
+                    f"scanner {self.name}: needs 'file' (a header_checks table) or 'rules'"
+                )
+            return default
+        try:
+            if file is not None:
+                if not isinstance(file, str | os.PathLike):
+                    raise ConfigError(f"scanner {self.name}: {prefix}file must be a path")
+                if os.fspath(file) == "":
+                    return None
+                table = load_table(file, self._kind, **self._limits)
+            else:
+                if not isinstance(rules, str):
+                    raise ConfigError(f"scanner {self.name}: {prefix}rules must be a string")
+                if rules.strip() == "" and not required:
+                    return None
+                table = parse_table(
+                    rules,
+                    self._kind or "pcre",
+                    f"{self.name}.{prefix}rules",
+                    **self._limits,
+                )
+        except (TableError, _pcre2.Pcre2Unavailable) as exc:
+            raise ConfigError(f"scanner {self.name}: {exc}") from None
+        if table.warnings:
+            if self._strict:
+                listed = "\n  ".join(table.warnings)
+                raise ConfigError(
+                    f"scanner {self.name}: bad lines in {table.name} (strict = true):\n  {listed}"
+                )
+            for warning in table.warnings:
+                log.warning("%s", warning)
+        return table
+
+    # -- scanning --------------------------------------------------------
+
+    async def scan(self, message: Message) -> Verdict:
+        # A big table on many headers is CPU work: keep the event loop (and
+        # the other connections of a milter) running meanwhile. The engines
+        # release the GIL while they match.
+        return await asyncio.to_thread(self.check, message)
+
+    async def aclose(self) -> None:
+        return None
+
+    def check(self, message: Message) -> Verdict:
+        """The synchronous core of :meth:`scan`."""
+        ev = _Evaluation(message)
+        for index, header in enumerate(message.headers):
+            if ev.stopped:
+                break
+            key = _primary_key(header.raw)
+            is_mime = header_name(key) in MIME_HEADERS
+            table = self.mime_table if is_mime else self.table
+            if table is None:
+                continue
+            hit = table.lookup(key, ev.errors)
+            if hit is not None:
+                self._apply(ev, "mime" if is_mime else "header", table, hit, key, index)
+        if not ev.stopped and (self.mime_table is not None or self.nested_table is not None):
+            self._check_body(ev, message)
+        for error in ev.errors:
+            log.warning("%s", error)
+        return self._verdict(ev)
+
+    def _body_lines(self, message: Message) -> Iterator[bytes]:
+        with message.body.open() as fp:
+            yield from fp
+
+    def _check_body(self, ev: _Evaluation, message: Message) -> None:
+        ctypes = [
+            _primary_key(h.raw).split(b":", 1)[1]
+            for h in message.headers
+            if h.name.lower() == "content-type"
+        ]
+        if not ctypes:
+            return
+        for found in walk_body(self._body_lines(message), ctypes):
+            if ev.stopped:
+                return
+            if found.is_mime or found.header_class == "MULT":
+                table, scope = self.mime_table, "mime"
+            else:
+                table, scope = self.nested_table, "nested"
+            if table is None:
+                continue
+            hit = table.lookup(found.key, ev.errors)
+            if hit is not None:
+                self._apply(ev, scope, table, hit, found.key, None)  # type: ignore[arg-type]
+
+    def _apply(
+        self,
+        ev: _Evaluation,
+        scope: Scope,
+        table: Table,
+        hit: Lookup,
+        key: bytes,
+        index: int | None,
+    ) -> None:
+        act = parse_action(hit.value)
+        where = f"{table.name}:{hit.lineno}"
+        cmd, text = act.command, act.text
+        shown = _show(key)
+        queue = ev.message.envelope.queue_id or "NOQUEUE"
+        map_class = _SCOPE_MAP[scope]
+        applied = True
+
+        def note(what: str) -> None:
+            ev.notes.append(f"{what}: header {shown} ({where})")
+
+        if cmd in ("IGNORE", "STRIP", "REPLACE", "PREPEND") and index is None:
+            # The header lives in the body; mxscan edits only the primary
+            # header, so the edit is reported, not made.
+            applied = False
+            note(f"{cmd.lower()} not applied inside the body")
+        elif cmd == "REJECT":
+            ev.reply = reject_reply(text)
+            ev.action = Action.REJECT
+            ev.final = "reject"
+            ev.stopped = True
+            note("reject")
+        elif cmd == "DISCARD":
+            ev.action = Action.DISCARD
+            ev.final = "discard"
+            ev.stopped = True
+            note("discard")
+        elif cmd == "HOLD":
+            if ev.action < Action.QUARANTINE:
+                ev.action = Action.QUARANTINE
+                ev.final = ev.final or "hold"
+            note("hold")
+        elif cmd in ("REDIRECT", "BCC", "FILTER"):
+            if not text:
+                log.warning("missing %s command argument in %s map", cmd, map_class)
+                applied = False
+            else:
+                kind: Literal["redirect", "bcc", "filter"] = cmd.lower()  # type: ignore[assignment]
+                if kind != "bcc":
+                    ev.routes = [r for r in ev.routes if r.kind != kind]
+                ev.routes.append(Route(kind, text))
+                note(f"{cmd.lower()} {text}")
+        elif cmd in ("WARN", "INFO"):
+            level = logging.WARNING if cmd == "WARN" else logging.INFO
+            log.log(
+                level,
+                "%s: %s: header %s; from=<%s> to=<%s>: %s",
+                queue,
+                "warning" if cmd == "WARN" else "info",
+                shown,
+                ev.message.envelope.sender,
+                ",".join(ev.message.envelope.recipients) or "unknown",
+                text or "content matched",
+            )
+            note(cmd.lower())
+        elif cmd in ("DUNNO", "OK"):
+            pass
+        elif cmd == "PASS":
+            ev.stopped = True
+            note("pass")
+        elif cmd in ("IGNORE", "STRIP"):
+            assert index is not None
+            pos = index + ev.offset
+            name = ev.message.headers[index].name
+            ev.edits.append(HeaderEdit.delete(name, ev.occurrence(pos)))
+            del ev.names[pos]
+            ev.offset -= 1
+            if cmd == "STRIP":
+                note("strip")
+        elif cmd in ("REPLACE", "PREPEND"):
+            assert index is not None
+            applied = self._replace_or_prepend(ev, cmd, text, index, map_class)
+            if applied:
+                note(cmd.lower())
+        else:
+            log.warning("unknown command in %s map: %s", map_class, cmd)
+            applied = False
+        ev.hits.append(RuleHit(scope, key, where, act, applied))
+
+    def _replace_or_prepend(
+        self, ev: _Evaluation, cmd: str, text: str, index: int, map_class: str
+    ) -> bool:
+        if not text:
+            log.warning("%s action without text in %s map", cmd, map_class)
+            return False
+        parsed = parse_header_text(text)
+        if parsed is None:
+            log.warning(
+                'bad %s header text "%s" in %s map -- need "headername: headervalue"',
+                cmd,
+                text,
+                map_class,
+            )
+            return False
+        new_name, new_value = parsed
+        pos = index + ev.offset
+        try:
+            if cmd == "PREPEND":
+                edit = HeaderEdit.insert(pos, new_name, new_value)
+                ev.edits.append(edit)
+                ev.names.insert(pos, new_name.lower())
+                ev.offset += 1
+                return True
+            old_name = ev.message.headers[index].name
+            insert = HeaderEdit.insert(pos, new_name, new_value)
+            delete = HeaderEdit.delete(old_name, ev.occurrence(pos))
+        except (InvalidHeader, ValueError) as exc:
+            # e.g. $1 copied a line break out of a folded header
+            log.warning("refusing %s text in %s map: %s", cmd, map_class, exc)
+            return False
+        ev.edits.append(delete)
+        ev.edits.append(insert)
+        ev.names[pos] = new_name.lower()
+        return True
+
+    def _verdict(self, ev: _Evaluation) -> Verdict:
+        findings = tuple(h.location for h in ev.hits)
+        if ev.final is not None:
+            commands = _FINAL_OF[ev.final]
+            last = next(h for h in reversed(ev.hits) if h.action.command in commands)
+            status = f"{ev.final}({last.location})"
+        elif ev.edits:
+            status = f"edited({len(ev.edits)})"
+        elif ev.hits:
+            status = f"matched({len(ev.hits)})"
+        else:
+            status = "clean"
+        reason = "; ".join(ev.notes)
+        if ev.errors:
+            reason = "; ".join([*ev.notes, *ev.errors])
+        # Passed through a dict: attrs' tuple converters confuse mypy.
+        fields: dict[str, Any] = {
+            "action": ev.action,
+            "scanner": self.name,
+            "reason": reason,
+            "status": status,
+            "findings": findings,
+            "edits": tuple(ev.edits),
+            "reply": ev.reply,
+            "routes": tuple(ev.routes),
+        }
+        return Verdict(**fields)
+
+    def __repr__(self) -> str:
+        count = len(self.table.rules)
+        return f"HeaderRules(name={self.name!r}, table={self.table.name!r}, rules={count})"
+
+
+_FINAL_OF: dict[str, tuple[str, ...]] = {
+    "reject": ("REJECT",),
+    "discard": ("DISCARD",),
+    "hold": ("HOLD",),
+}
