@@ -123,9 +123,8 @@ def _load(args: argparse.Namespace) -> Config:
 def cmd_config_show(args: argparse.Namespace) -> int:
     config = _load(args)
     registry = Registry()
-    text = config.render(registry)
     asyncio.run(_check_build(config, registry))
-    sys.stdout.write(text)
+    sys.stdout.write(config.render(registry))
     return EXIT_OK
 
 

@@ -13,7 +13,7 @@ from collections.abc import Iterable, Mapping
 import attrs
 
 from .message import Message
-from .pipeline import Pipeline
+from .pipeline import Pipeline, close_scanners
 from .verdict import Result
 
 __all__ = ["DEFAULT_POLICY", "Engine", "domain_of"]
@@ -95,5 +95,5 @@ class Engine:
 
     async def aclose(self) -> None:
         """Close each scanner instance once: policies share unchanged ones."""
-        steps = [s for p in (self.default, *self.policies.values()) for s in p.steps]
-        await Pipeline([[step] for step in {id(s.scanner): s for s in steps}.values()]).aclose()
+        pipelines = (self.default, *self.policies.values())
+        await close_scanners(step.scanner for p in pipelines for step in p.steps)

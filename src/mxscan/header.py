@@ -110,8 +110,10 @@ class Header:
     @property
     def logical(self) -> str:
         """The header as Postfix's header_checks sees it: one key, folded lines
-        joined with LF, the final line ending removed."""
-        data = self.raw
+        joined with LF, the final line ending removed, and (as Postfix's MIME
+        parser does) no whitespace between the name and the colon."""
+        colon = self._colon
+        data = self.raw[:colon].rstrip(b" \t") + self.raw[colon:]
         if data.endswith(b"\r\n"):
             data = data[:-2]
         elif data.endswith(b"\n"):

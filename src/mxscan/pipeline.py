@@ -139,13 +139,17 @@ class Pipeline:
         )
 
     async def aclose(self) -> None:
-        """Close every scanner once, even if one of them fails to close."""
-        seen: set[int] = set()
-        for step in self.steps:
-            if id(step.scanner) in seen:
-                continue
-            seen.add(id(step.scanner))
-            try:
-                await step.scanner.aclose()
-            except Exception:
-                log.exception("closing scanner %s failed", step.name)
+        await close_scanners(step.scanner for step in self.steps)
+
+
+async def close_scanners(scanners: Iterable[Scanner]) -> None:
+    """Close each distinct scanner once, even if one of them fails to close."""
+    seen: set[int] = set()
+    for scanner in scanners:
+        if id(scanner) in seen:
+            continue
+        seen.add(id(scanner))
+        try:
+            await scanner.aclose()
+        except Exception:
+            log.exception("closing scanner %s failed", getattr(scanner, "name", "?"))
