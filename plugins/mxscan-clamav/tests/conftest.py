@@ -19,7 +19,6 @@ from pathlib import Path
 
 import pytest
 import pytest_asyncio
-
 from mxscan_clamav import ClamdClient, ClamdError
 
 REPO = Path(__file__).resolve().parents[3]
@@ -41,7 +40,9 @@ class Request:
     complete: bool = False
 
 
-Behaviour = Callable[["FakeClamd", Request, asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
+Reader = asyncio.StreamReader
+Writer = asyncio.StreamWriter
+Behaviour = Callable[["FakeClamd", Request, Reader, Writer], Awaitable[None]]
 
 
 async def read_stream(
@@ -63,7 +64,10 @@ def answer(reply: bytes) -> Behaviour:
     """A well-behaved clamd that gives ``reply`` after the whole stream."""
 
     async def behave(
-        fake: FakeClamd, request: Request, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+        fake: FakeClamd,
+        request: Request,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
     ) -> None:
         if request.command == b"zINSTREAM":
             await read_stream(request, reader)
@@ -77,7 +81,10 @@ def over_limit(limit: int) -> Behaviour:
     """What clamd does past StreamMaxLength: answer ERROR and close, unread data left."""
 
     async def behave(
-        fake: FakeClamd, request: Request, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+        fake: FakeClamd,
+        request: Request,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
     ) -> None:
         if not await read_stream(request, reader, limit):
             writer.write(b"INSTREAM size limit exceeded. ERROR\0")
@@ -90,7 +97,10 @@ def die_after(nbytes: int) -> Behaviour:
     """clamd killed mid-scan: the connection drops with no answer."""
 
     async def behave(
-        fake: FakeClamd, request: Request, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+        fake: FakeClamd,
+        request: Request,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
     ) -> None:
         await read_stream(request, reader, nbytes)
         writer.transport.abort()
@@ -98,17 +108,13 @@ def die_after(nbytes: int) -> Behaviour:
     return behave
 
 
-async def never_answer(
-    fake: FakeClamd, request: Request, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
-) -> None:
+async def never_answer(fake: FakeClamd, request: Request, reader: Reader, writer: Writer) -> None:
     """Reads the whole stream, then sits on the connection."""
     await read_stream(request, reader)
     await asyncio.Event().wait()
 
 
-async def never_read(
-    fake: FakeClamd, request: Request, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
-) -> None:
+async def never_read(fake: FakeClamd, request: Request, reader: Reader, writer: Writer) -> None:
     """Accepts, then neither reads nor answers (a wedged daemon)."""
     await asyncio.Event().wait()
 

@@ -11,7 +11,6 @@ import socket
 from collections.abc import Iterator
 
 import pytest
-
 from conftest import (
     FakeFactory,
     answer,
@@ -234,9 +233,7 @@ async def test_connect_timeout_fails_over(fake_clamd: FakeFactory) -> None:
             fillers.append(filler)
         await asyncio.sleep(0.1)
         fake = await fake_clamd(answer(b"stream: OK\0"))
-        client = ClamdClient(
-            [f"inet:{host}:{port}", fake.address], timeout=5, connect_timeout=0.3
-        )
+        client = ClamdClient([f"inet:{host}:{port}", fake.address], timeout=5, connect_timeout=0.3)
         async with asyncio.timeout(GUARD):
             assert not (await client.instream([b"x"])).infected
         assert len(fake.requests) == 1

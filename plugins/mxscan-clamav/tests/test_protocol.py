@@ -7,7 +7,6 @@ import struct
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-
 from mxscan_clamav.protocol import (
     END_OF_STREAM,
     MAX_REPLY_SIZE,

@@ -7,8 +7,10 @@ import importlib.metadata
 from pathlib import Path
 
 import pytest
-
 from conftest import FakeFactory, answer, die_after, never_answer, over_limit
+from mxscan_clamav import ClamAV
+from mxscan_clamav.options import format_reject_message
+
 from mxscan import (
     Action,
     ConfigError,
@@ -19,8 +21,6 @@ from mxscan import (
     Verdict,
     load_config,
 )
-from mxscan_clamav import ClamAV
-from mxscan_clamav.options import format_reject_message
 
 GUARD = 20
 
@@ -110,9 +110,7 @@ async def test_infected_actions(fake_clamd: FakeFactory, on_infected: str, actio
 async def test_accept_and_tag_tags_even_without_add_headers(fake_clamd: FakeFactory) -> None:
     fake = await fake_clamd(answer(b"stream: Bad.Thing FOUND\0"))
     msg = message()
-    verdict = await scan(
-        clamav(fake.address, on_infected="accept-and-tag", add_headers=False), msg
-    )
+    verdict = await scan(clamav(fake.address, on_infected="accept-and-tag", add_headers=False), msg)
     assert x_virus(msg.apply(verdict.edits)) == [
         ("X-Virus-Scanned", "mxscan-clamav 0.1.0 at mx.example.net"),
         ("X-Virus-Status", "Infected (Bad.Thing)"),
@@ -188,9 +186,7 @@ async def test_over_max_size_is_not_sent_and_never_silent(
 ) -> None:
     fake = await fake_clamd(answer(b"stream: OK\0"))
     msg = message()
-    verdict = await scan(
-        clamav(fake.address, max_size=100, on_oversize=on_oversize), msg
-    )
+    verdict = await scan(clamav(fake.address, max_size=100, on_oversize=on_oversize), msg)
     assert fake.requests == []
     assert verdict.action is action
     assert verdict.status == "skipped(oversize)"
@@ -228,7 +224,9 @@ async def test_message_exactly_max_size_is_scanned(fake_clamd: FakeFactory) -> N
     ],
 )
 async def test_failures_are_scanner_errors_naming_the_address(
-    fake_clamd: FakeFactory, behaviour, words: str  # type: ignore[no-untyped-def]
+    fake_clamd: FakeFactory,
+    behaviour,
+    words: str,  # type: ignore[no-untyped-def]
 ) -> None:
     fake = await fake_clamd(behaviour)
     with pytest.raises(ScannerError) as info:
@@ -264,8 +262,14 @@ async def test_slow_clamd_through_the_pipeline_reports_our_error(
 @pytest.mark.parametrize(
     ("options", "words"),
     [
-        ({"on_infected": "delete"}, "on_infected: expected one of discard, reject, quarantine, accept-and-tag"),
-        ({"on_oversize": "accept"}, "on_oversize: expected one of accept-and-log, tempfail, reject"),
+        (
+            {"on_infected": "delete"},
+            "on_infected: expected one of discard, reject, quarantine, accept-and-tag",
+        ),
+        (
+            {"on_oversize": "accept"},
+            "on_oversize: expected one of accept-and-log, tempfail, reject",
+        ),
         ({"heuristics": "maybe"}, "heuristics: expected one of infected, tag, ignore"),
         ({"address": "localhost:3310"}, "address: expected an address"),
         ({"address": []}, "address: expected at least one address"),
@@ -324,7 +328,8 @@ run = ["av"]
 
 def test_bad_option_in_toml_is_a_config_error(tmp_path: Path) -> None:
     config = tmp_path / "mxscan.toml"
-    config.write_text('[scanner.av]\nplugin = "clamav"\non_infected = "explode"\n'
-                      '[[stage]]\nrun = ["av"]\n')
+    config.write_text(
+        '[scanner.av]\nplugin = "clamav"\non_infected = "explode"\n[[stage]]\nrun = ["av"]\n'
+    )
     with pytest.raises(ConfigError, match=r"\[scanner\.av\].*on_infected"):
         load_config(config).build()

@@ -188,9 +188,7 @@ class ClamdClient:
             if isinstance(address, UnixAddress):
                 targets: list[tuple[int, object]] = [(socket.AF_UNIX, address.path)]
             else:
-                infos = await loop.getaddrinfo(
-                    address.host, address.port, type=socket.SOCK_STREAM
-                )
+                infos = await loop.getaddrinfo(address.host, address.port, type=socket.SOCK_STREAM)
                 targets = [(family, sockaddr) for family, _, _, _, sockaddr in infos]
             error: OSError = OSError(f"{address} resolves to nothing")
             for family, sockaddr in targets:

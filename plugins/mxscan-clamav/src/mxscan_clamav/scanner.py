@@ -106,9 +106,9 @@ class ClamAV:
     def _verdict(self, message: Message, result: ScanResult) -> Verdict:
         options = self.options
         if not result.infected:
-            return Verdict(
-                action=Action.ACCEPT,
-                scanner=self.name,
+            return _verdict(
+                self.name,
+                Action.ACCEPT,
                 reason="no virus found",
                 status="clean",
                 edits=self._edits(message, "Clean"),
@@ -117,18 +117,18 @@ class ClamAV:
         real = [name for name in signatures if not is_heuristic(name)]
         names = ", ".join(signatures)
         if not real and options.heuristics is Heuristics.IGNORE:
-            return Verdict(
-                action=Action.ACCEPT,
-                scanner=self.name,
+            return _verdict(
+                self.name,
+                Action.ACCEPT,
                 reason=f"only heuristic detections, ignored by configuration: {names}",
                 status="clean",
                 edits=self._edits(message, "Clean"),
             )
         status_header = headers.infected_status(signatures)
         if not real and options.heuristics is Heuristics.TAG:
-            return Verdict(
-                action=Action.ACCEPT,
-                scanner=self.name,
+            return _verdict(
+                self.name,
+                Action.ACCEPT,
                 reason=f"heuristic detection (tagged, accepted by configuration): {names}",
                 status=f"heuristic({','.join(signatures)})",
                 findings=signatures,
@@ -137,12 +137,11 @@ class ClamAV:
         on_infected = options.on_infected
         reply = None
         if on_infected is OnInfected.REJECT:
-            reply = SmtpReply(
-                550, "5.7.1", format_reject_message(options.reject_message, real[0] if real else signatures[0])
-            )
-        return Verdict(
-            action=on_infected.action,
-            scanner=self.name,
+            virus = real[0] if real else signatures[0]
+            reply = SmtpReply(550, "5.7.1", format_reject_message(options.reject_message, virus))
+        return _verdict(
+            self.name,
+            on_infected.action,
             reason=f"virus found: {names}",
             status=f"infected({','.join(signatures)})",
             findings=signatures,
@@ -159,17 +158,45 @@ class ClamAV:
             OnOversize.TEMPFAIL: OVERSIZE_TEMPFAIL,
             OnOversize.REJECT: OVERSIZE_REJECT,
         }[on_oversize]
-        return Verdict(
-            action=on_oversize.action,
-            scanner=self.name,
+        forged = tuple(headers.remove_forged(message)) if self.options.add_headers else ()
+        return _verdict(
+            self.name,
+            on_oversize.action,
             reason=f"not scanned for viruses: {why}; on_oversize = {on_oversize.value}",
             status="skipped(oversize)",
-            edits=headers.remove_forged(message) if self.options.add_headers else (),
+            edits=forged,
             reply=reply,
         )
 
-    def _edits(self, message: Message, status: str, *, force: bool = False) -> list[HeaderEdit]:
+    def _edits(
+        self, message: Message, status: str, *, force: bool = False
+    ) -> tuple[HeaderEdit, ...]:
         if not (self.options.add_headers or force):
-            return []
-        return headers.tag(message, scanned_by=self.scanned_by, status=status)
+            return ()
+        return tuple(headers.tag(message, scanned_by=self.scanned_by, status=status))
 
+
+def _verdict(
+    scanner: str,
+    action: Action,
+    *,
+    reason: str,
+    status: str,
+    findings: tuple[str, ...] = (),
+    edits: tuple[HeaderEdit, ...] = (),
+    reply: SmtpReply | None = None,
+) -> Verdict:
+    """Typed construction of a Verdict.
+
+    mypy's attrs plugin types Verdict's ``converter=tuple`` fields as
+    ``Iterable[_T_co]`` and rejects every argument; the ignores live here, once.
+    """
+    return Verdict(
+        action=action,
+        scanner=scanner,
+        reason=reason,
+        status=status,
+        findings=findings,  # type: ignore[arg-type]
+        edits=edits,  # type: ignore[arg-type]
+        reply=reply,
+    )
