@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import pytest
-from mxscan import Config, ConfigError, InetAddress, Registry, UnixAddress
-
 from mxscan_spamassassin import SpamAssassin
 from mxscan_spamassassin.oversize import OnOversize
+
+from mxscan import Config, ConfigError, InetAddress, Registry, UnixAddress
 
 
 def test_entry_point_names_the_class() -> None:
