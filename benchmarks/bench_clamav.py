@@ -48,7 +48,7 @@ def build_message(size: int, seed: int = 0) -> bytes:
         b'Content-Type: multipart/mixed; boundary="b1"\r\n\r\n'
         b"--b1\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n"
         b"Hello Bob, the figures are attached.\r\n"
-        b"--b1\r\nContent-Type: application/octet-stream; name=\"data.bin\"\r\n"
+        b'--b1\r\nContent-Type: application/octet-stream; name="data.bin"\r\n'
         b"Content-Transfer-Encoding: base64\r\n\r\n" % (seed, seed, seed)
     )
     tail = b"--b1--\r\n"
@@ -121,7 +121,9 @@ async def throughput(env: dict[str, str], files: dict[str, list[Path]], rounds: 
             messages = [Message.from_file(p) for p in paths]
             count = max(8, int(SCANS[label] * scale))
 
-            async def plugin(index: int, messages: list[Message] = messages) -> None:
+            async def plugin(
+                index: int, messages: list[Message] = messages, scanner: ClamAV = scanner
+            ) -> None:
                 verdict = await scanner.scan(messages[index % len(messages)])
                 if verdict.status != "clean":
                     raise RuntimeError(f"unexpected verdict {verdict.status}: {verdict.reason}")
