@@ -8,9 +8,14 @@ back to the same bytes.
 
 from __future__ import annotations
 
+import re
+
 import attrs
 
 __all__ = ["Header", "InvalidHeader", "header_name_length", "validate_name", "validate_value"]
+
+
+_HEADER_START = re.compile(rb"([\x21-\x39\x3b-\x7e]+)[ \t]*:")
 
 
 class InvalidHeader(ValueError):
@@ -24,20 +29,8 @@ def header_name_length(line: bytes) -> int:
     spaces or tabs, then a colon. Anything else is not a header, which is how
     Postfix decides where the header ends on malformed mail.
     """
-    length = 0
-    spaces = False
-    for c in line:
-        if c == 0x3A:  # ':'
-            return length
-        if c in (0x20, 0x09):
-            if length == 0:
-                return 0
-            spaces = True
-            continue
-        if c == 0 or c >= 0x80 or c < 0x20 or c == 0x7F or spaces:
-            return 0
-        length += 1
-    return 0
+    match = _HEADER_START.match(line)
+    return match.end(1) if match else 0
 
 
 def validate_name(name: str) -> None:
@@ -81,6 +74,13 @@ class Header:
         validate_value(name, value)
         sep = b":" if value[:1] in (" ", "\t") else b": "
         return cls(name.encode("ascii") + sep + _encode(value) + eol)
+
+    @classmethod
+    def _parsed(cls, raw: bytes) -> Header:
+        """A header the parser has already classified: skip re-checking it."""
+        header = cls.__new__(cls)
+        object.__setattr__(header, "raw", raw)
+        return header
 
     @property
     def _colon(self) -> int:

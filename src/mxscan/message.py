@@ -69,6 +69,46 @@ def _line_eol(line: bytes) -> bytes:
     return b""
 
 
+def _split_head(data: bytes) -> tuple[bytes, list[Header], bytes, int]:
+    """The in-memory twin of the streaming parser in ``from_stream`` (same
+    rules, tested to agree): mbox line, headers, separator, body offset."""
+    headers: list[Header] = []
+    size = len(data)
+    pos = 0
+    mbox_from = b""
+    if data.startswith(b"From "):
+        end = data.find(b"\n")
+        end = size - 1 if end < 0 else end
+        if end < MAX_HEADER_LINE:
+            mbox_from = data[: end + 1]
+            pos = end + 1
+    start = -1  # start of the header being collected
+    while pos < size:
+        end = data.find(b"\n", pos)
+        end = size if end < 0 else end + 1
+        first = data[pos]
+        if start >= 0 and first in (0x20, 0x09):
+            if end - start > MAX_HEADER_LINE:
+                return mbox_from, headers, b"", start
+            pos = end
+            continue
+        if start >= 0:
+            headers.append(Header._parsed(data[start:pos]))
+            start = -1
+        if end - pos > MAX_HEADER_LINE:
+            return mbox_from, headers, b"", pos
+        if first == 0x0A or (first == 0x0D and end - pos == 2 and data[pos + 1] == 0x0A):
+            return mbox_from, headers, data[pos:end], end
+        if header_name_length(data[pos:end]):
+            start = pos
+            pos = end
+            continue
+        return mbox_from, headers, b"", pos
+    if start >= 0:
+        headers.append(Header._parsed(data[start:pos]))
+    return mbox_from, headers, b"", size
+
+
 class _LineReader:
     """readline() over a binary stream with a bound on the line kept in memory."""
 
@@ -115,11 +155,20 @@ class Message:
         spool_threshold: int = DEFAULT_SPOOL_THRESHOLD,
         spool_dir: str | None = None,
     ) -> Message:
-        return cls.from_stream(
-            io.BytesIO(bytes(data)),
-            envelope=envelope,
-            spool_threshold=spool_threshold,
-            spool_dir=spool_dir,
+        data = bytes(data)
+        mbox_from, headers, separator, body_start = _split_head(data)
+        if len(data) - body_start > spool_threshold:
+            builder = BodyBuilder(threshold=spool_threshold, spool_dir=spool_dir)
+            builder.write(data[body_start:])
+            body = builder.finish()
+        else:
+            body = Body(data[body_start:])
+        return cls(
+            headers=tuple(headers),
+            body=body,
+            envelope=envelope or Envelope(),
+            mbox_from=mbox_from,
+            separator=separator,
         )
 
     @classmethod
@@ -175,7 +224,7 @@ class Message:
                         break
                     continue
                 if pending is not None:
-                    headers.append(Header(pending))
+                    headers.append(Header._parsed(pending))
                     pending = None
                 if line in (b"\r\n", b"\n"):
                     separator = line
@@ -186,7 +235,7 @@ class Message:
                 builder.write(line)
                 break
             if pending is not None:
-                headers.append(Header(pending))
+                headers.append(Header._parsed(pending))
             while True:
                 chunk = stream.read(_READ)
                 if not chunk:

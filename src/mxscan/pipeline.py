@@ -66,7 +66,8 @@ def _error_verdict(step: Step, kind: str, reason: str) -> Verdict:
 async def _run_step(step: Step, message: Message) -> Verdict:
     try:
         # Typed as object: third-party scanners may return anything.
-        verdict: object = await asyncio.wait_for(step.scanner.scan(message), step.timeout)
+        async with asyncio.timeout(step.timeout):
+            verdict: object = await step.scanner.scan(message)
     except TimeoutError:
         return _error_verdict(step, "timeout", f"no verdict within {step.timeout:g}s")
     except ScannerError as exc:
@@ -122,7 +123,10 @@ class Pipeline:
         edits: list[HeaderEdit] = []
         current = message
         for stage in self.stages:
-            results = await asyncio.gather(*(_run_step(step, current) for step in stage))
+            if len(stage) == 1:
+                results = [await _run_step(stage[0], current)]
+            else:
+                results = await asyncio.gather(*(_run_step(step, current) for step in stage))
             stage_edits = [edit for verdict in results for edit in verdict.edits]
             if stage_edits:
                 current = current.apply(stage_edits)

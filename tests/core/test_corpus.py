@@ -48,6 +48,12 @@ async def test_every_corpus_message_round_trips_through_message_and_empty_pipeli
         if message.as_bytes() != data:
             failures.append(f"{path}: Message")
             continue
+        streamed = Message.from_file(path, spool_threshold=16 * 1024)
+        if [h.raw for h in streamed.headers] != [h.raw for h in message.headers]:
+            failures.append(f"{path}: from_file splits differently from from_bytes")
+        if streamed.as_bytes() != data:
+            failures.append(f"{path}: from_file")
+        streamed.close()
         result = await ascan(message, config=pipeline)
         if result.message.as_bytes() != data:
             failures.append(f"{path}: pipeline")

@@ -217,3 +217,29 @@ def test_body_repr_and_len() -> None:
     body = Body(b"abc")
     assert len(body) == 3
     assert "in memory" in repr(body)
+
+
+# The two parsers (in-memory for bytes, streaming for files) must agree.
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+_pieces = st.sampled_from(
+    [b"From x\n", b"Subject: a\r\n", b"To: b\n", b" folded\n", b"\tfolded\r\n", b"\r\n", b"\n",
+     b"no colon\n", b"X-8: \xff\n", b"X\xe9: y\n", b"a\rb: c\n", b"Name : v\n", b"body", b":\n",
+     b"\x00\n", b"From: z\n"]
+)  # fmt: skip
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.lists(_pieces, max_size=12))
+def test_bytes_and_stream_parsers_agree(pieces: list[bytes]) -> None:
+    data = b"".join(pieces)
+    a = Message.from_bytes(data)
+    b = Message.from_stream(io.BytesIO(data))
+    assert (a.mbox_from, [h.raw for h in a.headers], a.separator, a.body.as_bytes()) == (
+        b.mbox_from,
+        [h.raw for h in b.headers],
+        b.separator,
+        b.body.as_bytes(),
+    )
+    assert a.as_bytes() == data

@@ -1,0 +1,1 @@
+"""Benchmarks printed by ``nox -s bench``: figures to read, not tests to pass."""

@@ -1,0 +1,123 @@
+"""Core throughput: Message parsing + pipeline with no-op scanners, and memory for
+a 100 MB message (which must stay flat: the body is spooled, never held)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+
+import mxscan
+from mxscan import HeaderEdit, Message, Pipeline, Verdict
+
+TARGET = 20_000  # msg/s, no-op scanners, one core
+
+
+def message_10k() -> bytes:
+    headers = b"".join(b"X-Header-%02d: value number %d for the benchmark\r\n" % (i, i)
+                       for i in range(20))  # fmt: skip
+    body = (b"Lorem ipsum dolor sit amet, consectetur adipiscing elit.\r\n" * 200)[:10_000]
+    return (
+        b"From: a@example.com\r\nTo: b@example.net\r\nSubject: bench\r\n" + headers + b"\r\n" + body
+    )
+
+
+class NoOp:
+    def __init__(self, name: str, edits: tuple[HeaderEdit, ...] = ()) -> None:
+        self.name = name
+        self.verdict = Verdict(edits=edits)
+
+    async def scan(self, message: Message) -> Verdict:
+        return self.verdict
+
+    async def aclose(self) -> None:
+        return None
+
+
+async def _rate(pipeline: Pipeline, data: bytes, seconds: float = 2.0) -> float:
+    engine = mxscan.Engine(pipeline)
+    count = 0
+    start = time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        for _ in range(200):
+            result = await engine.scan(Message.from_bytes(data))
+            result.message.as_bytes()
+        count += 200
+    return count / (time.perf_counter() - start)
+
+
+def _sync_rate(pipeline: Pipeline, data: bytes, seconds: float = 1.0) -> float:
+    count = 0
+    start = time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        mxscan.scan(data, config=pipeline)
+        count += 1
+    return count / (time.perf_counter() - start)
+
+
+PEAK_SCRIPT = textwrap.dedent(
+    """
+    import asyncio, resource, sys
+    import mxscan
+    path = sys.argv[1]
+    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    class Reader:
+        name = "reader"
+        async def scan(self, message):
+            total = sum(len(c) for c in message.chunks())
+            assert total == message.size
+            return mxscan.Verdict(edits=[mxscan.HeaderEdit.add("X-Size", str(total))])
+        async def aclose(self):
+            pass
+    result = mxscan.scan(path, config=mxscan.Pipeline([[Reader()]]))
+    with open("/dev/null", "wb") as out:
+        result.message.write_to(out)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    print(base, peak)
+    """
+)
+
+
+def peak_rss_kib(size: int) -> tuple[int, int]:
+    with tempfile.NamedTemporaryFile(suffix=".eml") as fp:
+        fp.write(b"Subject: big\r\n\r\n")
+        line = b"x" * 998 + b"\r\n"
+        written = 0
+        while written < size:
+            fp.write(line)
+            written += len(line)
+        fp.flush()
+        out = subprocess.run([sys.executable, "-c", PEAK_SCRIPT, fp.name],
+                             capture_output=True, text=True, check=True)  # fmt: skip
+    base, peak = out.stdout.split()
+    return int(base), int(peak)
+
+
+def main() -> None:
+    data = message_10k()
+    noop = Pipeline([[NoOp("a"), NoOp("b")], [NoOp("c")]])
+    edits = tuple(HeaderEdit.add(f"X-Bench-{i}", "value") for i in range(20))
+    editing = Pipeline([[NoOp("editor", edits)]])
+    noop_rate = asyncio.run(_rate(noop, data))
+    edit_rate = asyncio.run(_rate(editing, data))
+    print(f"message size: {len(data)} bytes, {len(Message.from_bytes(data).headers)} headers")
+    print(f"Engine.scan, 3 no-op scanners in 2 stages: {noop_rate:,.0f} msg/s "
+          f"(target >= {TARGET:,})")  # fmt: skip
+    print(f"Engine.scan, 20 header edits:              {edit_rate:,.0f} msg/s")
+    print(f"mxscan.scan() (new event loop per call):   {_sync_rate(noop, data):,.0f} msg/s")
+    for size in (1_000_000, 10_000_000, 100_000_000):
+        base, peak = peak_rss_kib(size)
+        print(f"peak RSS scanning+writing a {size / 1e6:.0f} MB message: {peak / 1024:.1f} MiB "
+              f"(interpreter alone {base / 1024:.1f} MiB)")  # fmt: skip
+    print(
+        f"(pid {os.getpid()}, ru_maxrss {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss} KiB)"
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,59 @@
+"""Sessions: tests (each Python 3.11-3.13 found), lint, typecheck, bench.
+
+Interpreters are looked up on PATH and, where pyenv is used, in its versions
+directory, so every installed Python runs the suite without pyenv shims.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+from pathlib import Path
+
+import nox
+
+ROOT = Path(__file__).parent
+PYTHONS = ["3.11", "3.12", "3.13"]
+PLUGINS = sorted(str(p.parent) for p in ROOT.glob("plugins/*/pyproject.toml"))
+TEST_DEPS = ["pytest>=8", "pytest-asyncio>=0.23", "hypothesis>=6", "aiosmtpd>=1.4", "dkimpy>=1.1",
+             "hatchling>=1.18"]  # fmt: skip
+
+nox.options.sessions = ["lint", "typecheck", "tests"]
+nox.options.error_on_missing_interpreters = False
+nox.options.default_venv_backend = "venv"
+
+for bindir in sorted(glob.glob(os.path.expanduser("~/.pyenv/versions/3.1[1-3]*/bin"))):
+    if bindir not in os.environ.get("PATH", ""):
+        os.environ["PATH"] = os.environ.get("PATH", "") + os.pathsep + bindir
+
+
+def install_project(session: nox.Session) -> None:
+    session.install("-e", ".", *(f"-e{plugin}" for plugin in PLUGINS), *TEST_DEPS)
+
+
+@nox.session(python=PYTHONS)
+def tests(session: nox.Session) -> None:
+    """The whole test suite, real daemons included (start them with scripts/daemons)."""
+    install_project(session)
+    session.run("pytest", *session.posargs)
+
+
+@nox.session(python="3.11")
+def lint(session: nox.Session) -> None:
+    session.install("ruff>=0.6")
+    session.run("ruff", "check", ".")
+    session.run("ruff", "format", "--check", ".")
+
+
+@nox.session(python="3.11")
+def typecheck(session: nox.Session) -> None:
+    session.install("mypy>=1.10")
+    install_project(session)
+    session.run("mypy", "src", *(f"{plugin}/src" for plugin in PLUGINS))
+
+
+@nox.session(python="3.11")
+def bench(session: nox.Session) -> None:
+    """Throughput and memory figures, printed (never asserted in tests)."""
+    install_project(session)
+    session.run("python", "-m", "benchmarks", *session.posargs)
