@@ -6,7 +6,6 @@ directory, so every installed Python runs the suite without pyenv shims.
 
 from __future__ import annotations
 
-import glob
 import os
 from pathlib import Path
 
@@ -22,7 +21,8 @@ nox.options.sessions = ["lint", "typecheck", "tests"]
 nox.options.error_on_missing_interpreters = False
 nox.options.default_venv_backend = "venv"
 
-for bindir in sorted(glob.glob(os.path.expanduser("~/.pyenv/versions/3.1[1-3]*/bin"))):
+for found in sorted((Path.home() / ".pyenv" / "versions").glob("3.1[1-3]*/bin")):
+    bindir = str(found)
     if bindir not in os.environ.get("PATH", ""):
         os.environ["PATH"] = os.environ.get("PATH", "") + os.pathsep + bindir
 
