@@ -149,3 +149,27 @@ def test_no_command_prints_usage_and_exit_two() -> None:
     out = run()
     assert out.returncode == 2
     assert "usage: mxscan" in out.stderr
+
+
+def test_progress_bar_only_on_a_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
+    import io
+
+    from mxscan import cli
+
+    class Tty(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    fake = Tty()
+    monkeypatch.setattr(cli.sys, "stderr", fake)
+    progress = cli._Progress(3, enabled=True)
+    progress.step()
+    assert "[##########....................] 1/3" in fake.getvalue()
+    progress.step()
+    progress.step()
+    assert fake.getvalue().endswith("\r")
+    plain = io.StringIO()
+    monkeypatch.setattr(cli.sys, "stderr", plain)
+    quiet = cli._Progress(3, enabled=True)
+    quiet.step()
+    assert plain.getvalue() == ""
