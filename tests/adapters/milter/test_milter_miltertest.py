@@ -8,8 +8,8 @@ import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
+import milter_scanners as scanners
 import pytest
-import scanners
 from milter_thread import ThreadedMilter
 
 from mxscan.adapters.milter.server import MilterServer

@@ -13,8 +13,8 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import milter_scanners as scanners
 import pytest
-import scanners
 from milter_thread import ThreadedMilter
 
 from mxscan.adapters.milter.server import MilterServer

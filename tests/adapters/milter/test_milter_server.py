@@ -12,8 +12,8 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import milter_mta as mta
+import milter_scanners as scanners
 import pytest
-import scanners
 
 from mxscan.adapters.milter.server import MilterServer, ServerError
 from mxscan.addresses import InetAddress, UnixAddress
