@@ -75,7 +75,7 @@ class Engine:
             return attrs.evolve(result, policy=policy, recipients=recipients)
         runs = []
         for policy, recipients in groups.items():
-            envelope = attrs.evolve(message.envelope, recipients=recipients)  # type: ignore[arg-type]
+            envelope = attrs.evolve(message.envelope, recipients=recipients)
             runs.append(self._run_group(policy, message.with_envelope(envelope)))
         results = await asyncio.gather(*runs)
         worst = max(results, key=lambda r: r.verdict.action)

@@ -47,12 +47,18 @@ def _frozen_macros(value: Mapping[str, str] | None) -> Mapping[str, str]:
     return dict(value or {})
 
 
+def _str_tuple(value: Iterable[str]) -> tuple[str, ...]:
+    if isinstance(value, str):
+        raise TypeError("recipients must be a list of addresses, not one string")
+    return tuple(value)
+
+
 @attrs.frozen
 class Envelope:
     """SMTP envelope and connection facts; an empty sender is the null sender ``<>``."""
 
     sender: str = ""
-    recipients: tuple[str, ...] = attrs.field(default=(), converter=tuple)
+    recipients: tuple[str, ...] = attrs.field(default=(), converter=_str_tuple)
     client_address: str | None = None
     client_name: str | None = None
     helo: str | None = None

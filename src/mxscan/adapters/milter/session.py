@@ -203,7 +203,7 @@ class Session:
         client = self._client
         envelope = Envelope(
             sender=self._tx.sender or "",
-            recipients=tuple(self._tx.recipients),  # type: ignore[arg-type]  # attrs converter=tuple
+            recipients=tuple(self._tx.recipients),  # attrs converter=tuple
             client_address=macros.get("{client_addr}") or (client.address if client else None),
             client_name=macros.get("{client_name}") or (client.hostname if client else None),
             helo=self._helo,
