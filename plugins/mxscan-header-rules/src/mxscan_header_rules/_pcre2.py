@@ -65,7 +65,7 @@ class Pcre2Error(Exception):
 
 
 _lib: Any = None
-_lock = threading.Lock()
+_lock = threading.RLock()
 
 
 def _load() -> Any:

@@ -34,7 +34,7 @@ from mxscan import (
 
 from . import _pcre2
 from .actions import ParsedAction, parse_action, parse_header_text, reject_reply
-from .mime import MIME_HEADERS, header_name, logical_key, walk_body
+from .mime import MIME_HEADERS, HeaderClass, header_name, logical_key, walk_body
 from .table import Lookup, Table, TableError, TableKind, load_table, parse_table
 
 __all__ = ["HeaderRules", "RuleHit"]
@@ -54,6 +54,7 @@ class RuleHit:
     """One header that matched a rule, for logs and tests."""
 
     scope: Scope
+    header_class: HeaderClass  # MAIN, MULT or NEST, as Postfix's mime_state says
     key: bytes
     location: str  # "table:line"
     action: ParsedAction
@@ -216,6 +217,10 @@ class HeaderRules:
 
     def check(self, message: Message) -> Verdict:
         """The synchronous core of :meth:`scan`."""
+        return self.evaluate(message)[0]
+
+    def evaluate(self, message: Message) -> tuple[Verdict, list[RuleHit]]:
+        """The verdict and every rule hit, in message order."""
         ev = _Evaluation(message)
         for index, header in enumerate(message.headers):
             if ev.stopped:
@@ -227,12 +232,13 @@ class HeaderRules:
                 continue
             hit = table.lookup(key, ev.errors)
             if hit is not None:
-                self._apply(ev, "mime" if is_mime else "header", table, hit, key, index)
+                scope: Scope = "mime" if is_mime else "header"
+                self._apply(ev, scope, "MAIN", table, hit, key, index)
         if not ev.stopped and (self.mime_table is not None or self.nested_table is not None):
             self._check_body(ev, message)
         for error in ev.errors:
             log.warning("%s", error)
-        return self._verdict(ev)
+        return self._verdict(ev), ev.hits
 
     def _body_lines(self, message: Message) -> Iterator[bytes]:
         with message.body.open() as fp:
@@ -249,6 +255,7 @@ class HeaderRules:
         for found in walk_body(self._body_lines(message), ctypes):
             if ev.stopped:
                 return
+            scope: Scope
             if found.is_mime or found.header_class == "MULT":
                 table, scope = self.mime_table, "mime"
             else:
@@ -257,12 +264,13 @@ class HeaderRules:
                 continue
             hit = table.lookup(found.key, ev.errors)
             if hit is not None:
-                self._apply(ev, scope, table, hit, found.key, None)  # type: ignore[arg-type]
+                self._apply(ev, scope, found.header_class, table, hit, found.key, None)
 
     def _apply(
         self,
         ev: _Evaluation,
         scope: Scope,
+        header_class: HeaderClass,
         table: Table,
         hit: Lookup,
         key: bytes,
@@ -345,7 +353,7 @@ class HeaderRules:
         else:
             log.warning("unknown command in %s map: %s", map_class, cmd)
             applied = False
-        ev.hits.append(RuleHit(scope, key, where, act, applied))
+        ev.hits.append(RuleHit(scope, header_class, key, where, act, applied))
 
     def _replace_or_prepend(
         self, ev: _Evaluation, cmd: str, text: str, index: int, map_class: str
