@@ -9,7 +9,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from pipe_helpers import PipeRunner  # noqa: E402
+from pipe_helpers import PipeRunner
 
 
 @pytest.fixture

@@ -36,7 +36,7 @@ class Fake:
 
     async def scan(self, message: Message) -> Verdict:
         if self.started_file:
-            Path(self.started_file).write_text("scanning\n")
+            Path(self.started_file).write_text("scanning\n")  # noqa: ASYNC240 (tiny, test only)
         if self.delay:
             await asyncio.sleep(self.delay)
         if self.fail:
