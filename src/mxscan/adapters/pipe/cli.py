@@ -23,7 +23,8 @@ class _PipeArgumentParser(argparse.ArgumentParser):
     """Usage errors and unknown options exit 75 with a ``4.3.5`` status line."""
 
     def error(self, message: str) -> NoReturn:
-        write_fd(1, dsn_line(ExitCode.TEMPFAIL, "4.3.5", f"mxscan pipe: usage error: {message}"))
+        line = dsn_line(ExitCode.TEMPFAIL, "4.3.5", f"mxscan pipe: usage error: {message}")
+        write_fd(1, line + "\n")
         sys.exit(int(ExitCode.TEMPFAIL))
 
     def parse_known_args(  # type: ignore[override]

@@ -42,5 +42,5 @@ def dsn_line(code: ExitCode, status: str, text: str) -> str:
     if not _STATUS.fullmatch(status) or status[0] != wanted:
         status = "5.7.1" if wanted == "5" else "4.3.0"
     text = " ".join(text.split()) or ("rejected" if wanted == "5" else "try again later")
-    line = f"{status} {text}"
-    return line[:MAX_REPLY] + "\n"
+    # No newline: pipe(8) would turn it into a trailing space in the bounce text.
+    return f"{status} {text}"[:MAX_REPLY]

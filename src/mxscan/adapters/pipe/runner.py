@@ -245,8 +245,11 @@ def run(args: argparse.Namespace, stdin: BinaryIO | None = None) -> int:
         log.error("%s: internal error: %s: %s", args.queue_id or "NOQUEUE", type(exc).__name__, exc)
     finally:
         logger.removeHandler(buffer)
-    write_fd(1, output)
-    if code is not ExitCode.UNAVAILABLE:
+    log_text = buffer.text()
+    if code is ExitCode.UNAVAILABLE:
         # A bounce carries only the status line; the sender does not need our log.
-        write_fd(2, buffer.text())
+        write_fd(1, output)
+    else:
+        write_fd(1, output + "\n" if output else "")
+        write_fd(2, log_text)
     return int(code)

@@ -1,0 +1,160 @@
+"""A private Postfix set up from docs/snippets/pipe-*.cf, running ``mxscan pipe``.
+
+The test uses the snippet files the documentation shows, with only the
+site-specific words replaced (the mxscan path, its config, the pipe user, the
+Postfix config directory), so the documented setup is the tested one.
+
+Two facts of a test machine shape this module:
+
+* pipe(8) refuses to run commands as root, so ``mxscan pipe`` runs as
+  ``nobody``; when the test venv's interpreter is not reachable for nobody (a
+  pyenv under /root), a small venv on the system Python 3 of the same version
+  reuses the test venv's site-packages (same code, same plugins, same dist-info).
+* sendmail/postdrop run by a non-root user refuse a non-default config
+  directory unless the default main.cf lists it in
+  ``alternate_config_directories``; the fixture adds it there and restores the
+  file afterwards.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+import sysconfig
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+
+from tests.support.daemons import clamd_unix, run_dir, spamd_inet
+from tests.support.postfix import PostfixInstance
+
+REPO = Path(__file__).resolve().parents[3]
+SNIPPETS = REPO / "docs" / "snippets"
+PIPE_USER = "nobody"
+DEFAULT_MAIN_CF = Path("/etc/postfix/main.cf")
+
+
+def snippet_main_cf() -> dict[str, str]:
+    settings = {}
+    for line in (SNIPPETS / "pipe-main.cf").read_text().splitlines():
+        if line.strip() and not line.lstrip().startswith("#"):
+            key, _, value = line.partition("=")
+            settings[key.strip()] = value.strip()
+    return settings
+
+
+def snippet_master_cf(mxscan: str, config: Path, config_dir: Path) -> list[str]:
+    text = (SNIPPETS / "pipe-master.cf").read_text()
+    for old, new in (
+        ("/usr/local/bin/mxscan", mxscan),
+        ("/etc/mxscan/mxscan.toml", str(config)),
+        ("user=mxscan", f"user={PIPE_USER}"),
+        ("/etc/postfix/", f"{config_dir}/"),
+    ):
+        assert old in text, f"docs/snippets/pipe-master.cf no longer holds {old!r}"
+        text = text.replace(old, new)
+    return text.splitlines()
+
+
+class PipePostfix(PostfixInstance):
+    """The snippet redefines pickup; master.cf may define a service only once."""
+
+    def master_cf(self) -> str:
+        text = super().master_cf()
+        if any(line.startswith("pickup ") for line in self.master_extra):
+            text = re.sub(r"(?m)^pickup\s.*\n", "", text, count=1)
+        return text
+
+
+def _runs_as(user: str, argv: list[str]) -> bool:
+    try:
+        proc = subprocess.run(
+            ["runuser", "-u", user, "--", *argv], capture_output=True, timeout=60, cwd="/"
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return proc.returncode == 0
+
+
+def mxscan_for_pipe_user() -> str:
+    """An ``mxscan`` executable that the pipe user can run (see the module doc)."""
+    venv_mxscan = Path(sys.executable).parent / "mxscan"
+    if venv_mxscan.exists() and _runs_as(PIPE_USER, [str(venv_mxscan), "--version"]):
+        return str(venv_mxscan)
+    version = f"{sys.version_info.major}.{sys.version_info.minor}"
+    system_python = shutil.which(f"python{version}", path="/usr/bin:/usr/local/bin")
+    if system_python is None:
+        raise RuntimeError(
+            f"{PIPE_USER} cannot run {sys.executable}, and there is no system python{version} "
+            "to build a reachable venv with"
+        )
+    venv = run_dir() / f"pipe-venv-{version}"
+    python = venv / "bin" / "python"
+    if not python.exists():
+        subprocess.run([system_python, "-m", "venv", "--without-pip", str(venv)], check=True)
+    purelib = Path(sysconfig.get_paths(vars={"base": str(venv), "platbase": str(venv)})["purelib"])
+    ours = sysconfig.get_paths()["purelib"]
+    # addsitedir (not a plain path line) so the editable installs' .pth files work too.
+    (purelib / "mxscan-test-venv.pth").write_text(f"import site; site.addsitedir({ours!r})\n")
+    script = venv / "bin" / "mxscan"
+    script.write_text(f"#!{python}\nimport sys\nfrom mxscan.cli import main\nsys.exit(main())\n")
+    script.chmod(0o755)
+    for path in [run_dir(), venv, *venv.rglob("*")]:
+        path.chmod(path.stat().st_mode | (0o005 if path.is_dir() else 0o004))
+    if not _runs_as(PIPE_USER, [str(script), "--version"]):
+        raise RuntimeError(f"{PIPE_USER} cannot run {script}")
+    return str(script)
+
+
+@contextmanager
+def alternate_config_directory(config_dir: Path) -> Iterator[None]:
+    """List ``config_dir`` in the default main.cf's alternate_config_directories."""
+    original = DEFAULT_MAIN_CF.read_text() if DEFAULT_MAIN_CF.exists() else None
+    text = original or "# written by mxscan's pipe tests; removed when they end\n"
+    match = re.search(r"(?m)^alternate_config_directories\s*=(.*)$", text)
+    if match:
+        text = text[: match.end()] + f" {config_dir}" + text[match.end() :]
+    else:
+        text += f"alternate_config_directories = {config_dir}\n"
+    DEFAULT_MAIN_CF.write_text(text)
+    try:
+        yield
+    finally:
+        if original is None:
+            DEFAULT_MAIN_CF.unlink(missing_ok=True)
+        else:
+            DEFAULT_MAIN_CF.write_text(original)
+
+
+def mxscan_config(*, clamd: str | None = None) -> str:
+    """examples/mxscan.toml with absolute paths, the test daemons' addresses, and
+    test-only rules and policies (HOLD/REJECT by Subject, a lenient example.jp)."""
+    text = (REPO / "examples" / "mxscan.toml").read_text()
+    header_checks = REPO / "examples" / "header_checks"
+    replacements: Mapping[str, str] = {
+        'file = "examples/header_checks"': f'file = "{header_checks}"',
+        'address = ["unix:/tmp/mxscan-run/clamd.sock", "inet:127.0.0.1:13310"]': f'address = ["{clamd or clamd_unix()}"]',
+        'address = "inet:127.0.0.1:10783"': f'address = "{spamd_inet()}"',
+        "/^X-Virus-/   IGNORE\n": "/^X-Virus-/   IGNORE\n"
+        "/^Subject: mxscan-hold-test/    HOLD\n"
+        "/^Subject: mxscan-reject-test/  REJECT 5.7.1 rejected by the pipe test\n",
+        'timeout = "60s"': 'timeout = "20s"',
+    }
+    for old, new in replacements.items():
+        assert old in text, f"examples/mxscan.toml no longer holds {old!r}"
+        text = text.replace(old, new)
+    return text + (
+        '\n[policy."example.jp"]         # lenient: spam is tagged, not discarded\n'
+        "spamassassin.spam_score = 5000.0\n"
+        "spamassassin.discard_score = 5000.0\n"
+    )
+
+
+def write_world_readable(path: Path, text: str) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(text)
+    tmp.chmod(0o644)
+    os.replace(tmp, path)
