@@ -95,5 +95,18 @@ def test_bad_config_is_reported_before_start(
 ) -> None:
     instance = make_postfix(start=False, main_overrides={"inet_protocols": "nosuchproto"})
     with pytest.raises(PostfixError, match="nosuchproto"):
+        instance.start(check=True)
+    assert instance.master_pid() is None
+    # `postfix start` finds it too when the (slow) check is skipped.
+    with pytest.raises(PostfixError, match="nosuchproto"):
+        instance.start(check=False)
+    assert instance.master_pid() is None
+
+
+def test_bad_master_cf_line_gives_a_hint(
+    make_postfix: Callable[..., PostfixInstance],
+) -> None:
+    instance = make_postfix(start=False, master_extra=["nosuchport inet n - n - - smtpd"])
+    with pytest.raises(PostfixError, match="master.cf"):
         instance.start()
     assert instance.master_pid() is None
