@@ -26,6 +26,7 @@ from typing import Any
 from tests.support.daemons import REPO_ROOT, clamd_inet, clamd_unix, run_dir, spamd_inet
 
 EXAMPLES = REPO_ROOT / "examples"
+LISTENING = "milter listening on"
 SLOWPLUGIN_DIST = REPO_ROOT / "tests" / "data" / "mxscan-slowplugin"
 
 
@@ -190,13 +191,15 @@ class MilterProcess:
         if env.get("PYTHONPATH"):
             paths.append(env["PYTHONPATH"])
         env["PYTHONPATH"] = os.pathsep.join(paths)
+        listening = self.log().count(LISTENING)
         with self.log_path.open("ab") as log:
             self.proc = subprocess.Popen(
                 self.command(), stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=env,
                 cwd=self.dir,
             )  # fmt: skip
+        # Wait for its "listening" line, not for the path: a stale socket may be there.
         deadline = time.monotonic() + timeout
-        while not self.sock.exists():
+        while self.log().count(LISTENING) <= listening:
             if self.proc.poll() is not None:
                 raise AssertionError(
                     f"mxscan milter exited {self.proc.returncode} at start:\n{self.log()}"

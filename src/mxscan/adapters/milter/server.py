@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import grp
+import importlib
 import logging
 import os
 import pwd
@@ -304,8 +305,22 @@ def _gid(group: str) -> int:
         raise ServerError(f"no such group: {group}") from None
 
 
+#: Modules the stdlib imports lazily while mail is being scanned: asyncio's default
+#: executor (``asyncio.to_thread``, used by plugins for CPU-bound work) and the IDNA
+#: codec (``open_connection`` to a host name). Imported before the privilege drop, so
+#: scanning never depends on the new user being able to read the Python installation.
+PRELOAD_MODULES = ("concurrent.futures.thread", "encodings.idna")
+
+
 def drop_privileges(user: str) -> None:
-    """Become ``user`` (and its groups) after the sockets are bound."""
+    """Become ``user`` (and its groups) after the sockets are bound.
+
+    Modules not yet imported may be unreadable for ``user`` (an interpreter under
+    /root, say): the ones scanning needs are imported first, and a warning names the
+    problem rather than every later import failing mysteriously mid-scan.
+    """
+    for name in PRELOAD_MODULES:
+        importlib.import_module(name)
     try:
         entry = pwd.getpwnam(user) if not user.isdigit() else pwd.getpwuid(int(user))
     except KeyError:
@@ -319,6 +334,15 @@ def drop_privileges(user: str) -> None:
     except PermissionError:
         raise ServerError(f"cannot switch to user {user}: not running as root") from None
     log.info("running as user %s", entry.pw_name)
+    stdlib = str(Path(os.__file__).parent)
+    if not os.access(stdlib, os.R_OK | os.X_OK):
+        log.warning(
+            "user %s cannot read the Python installation (%s): a configuration reload "
+            "that needs new modules will fail; install mxscan where %s can read it",
+            entry.pw_name,
+            stdlib,
+            entry.pw_name,
+        )
 
 
 async def _close_all(engines: list[ScanEngine]) -> None:
