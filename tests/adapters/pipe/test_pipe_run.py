@@ -386,3 +386,28 @@ def test_sigterm_while_reading_stdin_defers(pipe: PipeRunner) -> None:
     assert proc.returncode == 75
     assert out.startswith(b"4.3.0 ")
     assert pipe.sent() == []
+
+
+def test_client_chosen_values_starting_with_a_dash_are_values_not_options(
+    pipe: PipeRunner,
+) -> None:
+    # ${sender} and ${client_helo} come from the SMTP client: "-f -x" must not
+    # become a usage error, or the message would be deferred until it expires.
+    pipe.write_config(fake_config("accept"))
+    proc = pipe.run(
+        MESSAGE,
+        "--helo",
+        "-h",
+        "--client-address",
+        "",
+        "-f",
+        "-evil@example.org",
+        "--",
+        "-r@example.com",
+        "--",
+        "-h",
+    )
+    assert proc.returncode == 0, proc
+    (sent,) = pipe.sent()
+    assert sent.sender == "-evil@example.org"
+    assert sent.recipients == ["-r@example.com", "--", "-h"]

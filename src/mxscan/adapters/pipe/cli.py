@@ -30,10 +30,43 @@ class _PipeArgumentParser(argparse.ArgumentParser):
     def parse_known_args(  # type: ignore[override]
         self, args: Any = None, namespace: Any = None
     ) -> tuple[argparse.Namespace, list[str]]:
+        if args is not None:
+            args = self._glue_values(list(args))
         parsed, extras = super().parse_known_args(args, namespace)
         if extras:
             self.error(f"unrecognized arguments: {' '.join(extras)}")
         return parsed, extras
+
+    def _glue_values(self, args: list[str]) -> list[str]:
+        """``-f -x@example.org`` -> ``--sender=-x@example.org``.
+
+        Postfix passes ``${sender}`` and ``${client_helo}`` as separate words, and
+        both are chosen by the SMTP client: a value starting with ``-`` must not
+        turn into a usage error (a deferral until the message expires).
+        """
+        takes_value = {
+            option: max(action.option_strings, key=len)
+            for action in self._actions
+            if action.option_strings
+            and action.nargs is None
+            and action.const is None
+            and not isinstance(action, argparse._StoreConstAction)
+            for option in action.option_strings
+        }
+        out: list[str] = []
+        i = 0
+        while i < len(args):
+            arg = args[i]
+            if arg == "--":
+                out += args[i:]
+                break
+            if arg in takes_value and i + 1 < len(args):
+                out.append(f"{takes_value[arg]}={args[i + 1]}")
+                i += 2
+                continue
+            out.append(arg)
+            i += 1
+        return out
 
 
 def _positive(text: str) -> float:
