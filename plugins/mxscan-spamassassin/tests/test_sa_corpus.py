@@ -1,0 +1,80 @@
+"""Differential test: the plugin reads spamd exactly as spamc does.
+
+For every SpamAssassin t/data message (real ham, spam, broken MIME, CJK, a
+1-byte file), the plugin's score and rule names must equal what ``spamc -c`` and
+``spamc -y`` get from the same spamd for the same bytes. This exercises the
+parsing of long, folded ``tests=`` lists on real output.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+from mxscan_spamassassin import SpamAssassin
+from mxscan_spamassassin.edits import forged_removals
+
+from mxscan import Message
+
+pytestmark = [pytest.mark.spamd, pytest.mark.corpus]
+
+REPO = Path(__file__).resolve().parents[3]
+
+
+def corpus_files() -> list[Path]:
+    corpus = Path(os.environ.get("MXSCAN_CORPUS", REPO.parent / "shared" / "corpus"))
+    folder = corpus / "spamassassin-tdata"
+    if not folder.is_dir():
+        pytest.skip(f"corpus not found at {folder} (set MXSCAN_CORPUS)")
+    return sorted(
+        p for sub in ("nice", "spam", "samples") for p in (folder / sub).rglob("*") if p.is_file()
+    )
+
+
+def spamc(address: str, *args: str, data: bytes) -> str:
+    host, _, port = address.removeprefix("inet:").rpartition(":")
+    run = subprocess.run(
+        ["spamc", "-d", host, "-p", port, "-t", "60", *args],
+        input=data,
+        capture_output=True,
+        check=False,
+    )
+    return run.stdout.decode().strip()
+
+
+async def test_plugin_agrees_with_spamc_on_the_sa_test_corpus(spamd: str) -> None:
+    if shutil.which("spamc") is None:
+        pytest.skip("spamc not installed")
+    files = corpus_files()
+    assert len(files) > 100
+    scanner = SpamAssassin(address=spamd, timeout=60, max_size="10MiB")
+    gate = asyncio.Semaphore(4)
+    mismatches: list[str] = []
+    gtube = 0
+
+    async def check(path: Path) -> None:
+        nonlocal gtube
+        message = Message.from_bytes(await asyncio.to_thread(path.read_bytes))
+        sent = message.apply(forged_removals(message.headers)).as_bytes()
+        async with gate:
+            verdict = await scanner.scan(message)
+            score = await asyncio.to_thread(spamc, spamd, "-c", data=sent)
+            rules = await asyncio.to_thread(spamc, spamd, "-y", data=sent)
+        expected_rules = {r for r in rules.split(",") if r}
+        expected_score = float(score.split("/")[0])
+        if set(verdict.findings) != expected_rules or verdict.score != expected_score:
+            mismatches.append(
+                f"{path.name}: plugin {verdict.score} {sorted(verdict.findings)}"
+                f" / spamc {expected_score} {sorted(expected_rules)}"
+            )
+        if "GTUBE" in verdict.findings:
+            gtube += 1
+            assert verdict.status.startswith("spam("), path
+
+    await asyncio.gather(*(check(p) for p in files))
+    assert mismatches == []
+    assert gtube >= 3
