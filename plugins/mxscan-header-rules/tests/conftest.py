@@ -32,7 +32,9 @@ def _require(what: str) -> None:
 @pytest.fixture(scope="session")
 def postmap(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, Path]:
     """(postmap binary, config dir with an empty main.cf)."""
-    binary = shutil.which("postmap") or ("/usr/sbin/postmap" if Path("/usr/sbin/postmap").exists() else None)
+    binary = shutil.which("postmap") or (
+        "/usr/sbin/postmap" if Path("/usr/sbin/postmap").exists() else None
+    )
     if binary is None:
         _require("Postfix postmap (Debian package postfix)")
     dynamicmaps = Path("/etc/postfix/dynamicmaps.cf")

@@ -82,8 +82,48 @@ def _load() -> Any:
                 ]
                 lib.regfree.restype = None
                 lib.regfree.argtypes = [ctypes.c_void_p]
+                _setup_locale(lib)
                 _lib = lib
     return _lib
+
+
+_c_locale: int | None = None
+
+
+def _setup_locale(lib: Any) -> None:
+    """Postfix never calls setlocale(), so its regcomp runs in the "C"
+    locale: bytes are bytes. Python switches LC_CTYPE to the environment's
+    (often UTF-8), which changes what [^x], . and \\w match on 8-bit
+    headers. uselocale() gives just our calls the C locale, per thread."""
+    global _c_locale
+    try:
+        lib.newlocale.restype = ctypes.c_void_p
+        lib.newlocale.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_void_p]
+        lib.uselocale.restype = ctypes.c_void_p
+        lib.uselocale.argtypes = [ctypes.c_void_p]
+    except AttributeError:  # no POSIX.1-2008 locales: keep the process locale
+        return
+    mask = 0x1FBF if platform.system() == "Linux" else 0x3F  # LC_ALL_MASK
+    loc = lib.newlocale(mask, b"C", None)
+    _c_locale = int(loc) if loc else None
+
+
+class _CLocale:
+    """Context manager: the C locale for this thread's regcomp/regexec."""
+
+    __slots__ = ("_lib", "_old")
+
+    def __init__(self, lib: Any) -> None:
+        self._lib = lib
+        self._old: int | None = None
+
+    def __enter__(self) -> None:
+        if _c_locale is not None:
+            self._old = self._lib.uselocale(_c_locale)
+
+    def __exit__(self, *_: object) -> None:
+        if self._old is not None:
+            self._lib.uselocale(self._old)
 
 
 class PosixError(Exception):
@@ -107,7 +147,8 @@ class PosixPattern:
         self._lib = lib
         self._buf = ctypes.create_string_buffer(_REGEX_T_SIZE)
         pattern = pattern.split(b"\0", 1)[0]
-        rc = lib.regcomp(self._buf, pattern, cflags)
+        with _CLocale(lib):
+            rc = lib.regcomp(self._buf, pattern, cflags)
         if rc != 0:
             raise PosixError(rc, self._error(rc))
         weakref.finalize(self, _free, lib, self._buf)
@@ -122,14 +163,16 @@ class PosixPattern:
         """Spans of groups 0..nmatch-1 (``None`` when unset), or ``None``."""
         subject = subject.split(b"\0", 1)[0]
         if nmatch <= 0:
-            rc = self._lib.regexec(self._buf, subject, 0, None, 0)
+            with _CLocale(self._lib):
+                rc = self._lib.regexec(self._buf, subject, 0, None, 0)
             if rc == REG_NOMATCH:
                 return None
             if rc != 0:
                 raise PosixError(rc, self._error(rc))
             return []
         pm = (_RegMatch * nmatch)()
-        rc = self._lib.regexec(self._buf, subject, nmatch, pm, 0)
+        with _CLocale(self._lib):
+            rc = self._lib.regexec(self._buf, subject, nmatch, pm, 0)
         if rc == REG_NOMATCH:
             return None
         if rc != 0:
