@@ -16,7 +16,7 @@ import pytest
 from conftest import CLEAN, FakeSpamd, free_port, read_request, spam_message, spamd_reply
 from mxscan_spamassassin import SpamAssassin
 
-from mxscan import Action, Message, ScannerError
+from mxscan import Action, Message, Pipeline, ScannerError, Step
 
 SA_SPAM = (
     b"X-Spam-Checker-Version: SpamAssassin 4.0.1 (2024-03-25) on vm\n"
@@ -83,9 +83,22 @@ async def test_all_addresses_down_lists_each() -> None:
 
 
 async def test_slow_spamd_times_out_as_a_scanner_error(never_answers: FakeSpamd) -> None:
-    scanner = SpamAssassin(address=never_answers.address, timeout=0.3)
-    with pytest.raises(ScannerError, match=rf"{never_answers.address} did not answer within 0.3s"):
+    scanner = SpamAssassin(address=never_answers.address, timeout=2)
+    with pytest.raises(ScannerError, match=rf"{never_answers.address} did not answer within 1.9s"):
         await scanner.scan(message())
+
+
+async def test_slow_spamd_in_the_pipeline_tempfails_naming_the_address(
+    never_answers: FakeSpamd,
+) -> None:
+    # The core passes the same timeout to the plugin and to the step: the
+    # plugin's own deadline must fire first so the log names the spamd.
+    scanner = SpamAssassin(address=never_answers.address, timeout=1)
+    result = await Pipeline([[Step(scanner, timeout=1)]]).run(message())
+    assert result.verdict.action is Action.TEMPFAIL
+    (verdict,) = result.verdicts
+    assert verdict.status == "error(failed)"
+    assert f"spamd at {never_answers.address} did not answer" in verdict.reason
 
 
 async def test_slow_spamd_is_not_retried_on_the_next_address(
