@@ -262,3 +262,23 @@ def test_clamd_down_defers_and_nothing_is_lost_when_it_is_back(setup: Setup) -> 
         "rcpt@example.net",
     ]
     assert len(deliveries) == 2
+
+
+def test_null_sender_mail_is_reinjected_with_the_null_sender(setup: Setup) -> None:
+    message, msgid = unique(ham_message(), "null-sender")
+    sent = setup.postfix.send(message, sender="", recipients=["rcpt@example.com"])
+    assert sent.queue_id
+    wait_filtered(setup, sent.queue_id, "rcpt@example.com")
+    (delivery,) = wait_arrived(setup.sink, msgid)
+    assert delivery.mail_from in ("", "<>")
+
+
+def test_a_forged_hold_header_neither_holds_nor_survives(setup: Setup) -> None:
+    message, msgid = unique(ham_message(), "forged-hold")
+    message = b"X-Mxscan-Hold: forged by the sender\r\n" + message
+    sent = setup.postfix.send(message, recipients=["rcpt@example.com"])
+    assert sent.queue_id
+    wait_filtered(setup, sent.queue_id, "rcpt@example.com")
+    (delivery,) = wait_arrived(setup.sink, msgid)
+    assert b"X-Mxscan-Hold" not in delivery.data
+    assert not [q for q in setup.postfix.queue() if q.queue_name == "hold"]
