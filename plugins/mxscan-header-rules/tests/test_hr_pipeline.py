@@ -6,8 +6,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from mxscan import Action, HeaderEdit, Message, Pipeline, Verdict
 from mxscan_header_rules import HeaderRules
+
+from mxscan import Action, HeaderEdit, Message, Pipeline, Verdict
 
 SEED = r"""/^From:\s*<>/m                  DISCARD
 /^X\-Spam\-Flag:\s+YES/m        DISCARD
@@ -86,7 +87,9 @@ async def test_spam_status_no_added_by_scanner_is_stripped(seed_file: Path) -> N
 
 
 async def test_before_scanning_the_sender_cannot_forge_spam_headers(seed_file: Path) -> None:
-    forged = MAIL.replace(b"Subject: hello\r\n", b"Subject: hello\r\nX-Spam-Status: No, score=-100\r\n")
+    forged = MAIL.replace(
+        b"Subject: hello\r\n", b"Subject: hello\r\nX-Spam-Status: No, score=-100\r\n"
+    )
     inbound = HeaderRules("inbound", rules="/^X-Spam-/ IGNORE\n/^X-Virus-/ IGNORE\n")
     result = await Pipeline([[inbound]]).run(Message.from_bytes(forged))
     assert result.message.as_bytes() == MAIL

@@ -6,8 +6,9 @@ import logging
 from pathlib import Path
 
 import pytest
-from mxscan import Action, ConfigError, Message, Route
 from mxscan_header_rules import HeaderRules
+
+from mxscan import Action, ConfigError, Message, Route
 
 MAIL = (
     b"Received: from a\r\n"
@@ -27,7 +28,7 @@ def run(rules: str, mail: bytes = MAIL, **options: object) -> tuple[Message, obj
 
 
 def test_ignore_second_of_duplicate_headers_keeps_the_first() -> None:
-    out, verdict = run("/^Received: from b/ IGNORE\n")
+    out, _verdict = run("/^Received: from b/ IGNORE\n")
     assert out.as_bytes() == MAIL.replace(b"Received: from b\r\n", b"")
 
 
@@ -66,7 +67,7 @@ def test_replacement_with_a_line_break_is_refused(caplog: pytest.LogCaptureFixtu
 
 
 def test_replace_text_that_is_not_a_header_is_ignored(caplog: pytest.LogCaptureFixture) -> None:
-    out, verdict = run("/^Subject:/ REPLACE no colon here\n")
+    out, _verdict = run("/^Subject:/ REPLACE no colon here\n")
     assert out.as_bytes() == MAIL
     assert "bad REPLACE header text" in caplog.text
 
@@ -120,7 +121,9 @@ def test_warn_and_info_are_logged_not_acted_on(caplog: pytest.LogCaptureFixture)
     out, verdict = run("/^Subject:/ WARN cheap subject\n/^From:/ INFO\n")
     assert out.as_bytes() == MAIL
     assert verdict.status == "matched(2)"  # type: ignore[attr-defined]
-    assert "warning: header Subject: Cheap stuff; from=<> to=<unknown>: cheap subject" in caplog.text
+    assert (
+        "warning: header Subject: Cheap stuff; from=<> to=<unknown>: cheap subject" in caplog.text
+    )
     assert "info: header From: alice@example.org" in caplog.text
 
 
@@ -131,12 +134,12 @@ def test_dunno_and_ok_change_nothing() -> None:
 
 
 def test_first_matching_rule_wins() -> None:
-    out, verdict = run("/^Subject:/ DUNNO\n/^Subject:/ IGNORE\n")
+    out, _verdict = run("/^Subject:/ DUNNO\n/^Subject:/ IGNORE\n")
     assert out.as_bytes() == MAIL
 
 
 def test_unknown_command_is_warned(caplog: pytest.LogCaptureFixture) -> None:
-    out, verdict = run("/^Subject:/ FROBNICATE\n")
+    out, _verdict = run("/^Subject:/ FROBNICATE\n")
     assert out.as_bytes() == MAIL
     assert "unknown command in header_checks map: FROBNICATE" in caplog.text
 
@@ -152,7 +155,7 @@ MIME_MAIL = (
     b"Content-Type: multipart/mixed; boundary=XX\r\n"
     b"\r\n"
     b"--XX\r\n"
-    b"Content-Type: application/octet-stream; name=\"run.exe\"\r\n"
+    b'Content-Type: application/octet-stream; name="run.exe"\r\n'
     b"\r\n"
     b"AAAA\r\n"
     b"--XX\r\n"
