@@ -17,6 +17,7 @@ from .addresses import (
 )
 from .api import ascan, scan
 from .body import Body, BodyBuilder
+from .conditions import Conditions
 from .config import Config, load_config
 from .edits import EditKind, HeaderEdit
 from .engine import Engine
@@ -35,6 +36,7 @@ __all__ = [
     "Address",
     "Body",
     "BodyBuilder",
+    "Conditions",
     "Config",
     "ConfigError",
     "EditKind",

@@ -22,6 +22,7 @@ import attrs
 from .engine import Engine
 from .errors import ConfigError
 from .pipeline import ON_ERROR_ACTIONS, Pipeline, Step
+from .conditions import Conditions, parse_networks
 from .plugins import Registry
 from .scanner import Scanner
 from .units import format_duration, format_size, parse_duration, parse_size
@@ -34,7 +35,8 @@ DEFAULT_TIMEOUT = 60.0
 DEFAULT_SPOOL_THRESHOLD = 1024 * 1024
 
 #: Keys of a ``[scanner.NAME]`` table that the core reads; the rest go to the plugin.
-CORE_KEYS = frozenset({"plugin", "on_error", "timeout"})
+CONDITION_KEYS = ("mode", "skip_authenticated", "skip_networks")
+CORE_KEYS = frozenset({"plugin", "on_error", "timeout", *CONDITION_KEYS})
 _TOP_KEYS = ("defaults", "log", "spool", "scanner", "stage", "policy")
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*")
 _FACILITIES = (
@@ -54,6 +56,8 @@ class ScannerConfig:
     timeout: float
     options: Mapping[str, Any]
     origins: Mapping[str, str]
+    #: ``mode``, ``skip_authenticated``, ``skip_networks`` as written (validated).
+    conditions: Mapping[str, Any] = attrs.field(factory=dict)
 
 
 @attrs.frozen
@@ -106,8 +110,27 @@ class Config:
         if "on_error" in overrides:
             on_error = _on_error(self.source, where, overrides["on_error"])
         options = {**sc.options, **{k: v for k, v in overrides.items() if k not in CORE_KEYS}}
+        conditions = {**sc.conditions, **_conditions(self.source, where, overrides)}
+        max_size = None
+        if "max_size" in options and not _takes(registry, sc, "max_size"):
+            # Plugins with their own size handling (on_oversize) get max_size;
+            # for the others the core skips the scanner above it.
+            try:
+                max_size = parse_size(options.pop("max_size"))
+            except ValueError as exc:
+                raise ConfigError(f"{self.source}: {where} max_size: {exc}") from None
         scanner = _instantiate(registry, self.source, sc, options, timeout)
-        return Step(scanner, timeout=timeout, on_error=on_error)
+        return Step(
+            scanner,
+            timeout=timeout,
+            on_error=on_error,
+            conditions=Conditions(
+                skip_authenticated=bool(conditions.get("skip_authenticated", False)),
+                skip_networks=parse_networks(conditions.get("skip_networks", ())),
+                max_size=max_size,
+            ),
+            shadow=conditions.get("mode", "enforce") == "shadow",
+        )
 
     # -- showing ---------------------------------------------------------------
 
@@ -141,7 +164,13 @@ class Config:
                 _line("plugin", sc.plugin, "file", note=f"{info.distribution} {info.version}"),
                 _line("on_error", str(sc.on_error), sc.origins["on_error"]),
                 _line("timeout", format_duration(sc.timeout), sc.origins["timeout"]),
-            ]
+                _line("mode", sc.conditions.get("mode", "enforce"),
+                      "file" if "mode" in sc.conditions else "default"),
+                _line("skip_authenticated", sc.conditions.get("skip_authenticated", False),
+                      "file" if "skip_authenticated" in sc.conditions else "default"),
+                _line("skip_networks", sc.conditions.get("skip_networks", []),
+                      "file" if "skip_networks" in sc.conditions else "default"),
+            ]  # fmt: skip
             for key, value in sc.options.items():
                 out.append(_line(key, value, "file"))
             for key, value in _plugin_defaults(info.load()).items():
@@ -186,12 +215,43 @@ def _plugin_defaults(factory: Any) -> dict[str, Any]:
         return {}
     defaults = {}
     for param in params.values():
-        if param.name in ("name", "timeout") or param.default is inspect.Parameter.empty:
+        if param.name == "name" or param.name in CORE_KEYS:
+            continue
+        if param.default is inspect.Parameter.empty:
             continue
         if param.default is None:
             continue
         defaults[param.name] = param.default
     return defaults
+
+
+def _takes(registry: Registry, sc: ScannerConfig, option: str) -> bool:
+    """Whether the plugin's factory names ``option`` as a parameter."""
+    try:
+        return option in inspect.signature(registry.factory(sc.plugin)).parameters
+    except (TypeError, ValueError, ConfigError):
+        return False
+
+
+def _conditions(source: str, where: str, table: Mapping[str, Any]) -> dict[str, Any]:
+    """Validate the condition keys of a scanner table (or policy override)."""
+    found: dict[str, Any] = {}
+    if "mode" in table:
+        found["mode"] = _choice(source, where, "mode", table["mode"], ("enforce", "shadow"))
+    if "skip_authenticated" in table:
+        if not isinstance(table["skip_authenticated"], bool):
+            raise ConfigError(f"{source}: {where} skip_authenticated: expected true or false")
+        found["skip_authenticated"] = table["skip_authenticated"]
+    if "skip_networks" in table:
+        value = table["skip_networks"]
+        try:
+            if not isinstance(value, list):
+                raise ValueError(f"expected a list of CIDR blocks, got {value!r}")
+            parse_networks(value)
+        except ValueError as exc:
+            raise ConfigError(f"{source}: {where} skip_networks: {exc}") from None
+        found["skip_networks"] = list(value)
+    return found
 
 
 def _instantiate(
@@ -374,7 +434,10 @@ def parse_config(data: Mapping[str, Any], *, source: str = "<config>") -> Config
             sc_timeout = _duration(source, where, "timeout", table["timeout"])
             sc_origins["timeout"] = "file"
         options = {k: v for k, v in table.items() if k not in CORE_KEYS}
-        scanners[name] = ScannerConfig(name, plugin, sc_on_error, sc_timeout, options, sc_origins)
+        conditions = _conditions(source, where, table)
+        scanners[name] = ScannerConfig(
+            name, plugin, sc_on_error, sc_timeout, options, sc_origins, conditions
+        )
 
     stages = _parse_stages(source, data.get("stage"), scanners)
     origins["stages"] = "file" if "stage" in data else "default (one stage per scanner)"
@@ -458,6 +521,7 @@ def _parse_policies(
                 _on_error(source, f"{where} {scanner}.", options["on_error"])
             if "timeout" in options:
                 _duration(source, f"{where} {scanner}.", "timeout", options["timeout"])
+            _conditions(source, f"{where} {scanner}.", options)
             overrides[scanner] = dict(options)
         policies[domain.lower()] = overrides
     return policies

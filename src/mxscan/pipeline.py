@@ -14,6 +14,7 @@ from collections.abc import Iterable, Sequence
 
 import attrs
 
+from .conditions import Conditions
 from .edits import HeaderEdit
 from .message import Message
 from .scanner import Scanner, ScannerError
@@ -46,6 +47,9 @@ class Step:
     scanner: Scanner
     timeout: float = attrs.field(default=60.0, validator=_check_timeout)
     on_error: Action = attrs.field(default=Action.TEMPFAIL, validator=_check_on_error)
+    conditions: Conditions = Conditions()
+    #: Shadow mode: run and log the scanner, apply nothing it says.
+    shadow: bool = False
 
     @property
     def name(self) -> str:
@@ -64,6 +68,17 @@ def _error_verdict(step: Step, kind: str, reason: str) -> Verdict:
 
 
 async def _run_step(step: Step, message: Message) -> Verdict:
+    skip = step.conditions.skip_reason(message)
+    if skip is not None:
+        token, reason = skip
+        return Verdict(scanner=step.name, reason=reason, status=f"skipped({token})")
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    verdict = await _scan(step, message)
+    return attrs.evolve(verdict, shadow=step.shadow, elapsed=loop.time() - start)
+
+
+async def _scan(step: Step, message: Message) -> Verdict:
     try:
         # Typed as object: third-party scanners may return anything.
         async with asyncio.timeout(step.timeout):
@@ -83,9 +98,12 @@ async def _run_step(step: Step, message: Message) -> Verdict:
 
 def combine(verdicts: Sequence[Verdict]) -> Verdict:
     """The most severe verdict wins (REJECT > DISCARD > QUARANTINE > TEMPFAIL >
-    ACCEPT); the first of equals keeps its reason and reply."""
+    ACCEPT); the first of equals keeps its reason and reply. Shadow verdicts
+    do not count."""
     worst: Verdict | None = None
     for verdict in verdicts:
+        if verdict.shadow:
+            continue
         if worst is None or verdict.action > worst.action:
             worst = verdict
     if worst is None or worst.action is Action.ACCEPT:
@@ -127,12 +145,12 @@ class Pipeline:
                 results = [await _run_step(stage[0], current)]
             else:
                 results = await asyncio.gather(*(_run_step(step, current) for step in stage))
-            stage_edits = [edit for verdict in results for edit in verdict.edits]
+            stage_edits = [e for v in results if not v.shadow for e in v.edits]
             if stage_edits:
                 current = current.apply(stage_edits)
                 edits.extend(stage_edits)
             verdicts.extend(results)
-            if any(v.action >= Action.DISCARD for v in results):
+            if any(v.action >= Action.DISCARD and not v.shadow for v in results):
                 break
         return Result(
             verdict=combine(verdicts),

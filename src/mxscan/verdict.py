@@ -88,11 +88,18 @@ class Verdict:
     edits: tuple[HeaderEdit, ...] = attrs.field(default=(), converter=tuple)
     reply: SmtpReply | None = None
     routes: tuple[Route, ...] = attrs.field(default=(), converter=tuple)
+    #: Set by the pipeline: the scanner runs in shadow mode, so this verdict is
+    #: logged and counted but neither its action nor its edits are applied.
+    shadow: bool = False
+    #: Set by the pipeline: seconds the scanner took.
+    elapsed: float | None = None
 
     @property
     def token(self) -> str:
-        """``status`` or, when a scanner gave none, the action's name."""
-        return self.status or ("clean" if self.action is Action.ACCEPT else str(self.action))
+        """``status`` or, when a scanner gave none, the action's name; shadow
+        verdicts are marked so a log reader never mistakes them for applied."""
+        token = self.status or ("clean" if self.action is Action.ACCEPT else str(self.action))
+        return f"shadow:{token}" if self.shadow else token
 
     @property
     def smtp_reply(self) -> SmtpReply | None:

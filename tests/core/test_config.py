@@ -17,11 +17,11 @@ class Opt(FakeScanner):
     """A fake plugin with options and defaults, like a real one."""
 
     def __init__(
-        self, *, name: str, threshold: float = 5.0, mode: str = "tag", timeout: float = 0.0
+        self, *, name: str, threshold: float = 5.0, style: str = "tag", timeout: float = 0.0
     ) -> None:
         super().__init__(name)
         self.threshold = threshold
-        self.mode = mode
+        self.style = style
         self.timeout = timeout
 
 
@@ -132,7 +132,7 @@ def test_bad_config_gives_one_clear_error(text: str, message: str) -> None:
 BAD_OPTIONS: list[tuple[str, str]] = [
     ("[scanner.s]\nplugin='nope'\n", "no scanner plugin 'nope' is installed (installed: "),
     ("[scanner.s]\nplugin='opt'\nthreshhold=1\n",
-     "[scanner.s] threshhold: not an option of plugin 'opt' (its options: threshold, mode)"),
+     "[scanner.s] threshhold: not an option of plugin 'opt' (its options: threshold, style)"),
     ("[scanner.s]\nplugin='opt'\n[policy.'a.net']\ns.bogus=1\n", "bogus: not an option"),
 ]  # fmt: skip
 
@@ -182,7 +182,8 @@ def test_render_shows_every_value_with_its_origin() -> None:
     assert "[scanner.spam]" in lines
     assert 'timeout = "500ms"  # file' in lines
     assert "threshold = 7.5  # file" in lines
-    assert 'mode = "tag"  # default of plugin opt' in lines
+    assert 'style = "tag"  # default of plugin opt' in lines
+    assert 'mode = "enforce"  # default' in lines
     assert 'on_error = "tempfail"  # [defaults]' in lines  # virus
     assert 'run = ["virus", "spam"]  # file' in lines
     assert '[policy."example.net"]' in lines

@@ -45,7 +45,7 @@ def test_core_depends_on_attrs_and_stdlib_only() -> None:
 def test_public_api_is_pinned() -> None:
     assert sorted(mxscan.__all__) == sorted(
         [
-            "Action", "Address", "Body", "BodyBuilder", "Config", "ConfigError", "EditKind",
+            "Action", "Address", "Body", "BodyBuilder", "Conditions", "Config", "ConfigError", "EditKind",
             "Engine", "Envelope", "Header", "HeaderEdit", "InetAddress", "InvalidHeader",
             "Message", "Pipeline", "Registry", "Result", "Route", "Scanner", "ScannerError",
             "SmtpReply", "Step", "UnixAddress", "Verdict", "__version__", "ascan",
