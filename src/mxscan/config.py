@@ -19,10 +19,10 @@ from typing import Any
 
 import attrs
 
+from .conditions import Conditions, parse_networks
 from .engine import Engine
 from .errors import ConfigError
 from .pipeline import ON_ERROR_ACTIONS, Pipeline, Step
-from .conditions import Conditions, parse_networks
 from .plugins import Registry
 from .scanner import Scanner
 from .units import format_duration, format_size, parse_duration, parse_size

@@ -47,7 +47,7 @@ class Step:
     scanner: Scanner
     timeout: float = attrs.field(default=60.0, validator=_check_timeout)
     on_error: Action = attrs.field(default=Action.TEMPFAIL, validator=_check_on_error)
-    conditions: Conditions = Conditions()
+    conditions: Conditions = attrs.field(factory=Conditions)
     #: Shadow mode: run and log the scanner, apply nothing it says.
     shadow: bool = False
 
