@@ -34,7 +34,14 @@ from mxscan import (
 
 from . import _pcre2
 from .actions import ParsedAction, parse_action, parse_header_text, reject_reply
-from .mime import MIME_HEADERS, HeaderClass, header_name, logical_key, walk_body
+from .mime import (
+    MIME_HEADERS,
+    HeaderClass,
+    header_name,
+    logical_key,
+    parse_content_type,
+    walk_body,
+)
 from .table import Lookup, Table, TableError, TableKind, load_table, parse_table
 
 __all__ = ["HeaderRules", "RuleHit"]
@@ -42,6 +49,13 @@ __all__ = ["HeaderRules", "RuleHit"]
 log = logging.getLogger("mxscan.header_rules")
 
 Scope = Literal["header", "mime", "nested"]
+
+
+def _has_parts(content_type: bytes) -> bool:
+    parsed = parse_content_type(content_type)
+    return parsed is not None and parsed.type in (b"multipart", b"message")
+
+
 _SCOPE_MAP = {
     "header": "header_checks",
     "mime": "mime_header_checks",
@@ -250,8 +264,8 @@ class HeaderRules:
             for h in message.headers
             if h.name.lower() == "content-type"
         ]
-        if not ctypes:
-            return
+        if not any(_has_parts(value) for value in ctypes):
+            return  # a single-part body has no headers to find: skip reading it
         for found in walk_body(self._body_lines(message), ctypes):
             if ev.stopped:
                 return
