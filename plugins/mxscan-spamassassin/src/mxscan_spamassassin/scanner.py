@@ -25,7 +25,7 @@ __all__ = ["SpamAssassin"]
 log = logging.getLogger("mxscan.spamassassin")
 
 DEFAULT_ADDRESS = "inet:127.0.0.1:783"
-DEFAULT_MAX_SIZE = 500 * 1024
+DEFAULT_MAX_SIZE = "500KiB"  # spamc's -s default; a string so `config show` reads well
 DEFAULT_REJECT_MESSAGE = "Message rejected as spam"
 
 
