@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import socket
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from conftest import (
@@ -181,7 +182,7 @@ async def test_endless_garbage_is_cut_off(fake_clamd: FakeFactory) -> None:
 
 @pytest.mark.parametrize("dead", ["dead_unix", "closed_port", "missing_socket"])
 async def test_failover_to_the_next_address_on_connect_failure(
-    fake_clamd: FakeFactory, request: pytest.FixtureRequest, dead: str, tmp_path
+    fake_clamd: FakeFactory, request: pytest.FixtureRequest, dead: str, tmp_path: Path
 ) -> None:
     dead_address = (
         f"unix:{tmp_path / 'nothing.sock'}"
@@ -196,7 +197,9 @@ async def test_failover_to_the_next_address_on_connect_failure(
     assert len(fake.requests) == 4
 
 
-async def test_all_dead_names_every_address(dead_unix: str, closed_port: str, tmp_path) -> None:
+async def test_all_dead_names_every_address(
+    dead_unix: str, closed_port: str, tmp_path: Path
+) -> None:
     missing = f"unix:{tmp_path / 'nothing.sock'}"
     client = ClamdClient([dead_unix, closed_port, missing], timeout=5)
     async with asyncio.timeout(GUARD):
@@ -252,3 +255,21 @@ def test_bad_construction_is_a_value_error() -> None:
         ClamdClient("localhost:3310")
     with pytest.raises(ValueError, match="positive"):
         ClamdClient("inet:127.0.0.1:3310", timeout=0)
+
+
+async def test_the_stream_is_sent_while_it_is_produced(fake_clamd: FakeFactory) -> None:
+    """Nothing buffers the whole message: by the time the producer makes its 50th
+    64 KiB piece, clamd has already received most of the first 49."""
+    fake = await fake_clamd(answer(b"stream: OK\0"))
+    seen_at_50: list[int] = []
+
+    def produce() -> Iterator[bytes]:
+        for index in range(100):
+            if index == 50:
+                seen_at_50.append(len(fake.requests[0].payload))
+            yield b"z" * 65536
+
+    async with asyncio.timeout(GUARD):
+        await ClamdClient(fake.address).instream(produce())
+    assert seen_at_50[0] >= 40 * 65536, seen_at_50
+    assert len(fake.requests[0].payload) == 100 * 65536

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import struct
+from collections.abc import Iterator
 
 import pytest
 from hypothesis import given
@@ -26,7 +27,7 @@ from mxscan_clamav.protocol import (
 
 def decode_frames(data: bytes) -> list[bytes]:
     """The server side of INSTREAM: length-prefixed chunks up to a zero length."""
-    chunks = []
+    chunks: list[bytes] = []
     offset = 0
     while True:
         (size,) = struct.unpack_from("!I", data, offset)
@@ -65,7 +66,7 @@ def test_frames_carry_the_stream_unchanged_in_full_chunks(
 
 
 def test_frames_are_produced_lazily() -> None:
-    def endless():
+    def endless() -> Iterator[bytes]:
         while True:
             yield b"x" * 1000
 

@@ -7,7 +7,7 @@ import importlib.metadata
 from pathlib import Path
 
 import pytest
-from conftest import FakeFactory, answer, die_after, never_answer, over_limit
+from conftest import Behaviour, FakeFactory, answer, die_after, never_answer, over_limit
 from mxscan_clamav import ClamAV
 from mxscan_clamav.options import format_reject_message
 
@@ -225,8 +225,8 @@ async def test_message_exactly_max_size_is_scanned(fake_clamd: FakeFactory) -> N
 )
 async def test_failures_are_scanner_errors_naming_the_address(
     fake_clamd: FakeFactory,
-    behaviour,
-    words: str,  # type: ignore[no-untyped-def]
+    behaviour: Behaviour,
+    words: str,
 ) -> None:
     fake = await fake_clamd(behaviour)
     with pytest.raises(ScannerError) as info:
