@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import enum
 import re
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Literal
 
 import attrs
@@ -73,6 +74,18 @@ class Route:
     target: str
 
 
+def _strs(value: Iterable[str]) -> tuple[str, ...]:
+    return (value,) if isinstance(value, str) else tuple(value)
+
+
+def _edits(value: Iterable[HeaderEdit]) -> tuple[HeaderEdit, ...]:
+    return tuple(value)
+
+
+def _routes(value: Iterable[Route]) -> tuple[Route, ...]:
+    return tuple(value)
+
+
 @attrs.frozen
 class Verdict:
     """One scanner's decision. ``status`` is the short token in the log line
@@ -84,10 +97,10 @@ class Verdict:
     reason: str = ""
     status: str = ""
     score: float | None = None
-    findings: tuple[str, ...] = attrs.field(default=(), converter=tuple)
-    edits: tuple[HeaderEdit, ...] = attrs.field(default=(), converter=tuple)
+    findings: tuple[str, ...] = attrs.field(default=(), converter=_strs)
+    edits: tuple[HeaderEdit, ...] = attrs.field(default=(), converter=_edits)
     reply: SmtpReply | None = None
-    routes: tuple[Route, ...] = attrs.field(default=(), converter=tuple)
+    routes: tuple[Route, ...] = attrs.field(default=(), converter=_routes)
     #: Set by the pipeline: the scanner runs in shadow mode, so this verdict is
     #: logged and counted but neither its action nor its edits are applied.
     shadow: bool = False

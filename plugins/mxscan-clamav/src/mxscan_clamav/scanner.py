@@ -45,7 +45,7 @@ class ClamAV:
         *,
         address: str | list[str] = DEFAULT_ADDRESS,
         timeout: float | str = 60.0,
-        connect_timeout: float | str = 5.0,
+        connect_timeout: float | str = "5s",
         on_infected: str = "discard",
         max_size: int | str | None = None,
         on_oversize: str = "accept-and-log",
@@ -196,7 +196,7 @@ def _verdict(
         scanner=scanner,
         reason=reason,
         status=status,
-        findings=findings,  # type: ignore[arg-type]
-        edits=edits,  # type: ignore[arg-type]
+        findings=findings,
+        edits=edits,
         reply=reply,
     )

@@ -178,7 +178,7 @@ def _verdict(
         reason=reason,
         status=status,
         score=score,
-        findings=findings,  # type: ignore[arg-type]
-        edits=edits,  # type: ignore[arg-type]
+        findings=findings,
+        edits=edits,
         reply=reply,
     )
