@@ -104,9 +104,8 @@ async def rate(concurrency: int, count: int, one: Callable[[int], Awaitable[None
 
 
 async def throughput(env: dict[str, str], files: dict[str, list[Path]], rounds: int) -> None:
-    from mxscan_clamav import ClamAV
-
     from mxscan import Message
+    from mxscan_clamav import ClamAV
 
     run = Path(env["MXSCAN_RUN_DIR"])
     conf = run / "clamd.conf"
@@ -161,9 +160,8 @@ async def throughput(env: dict[str, str], files: dict[str, list[Path]], rounds: 
 
 def rss_child(path: str, address: str) -> None:
     """Child process: parse + scan the big message, report memory as JSON."""
-    from mxscan_clamav import ClamAV
-
     from mxscan import Message
+    from mxscan_clamav import ClamAV
 
     baseline = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     start = time.perf_counter()

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 import pytest_asyncio
+
 from mxscan_clamav import ClamdClient, ClamdError
 
 REPO = Path(__file__).resolve().parents[3]

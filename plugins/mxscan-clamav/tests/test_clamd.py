@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 from conftest import EICAR, EICAR_NAME
-from mxscan_clamav import ClamAV, ClamdClient, __version__
 
 from mxscan import Action, Message, Pipeline, Step, Verdict
+from mxscan_clamav import ClamAV, ClamdClient, __version__
 
 pytestmark = pytest.mark.clamd
 

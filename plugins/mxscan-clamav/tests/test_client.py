@@ -20,6 +20,7 @@ from conftest import (
     never_read,
     over_limit,
 )
+
 from mxscan_clamav import (
     ClamdClient,
     ClamdConnectionLost,

@@ -8,6 +8,7 @@ from collections.abc import Iterator
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+
 from mxscan_clamav.protocol import (
     END_OF_STREAM,
     MAX_REPLY_SIZE,

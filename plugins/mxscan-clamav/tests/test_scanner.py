@@ -8,8 +8,6 @@ from pathlib import Path
 
 import pytest
 from conftest import Behaviour, FakeFactory, answer, die_after, never_answer, over_limit
-from mxscan_clamav import ClamAV
-from mxscan_clamav.options import format_reject_message
 
 from mxscan import (
     Action,
@@ -21,6 +19,8 @@ from mxscan import (
     Verdict,
     load_config,
 )
+from mxscan_clamav import ClamAV
+from mxscan_clamav.options import format_reject_message
 
 GUARD = 20
 
