@@ -9,9 +9,8 @@ from __future__ import annotations
 import asyncio
 import time
 
-from mxscan_header_rules import HeaderRules
-
 from mxscan import Message
+from mxscan_header_rules import HeaderRules
 
 SEED = r"""/^From:\s*<>/m                  DISCARD
 /^X\-Spam\-Flag:\s+YES/m        DISCARD

@@ -15,6 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
+
 from mxscan_header_rules import parse_table
 
 pytestmark = [pytest.mark.postfix, pytest.mark.corpus]

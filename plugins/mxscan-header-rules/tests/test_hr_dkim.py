@@ -6,9 +6,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from mxscan_header_rules import HeaderRules
 
 from mxscan import Message, Pipeline
+from mxscan_header_rules import HeaderRules
 
 dkim = pytest.importorskip("dkim")
 

@@ -9,10 +9,10 @@ import re
 from pathlib import Path
 
 import pytest
-from mxscan_header_rules import HeaderRules
-from mxscan_header_rules.mime import logical_key
 
 from mxscan import Message
+from mxscan_header_rules import HeaderRules
+from mxscan_header_rules.mime import logical_key
 
 pytestmark = pytest.mark.corpus
 

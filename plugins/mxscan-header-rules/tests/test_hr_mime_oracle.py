@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
+
 from mxscan_header_rules.mime import header_name, header_name_end, logical_key, walk_body
 
 pytestmark = pytest.mark.corpus

@@ -4,11 +4,12 @@ scanner: the outcome the seed's author could not get from Postfix."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
-from mxscan_header_rules import HeaderRules
 
 from mxscan import Action, HeaderEdit, Message, Pipeline, Verdict
+from mxscan_header_rules import HeaderRules
 
 SEED = r"""/^From:\s*<>/m                  DISCARD
 /^X\-Spam\-Flag:\s+YES/m        DISCARD
@@ -39,7 +40,9 @@ class AddHeaders:
         self.headers = headers
 
     async def scan(self, message: Message) -> Verdict:
-        return Verdict(edits=tuple(HeaderEdit.add(n, v) for n, v in self.headers), status="tagged")
+        edits = [HeaderEdit.add(n, v) for n, v in self.headers]
+        fields: dict[str, Any] = {"edits": edits, "status": "tagged"}
+        return Verdict(**fields)
 
     async def aclose(self) -> None:
         return None

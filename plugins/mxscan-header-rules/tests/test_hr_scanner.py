@@ -6,9 +6,9 @@ import logging
 from pathlib import Path
 
 import pytest
-from mxscan_header_rules import HeaderRules
 
 from mxscan import Action, ConfigError, Message, Route
+from mxscan_header_rules import HeaderRules
 
 MAIL = (
     b"Received: from a\r\n"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from mxscan_header_rules import load_table, parse_table
 from mxscan_header_rules.table import read_logical_lines
 
