@@ -267,3 +267,35 @@ def test_30mb_slow_scan_flat_memory_and_no_postfix_timeout(
         r"Connection timed out"
     )
     assert len(smtp_sink) == 2
+
+
+@pytest.mark.clamd
+def test_message_over_clamd_stream_limit_gets_on_oversize_through_postfix(
+    make_postfix: MakePostfix, smtp_sink: SMTPSink, milters: list[MilterProcess]
+) -> None:
+    """Just over clamd's StreamMaxLength: clamd refuses the stream; with
+    on_oversize = "tempfail" the SMTP client is told 452 4.3.4 (never silently passed,
+    never a crash), and memory stays flat on the way."""
+    require_daemon("clamd")
+    limit = clamd_stream_max_bytes()
+    config = seed_config(spamassassin=False, clamav={"on_oversize": "tempfail"})
+    milter = MilterProcess(config, socket_dir())
+    milters.append(milter.start())
+    postfix = make_postfix(main_overrides={"smtpd_milters": milter.address})
+    assert postfix.send(message("warm-up")).code == 250
+    smtp_sink.wait_for(1, timeout=60)
+    before = milter.kib("VmHWM")
+
+    big = message("over-the-limit", big_body(limit + 512 * 1024))
+    assert len(big) > limit
+    result = postfix.send(big, timeout=120)
+    assert result.code == 452, result.text
+    assert "4.3.4" in result.text
+    log = milter.wait_for_log(" action=tempfail")
+    line = next(x for x in log.splitlines() if " action=tempfail" in x)
+    assert "clamav=skipped(oversize)" in line, line
+    growth = milter.kib("VmHWM") - before
+    print(f"\nover StreamMaxLength: {len(big)} B, milter VmHWM growth {growth / 1024:.1f} MiB")
+    assert growth * 1024 < len(big) / 2
+    time.sleep(1)
+    assert len(smtp_sink) == 1  # only the warm-up
