@@ -1,0 +1,176 @@
+"""Helpers of the fault tests: a misbehaving daemon process, process probes, SMTP.
+
+Why raw SMTP here rather than PostfixInstance.send: a fault test needs the reply
+the client saw at every step (4xx at DATA means the client keeps the message; a
+connection drop mid-DATA is itself a fault under test).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import smtplib
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from tests.support.postfix import free_port
+
+HERE = Path(__file__).resolve().parent
+PROXY = HERE / "fault_proxy.py"
+
+
+class FaultProxy:
+    """``fault_proxy.py`` on 127.0.0.1:port in front of ``upstream``; mode switchable
+    by restarting it (the port stays the same, so mxscan's config does not change)."""
+
+    def __init__(self, upstream: str, port: int | None = None) -> None:
+        self.upstream = upstream
+        self.port = port or free_port()
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.mode: str | None = None
+
+    @property
+    def address(self) -> str:
+        """mxscan's (Postfix-style) address of the proxy."""
+        return f"inet:127.0.0.1:{self.port}"
+
+    def start(self, mode: str = "pass") -> FaultProxy:
+        self.stop()
+        self.proc = subprocess.Popen(
+            [sys.executable, str(PROXY), f"127.0.0.1:{self.port}", self.upstream, mode],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+        )
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline()
+        assert line.strip() == b"READY", f"fault proxy did not start: {line!r}"
+        self.mode = mode
+        return self
+
+    def wait_got(self, timeout: float = 30) -> None:
+        """Block until a request reached the proxy (mode ``stall``)."""
+        assert self.proc is not None and self.proc.stdout is not None
+        os.set_blocking(self.proc.stdout.fileno(), False)
+        deadline = time.monotonic() + timeout
+        buf = b""
+        while b"GOT" not in buf:
+            assert time.monotonic() < deadline, "no request reached the fault proxy"
+            chunk = self.proc.stdout.read()
+            if chunk:
+                buf += chunk
+            time.sleep(0.02)
+
+    def kill(self) -> None:
+        """SIGKILL: the daemon dies with connections open."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait()
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.kill()
+            if self.proc.stdout is not None:
+                self.proc.stdout.close()
+            self.proc = None
+            self.mode = None
+
+
+# ---------------------------------------------------------------- /proc probes
+
+
+def fd_count(pid: int) -> int:
+    return len(os.listdir(f"/proc/{pid}/fd"))
+
+
+def fd_targets(pid: int) -> list[str]:
+    out = []
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            out.append(os.readlink(f"/proc/{pid}/fd/{fd}"))
+        except OSError:
+            pass
+    return sorted(out)
+
+
+def status_kib(pid: int, field: str) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    raise KeyError(field)
+
+
+def alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state != "Z"
+
+
+# ---------------------------------------------------------------- SMTP
+
+
+@dataclass(frozen=True)
+class Reply:
+    code: int
+    text: str
+
+
+def smtp_send(
+    port: int,
+    message: bytes,
+    *,
+    sender: str = "sender@example.org",
+    recipients: tuple[str, ...] = ("rcpt@example.com",),
+    timeout: float = 120,
+) -> Reply:
+    """One SMTP transaction; the reply to DATA (or to the command that refused)."""
+    with smtplib.SMTP("127.0.0.1", port, timeout=timeout) as client:
+        client.ehlo("client.mxscan.test")
+        code, text = client.mail(sender)
+        if code != 250:
+            return Reply(code, text.decode("utf-8", "replace"))
+        for rcpt in recipients:
+            code, text = client.rcpt(rcpt)
+            if code not in (250, 251):
+                return Reply(code, text.decode("utf-8", "replace"))
+        code, text = client.data(message)
+    return Reply(code, text.decode("utf-8", "replace"))
+
+
+class LogCursor:
+    """New lines of a growing log file since the last call."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.offset = path.stat().st_size if path.exists() else 0
+
+    def new(self) -> list[str]:
+        try:
+            with self.path.open("rb") as fp:
+                fp.seek(self.offset)
+                data = fp.read()
+        except OSError:
+            return []
+        end = data.rfind(b"\n") + 1
+        self.offset += end
+        return data[:end].decode("utf-8", "replace").splitlines()
+
+    def wait(self, needle: str, timeout: float = 30) -> Iterator[str]:
+        """Lines read until one contains ``needle`` (AssertionError on timeout)."""
+        seen: list[str] = []
+        deadline = time.monotonic() + timeout
+        while True:
+            lines = self.new()
+            seen += lines
+            if any(needle in line for line in lines):
+                return iter(seen)
+            if time.monotonic() > deadline:
+                raise AssertionError(
+                    f"{needle!r} not logged in {timeout:g}s; got:\n" + "\n".join(seen)
+                )
+            time.sleep(0.05)
