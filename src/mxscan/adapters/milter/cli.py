@@ -19,6 +19,7 @@ from mxscan.addresses import Address, parse_address
 from mxscan.config import Config, load_config
 from mxscan.errors import ConfigError
 from mxscan.logline import setup_logging
+from mxscan.metrics import Metrics, MetricsServer
 from mxscan.units import parse_duration
 
 log = logging.getLogger("mxscan.milter")
@@ -75,6 +76,9 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     p.add_argument("--default-action", choices=("tempfail", "accept", "reject"),
                    default="tempfail",
                    help="answer when the pipeline itself fails (default tempfail)")  # fmt: skip
+    p.add_argument("--metrics", type=_address, metavar="inet:HOST:PORT",
+                   help="serve Prometheus metrics at http://HOST:PORT/metrics "
+                        "(needs mxscan[metrics])")  # fmt: skip
     p.add_argument("--no-split-policies", dest="split_policies", action="store_false",
                    help="accept recipients of differing domain policies together")  # fmt: skip
     p.set_defaults(func=run)
@@ -104,9 +108,11 @@ def run(args: argparse.Namespace) -> int:
 
 
 async def _main(args: argparse.Namespace, config: Config) -> int:
+    metrics = Metrics() if args.metrics else None
+    metrics_server: MetricsServer | None = None
     engine = config.build()
     server = MilterServer(
-        engine,
+        metrics.instrument(engine) if metrics else engine,
         progress_interval=args.progress_interval,
         split_policies=args.split_policies,
         default_action=args.default_action,
@@ -119,10 +125,15 @@ async def _main(args: argparse.Namespace, config: Config) -> int:
     try:
         for address in args.listen or [parse_address("unix:/run/mxscan/milter.sock")]:
             await server.listen(address)
+        if metrics:
+            metrics_server = metrics.serve(args.metrics)
+            log.info("metrics listening on %s", metrics_server.address)
         if args.user:
             drop_privileges(args.user)
     except BaseException:
         await server.stop(0)
+        if metrics_server:
+            metrics_server.close()
         raise
 
     stop = asyncio.Event()
@@ -135,7 +146,7 @@ async def _main(args: argparse.Namespace, config: Config) -> int:
         except Exception as exc:  # a bad file must never take the milter down
             log.error("reload failed, keeping the old configuration: %s", exc)
             return
-        server.replace_engine(new)
+        server.replace_engine(metrics.instrument(new) if metrics else new)
         log.info("configuration reloaded from %s", config_path)
 
     loop.add_signal_handler(signal.SIGTERM, stop.set)
@@ -144,4 +155,6 @@ async def _main(args: argparse.Namespace, config: Config) -> int:
     await stop.wait()
     log.info("stopping: draining scans in flight (up to %ss)", args.drain_timeout)
     await server.stop(args.drain_timeout)
+    if metrics_server:
+        metrics_server.close()
     return EXIT_OK
