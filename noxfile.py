@@ -28,7 +28,7 @@ for found in sorted((Path.home() / ".pyenv" / "versions").glob("3.1[1-3]*/bin"))
 
 
 def install_project(session: nox.Session) -> None:
-    session.install("-e", ".", *(f"-e{plugin}" for plugin in PLUGINS), *TEST_DEPS)
+    session.install("-e", ".[metrics]", *(f"-e{plugin}" for plugin in PLUGINS), *TEST_DEPS)
 
 
 @nox.session(python=PYTHONS)
