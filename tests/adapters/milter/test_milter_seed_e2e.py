@@ -23,7 +23,7 @@ from email.utils import formatdate
 
 import dkim
 import pytest
-from milter_proc import MilterProcess, seed_config, socket_dir
+from milter_proc import EXAMPLES, MilterProcess, seed_config, socket_dir
 
 from tests.support.daemons import (
     EICAR_SIGNATURE,
@@ -187,7 +187,9 @@ def test_eicar_attachment_is_discarded(stack: Stack, wrapping: str) -> None:
 def test_null_from_header_is_discarded_by_the_seed_rule(stack: Stack) -> None:
     message = ham("null-from").replace(b"From: Alice <alice@example.org>", b"From: <>")
     queue_id = stack.send("seed", message)
-    stack.assert_discarded("seed", queue_id, b"Lunch null-from", "outbound=")
+    stack.assert_discarded(
+        "seed", queue_id, b"Lunch null-from", "outbound=discard(" + str(EXAMPLES / "header_checks")
+    )
     # Without the outbound stage nothing discards it: the seed's own rule did it.
     message = ham("null-from-kept").replace(b"From: Alice <alice@example.org>", b"From: <>")
     stack.send("no_outbound", message)
