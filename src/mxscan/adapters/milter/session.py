@@ -36,6 +36,7 @@ log = logging.getLogger("mxscan.milter")
 DefaultAction = Literal["tempfail", "accept", "reject"]
 
 SPLIT_REPLY = (452, "4.5.3", "Recipient policy differs: send to it in a separate transaction")
+SPOOL_REPLY = (451, "4.3.0", "Message could not be stored for scanning, try again later")
 
 _COMMAND_OF: dict[type, Command] = {
     codec.Connect: Command.CONNECT,
@@ -71,6 +72,7 @@ class _Transaction:
     headers: list[Header] = attrs.field(factory=list)
     body: BodyBuilder | None = None
     macros: dict[str, str] = attrs.field(factory=dict)
+    spool_error: str | None = None
 
 
 class Session:
@@ -139,7 +141,19 @@ class Session:
             self._client, self._helo, self._conn_macros = None, None, {}
             return b""
         if isinstance(event, codec.EndOfMessage):
-            self._in_eom = step.message = self._build_message()
+            message: Message | None = None
+            try:
+                if self._tx.spool_error is None:
+                    message = self._build_message()
+            except OSError as exc:
+                log.error("cannot spool the message body (%s): tempfailing it", exc)
+            if message is None:
+                # The body could not be stored (spool directory unwritable, disk
+                # full): the client keeps the message and retries.
+                self.messages += 1
+                self._reset_message()
+                return replies.reply_code(*SPOOL_REPLY)
+            self._in_eom = step.message = message
             return b""
         if isinstance(event, codec.Connect):
             self._client = event
@@ -154,7 +168,7 @@ class Session:
         elif isinstance(event, codec.Header):
             self._header(event, n)
         elif isinstance(event, codec.Body):
-            self._body().write(event.chunk)
+            self._store_body(event.chunk)
         command = _COMMAND_OF.get(type(event))
         if command is not None and n.expects_reply(command):
             return replies.continue_()
@@ -190,6 +204,18 @@ class Session:
             self._tx.headers.append(Header(raw))
         except InvalidHeader as exc:
             raise ProtocolError(f"HEADER: {exc}") from None
+
+    def _store_body(self, chunk: bytes) -> None:
+        if self._tx.spool_error is not None:
+            return
+        try:
+            self._body().write(chunk)
+        except OSError as exc:
+            log.error("cannot spool the message body (%s): the message will be tempfailed", exc)
+            self._tx.spool_error = str(exc)
+            if self._tx.body is not None:
+                self._tx.body.close()
+                self._tx.body = None
 
     def _body(self) -> BodyBuilder:
         if self._tx.body is None:
