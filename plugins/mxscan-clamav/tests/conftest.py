@@ -257,6 +257,21 @@ def clamd_addresses() -> list[str]:
     return addresses
 
 
+SMALL_PREFIX = "/tmp/mxscan-clamav-small-"
+
+
+def reap_orphaned_small_clamds() -> None:
+    """Stop the small clamd of an earlier test run that was killed before its
+    teardown (its directory names the dead pytest's pid), so they don't pile up."""
+    for run in Path("/tmp").glob(Path(SMALL_PREFIX).name + "*"):
+        owner = run.name.rsplit("-", 1)[-1]
+        if not owner.isdigit() or Path(f"/proc/{owner}").exists():
+            continue
+        env = {**os.environ, "MXSCAN_RUN_DIR": str(run)}
+        subprocess.run(["bash", str(DAEMONS), "stop", "clamd"], env=env, capture_output=True)
+        subprocess.run(["rm", "-rf", str(run)], capture_output=True)
+
+
 @pytest.fixture(scope="session")
 def small_clamd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
     """A second private clamd with StreamMaxLength 1M, started by scripts/daemons.
@@ -268,11 +283,12 @@ def small_clamd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, 
         require_daemon(f"{DAEMONS} is missing")
     if subprocess.run(["sh", "-c", "command -v clamd"], capture_output=True).returncode:
         require_daemon("clamd is not installed")
+    reap_orphaned_small_clamds()
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
     sock.close()
-    run = Path(f"/tmp/mxscan-clamav-small-{os.getpid()}")
+    run = Path(f"{SMALL_PREFIX}{os.getpid()}")
     env = {
         **os.environ,
         "MXSCAN_RUN_DIR": str(run),

@@ -186,11 +186,8 @@ def _verdict(
     edits: tuple[HeaderEdit, ...] = (),
     reply: SmtpReply | None = None,
 ) -> Verdict:
-    """Typed construction of a Verdict.
-
-    mypy's attrs plugin types Verdict's ``converter=tuple`` fields as
-    ``Iterable[_T_co]`` and rejects every argument; the ignores live here, once.
-    """
+    """Every verdict of this scanner is built here, so each one carries the
+    instance name and the same fields (a status for the log line, a reason)."""
     return Verdict(
         action=action,
         scanner=scanner,
