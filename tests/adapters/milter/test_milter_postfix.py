@@ -15,6 +15,7 @@ from pathlib import Path
 
 import milter_scanners as scanners
 import pytest
+from milter_snippets import milter_main_cf
 from milter_thread import ThreadedMilter
 
 from mxscan.adapters.milter.server import MilterServer
@@ -87,7 +88,7 @@ def milter(milter_sock: Path) -> Iterator[ThreadedMilter]:
 def postfix(
     make_postfix: Callable[..., PostfixInstance], milter_sock: Path, milter: ThreadedMilter
 ) -> PostfixInstance:
-    return make_postfix(main_overrides={"smtpd_milters": f"unix:{milter_sock}"})
+    return make_postfix(main_overrides=milter_main_cf(f"unix:{milter_sock}"))
 
 
 def delivered_one(sink: SMTPSink) -> bytes:
@@ -151,7 +152,7 @@ def test_tempfail_reply(postfix: PostfixInstance) -> None:
 def test_mxscan_down_defers_then_delivers(
     make_postfix: Callable[..., PostfixInstance], milter_sock: Path, smtp_sink: SMTPSink
 ) -> None:
-    postfix = make_postfix(main_overrides={"smtpd_milters": f"unix:{milter_sock}"})
+    postfix = make_postfix(main_overrides=milter_main_cf(f"unix:{milter_sock}"))
     message = b"Subject: while down\r\nFrom: <a@example.org>\r\n\r\nkept\r\n"
     with pytest.raises(smtplib.SMTPResponseException) as refused:
         postfix.send(message)

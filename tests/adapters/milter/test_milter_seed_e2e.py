@@ -24,6 +24,7 @@ from email.utils import formatdate
 import dkim
 import pytest
 from milter_proc import EXAMPLES, MilterProcess, seed_config, socket_dir
+from milter_snippets import milter_main_cf
 
 from tests.support.daemons import (
     EICAR_SIGNATURE,
@@ -110,7 +111,7 @@ def stack() -> Iterator[Stack]:
         for name, config in configs.items():
             milters[name] = MilterProcess(config, directory, name=name).start()
         postfix = PostfixInstance(
-            relay_port=sink.port, main_overrides={"smtpd_milters": milters["seed"].address}
+            relay_port=sink.port, main_overrides=milter_main_cf(milters["seed"].address)
         )
         ports = {"seed": postfix.smtp_port}
         for name in ("seed_tagged", "no_outbound"):
