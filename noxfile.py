@@ -1,4 +1,4 @@
-"""Sessions: tests (each Python 3.11-3.13 found), lint, typecheck, bench.
+"""Sessions: tests (each Python 3.11-3.13 found), lint, typecheck, docs, bench.
 
 Interpreters are looked up on PATH and, where pyenv is used, in its versions
 directory, so every installed Python runs the suite without pyenv shims.
@@ -13,7 +13,13 @@ import nox
 
 ROOT = Path(__file__).parent
 PYTHONS = ["3.11", "3.12", "3.13"]
-PLUGINS = sorted(str(p.parent) for p in ROOT.glob("plugins/*/pyproject.toml"))
+# The official plugins, and the example plugin distribution the docs teach from
+# (installed, type-checked and tested exactly like them).
+PLUGINS = sorted(
+    str(p.parent)
+    for pattern in ("plugins/*/pyproject.toml", "docs/examples/*/pyproject.toml")
+    for p in ROOT.glob(pattern)
+)
 TEST_DEPS = ["pytest>=8", "pytest-asyncio>=0.23", "hypothesis>=6", "aiosmtpd>=1.4", "dkimpy>=1.1",
              "hatchling>=1.18"]  # fmt: skip
 
@@ -50,6 +56,14 @@ def typecheck(session: nox.Session) -> None:
     session.install("mypy>=1.10")
     install_project(session)
     session.run("mypy", "src", *(f"{plugin}/src" for plugin in PLUGINS))
+
+
+@nox.session(python="3.11")
+def docs(session: nox.Session) -> None:
+    """The documentation site (MkDocs Material, API reference from docstrings);
+    warnings are errors (tests/test_docs_reference.py keeps the generated pages current)."""
+    session.install("mkdocs>=1.6", "mkdocs-material>=9.5", "mkdocstrings[python]>=0.26")
+    session.run("mkdocs", "build", "--strict", "--site-dir", str(ROOT / ".nox" / "site"))
 
 
 @nox.session(python="3.11")
