@@ -7,6 +7,7 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
+from . import options
 from .addresses import (
     Address,
     InetAddress,
@@ -62,6 +63,7 @@ __all__ = [
     "format_result",
     "load_config",
     "open_connection",
+    "options",
     "parse_address",
     "parse_addresses",
     "parse_duration",

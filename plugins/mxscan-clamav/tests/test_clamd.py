@@ -1,6 +1,6 @@
 """Against the real private clamd (``bash scripts/daemons start clamd``).
 
-The EICAR test file is assembled at run time (conftest.EICAR) and wrapped the way
+The EICAR test file is assembled at run time (clamav_support.EICAR) and wrapped the way
 viruses arrive: a base64 attachment, inside a zip, inside a forwarded message.
 """
 
@@ -13,7 +13,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
-from conftest import EICAR, EICAR_NAME
+from clamav_support import EICAR, EICAR_NAME
 
 from mxscan import Action, Message, Pipeline, Step, Verdict
 from mxscan_clamav import ClamAV, ClamdClient, __version__

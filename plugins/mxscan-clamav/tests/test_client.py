@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import (
+from clamav_support import (
     FakeFactory,
     answer,
     die_after,

@@ -7,7 +7,7 @@ import importlib.metadata
 from pathlib import Path
 
 import pytest
-from conftest import Behaviour, FakeFactory, answer, die_after, never_answer, over_limit
+from clamav_support import Behaviour, FakeFactory, answer, die_after, never_answer, over_limit
 
 from mxscan import (
     Action,
@@ -275,7 +275,7 @@ async def test_slow_clamd_through_the_pipeline_reports_our_error(
         ({"address": []}, "address: expected at least one address"),
         ({"address": 3310}, "address: expected an address or a list"),
         ({"timeout": "soon"}, "timeout: expected a duration"),
-        ({"timeout": 0}, "timeout: must be more than zero"),
+        ({"timeout": 0}, "timeout: must be more than 0 seconds"),
         ({"max_size": "big"}, "max_size: expected a size"),
         ({"add_headers": "yes"}, "add_headers: expected true or false"),
         ({"reject_message": "a\r\nb"}, "reject_message: must be one printable line"),

@@ -15,10 +15,10 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from mxscan_spamassassin import SpamAssassin
-from mxscan_spamassassin.edits import forged_removals
 
 from mxscan import Message
+from mxscan_spamassassin import SpamAssassin
+from mxscan_spamassassin.edits import forged_removals
 
 pytestmark = [pytest.mark.spamd, pytest.mark.corpus]
 

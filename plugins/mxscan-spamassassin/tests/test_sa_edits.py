@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from hypothesis import given
 from hypothesis import strategies as st
+
+from mxscan import HeaderEdit, Message
 from mxscan_spamassassin.answer import SpamdAnswer
 from mxscan_spamassassin.edits import (
     forged_removals,
@@ -12,8 +14,6 @@ from mxscan_spamassassin.edits import (
     subject_edits,
 )
 from mxscan_spamassassin.levels import Levels, decide
-
-from mxscan import HeaderEdit, Message
 
 STATUS = (
     "Yes, score=1002.7 required=5.0 tests=GTUBE,MISSING_DATE autolearn=no "

@@ -13,10 +13,10 @@ import zlib
 from collections.abc import AsyncIterator
 
 import pytest
-from conftest import CLEAN, FakeSpamd, free_port, read_request, spam_message, spamd_reply
-from mxscan_spamassassin import SpamAssassin
+from sa_support import CLEAN, FakeSpamd, free_port, read_request, spam_message, spamd_reply
 
 from mxscan import Action, Message, Pipeline, ScannerError, Step
+from mxscan_spamassassin import SpamAssassin
 
 SA_SPAM = (
     b"X-Spam-Checker-Version: SpamAssassin 4.0.1 (2024-03-25) on vm\n"

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
+from mxscan import Action
 from mxscan_spamassassin.answer import SpamdAnswer
 from mxscan_spamassassin.levels import Levels, decide
-
-from mxscan import Action
 
 
 def answer(score: float, threshold: float = 5.0) -> SpamdAnswer:

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import pytest
-from mxscan_spamassassin import SpamAssassin
-from mxscan_spamassassin.oversize import OnOversize
 
 from mxscan import Config, ConfigError, InetAddress, Registry, UnixAddress
+from mxscan_spamassassin import SpamAssassin
+from mxscan_spamassassin.oversize import OnOversize
 
 
 def test_entry_point_names_the_class() -> None:
@@ -43,17 +43,17 @@ def test_addresses_sizes_durations_in_admin_syntax() -> None:
         ({"address": "localhost:783"}, "address: expected an address"),
         ({"address": []}, "address: expected at least one address"),
         ({"timeout": "soon"}, "timeout: expected a duration"),
-        ({"timeout": 0}, "timeout must be more than 0 seconds"),
-        ({"discard_score": "high"}, "discard_score must be a number"),
-        ({"spam_score": True}, "spam_score must be a number"),
-        ({"tag_score": float("nan")}, "tag_score must be a finite number"),
+        ({"timeout": 0}, "timeout: must be more than 0 seconds"),
+        ({"discard_score": "high"}, "discard_score: expected a number"),
+        ({"spam_score": True}, "spam_score: expected a number"),
+        ({"tag_score": float("nan")}, "tag_score: expected a finite number"),
         ({"max_size": "big"}, "max_size: expected a size"),
-        ({"max_size": 0}, "max_size must be more than 0 bytes"),
-        ({"on_oversize": "drop"}, "on_oversize must be one of 'accept', 'truncate'"),
-        ({"remove_existing": "yes"}, "remove_existing must be true or false"),
-        ({"compress": 1}, "compress must be true or false"),
-        ({"subject_tag": "a\r\nBcc: x"}, "subject_tag must be one line"),
-        ({"reject_message": 5}, "reject_message must be one line"),
+        ({"max_size": 0}, "max_size: must be more than 0 bytes"),
+        ({"on_oversize": "drop"}, "on_oversize: expected one of accept, truncate"),
+        ({"remove_existing": "yes"}, "remove_existing: expected true or false"),
+        ({"compress": 1}, "compress: expected true or false"),
+        ({"subject_tag": "a\r\nBcc: x"}, "subject_tag: expected one printable line"),
+        ({"reject_message": 5}, "reject_message: expected one printable line"),
     ],
 )
 def test_bad_options_name_the_option(options: dict[str, object], message: str) -> None:

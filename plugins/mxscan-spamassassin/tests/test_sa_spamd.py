@@ -8,10 +8,10 @@ from __future__ import annotations
 import re
 
 import pytest
-from conftest import CLEAN, GTUBE, spam_message, with_body
-from mxscan_spamassassin import SpamAssassin
+from sa_support import CLEAN, GTUBE, spam_message, with_body
 
 from mxscan import Action, Config, Envelope, Message, Pipeline, Step, format_result
+from mxscan_spamassassin import SpamAssassin
 
 pytestmark = pytest.mark.spamd
 
@@ -231,7 +231,7 @@ async def test_per_domain_discard_score(spamd: str) -> None:
 
 
 async def test_spamd_down_through_the_pipeline_is_tempfail() -> None:
-    from conftest import free_port
+    from sa_support import free_port
 
     address = f"inet:127.0.0.1:{free_port()}"
     scanner = SpamAssassin(address=address, timeout=5)

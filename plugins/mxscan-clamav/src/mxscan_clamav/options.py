@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import enum
 import socket
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
-from mxscan import Action, Address, ConfigError, parse_addresses, parse_duration, parse_size
+from mxscan import Action, Address, ConfigError
+from mxscan import options as checks
 
 __all__ = [
     "DEFAULT_ADDRESS",
@@ -152,52 +152,16 @@ def format_reject_message(template: str, virus: str) -> str:
 
 
 def _addresses(value: object) -> tuple[Address, ...]:
-    if not isinstance(value, str) and not (
-        isinstance(value, Sequence) and all(isinstance(item, str) for item in value)
-    ):
-        raise ConfigError(
-            f"address: expected an address or a list of them (unix:/path, inet:host:port), "
-            f"got {value!r}"
-        )
-    try:
-        return parse_addresses(value)
-    except ValueError as exc:
-        raise ConfigError(f"address: {exc}") from None
+    return checks.addresses("address", value)
 
 
-def _duration(option: str, value: object) -> float:
-    try:
-        seconds = parse_duration(value)
-    except ValueError as exc:
-        raise ConfigError(f"{option}: {exc}") from None
-    if seconds <= 0:
-        raise ConfigError(f"{option}: must be more than zero, got {value!r}")
-    return seconds
-
-
-def _size(option: str, value: object) -> int:
-    try:
-        size = parse_size(value)
-    except ValueError as exc:
-        raise ConfigError(f"{option}: {exc}") from None
-    if size <= 0:
-        raise ConfigError(f"{option}: must be more than zero, got {value!r}")
-    return size
+_duration = checks.duration
+_size = checks.size
+_bool = checks.flag
 
 
 def _choice(option: str, value: object, kind: type[E]) -> E:
-    choices = [member.value for member in kind]
-    if isinstance(value, str):
-        for member in kind:
-            if member.value == value.strip().lower():
-                return member
-    raise ConfigError(f"{option}: expected one of {', '.join(choices)}, got {value!r}")
-
-
-def _bool(option: str, value: object) -> bool:
-    if isinstance(value, bool):
-        return value
-    raise ConfigError(f"{option}: expected true or false, got {value!r}")
+    return checks.choice(option, value, kind)
 
 
 def _reject_message(value: object) -> str:
