@@ -94,3 +94,78 @@ def run_milter_load(daemons: LoadDaemons, n: int) -> Report:
 
 def test_milter_load_with_daemon_restarts(daemons: LoadDaemons) -> None:
     check(run_milter_load(daemons, load_n(200)))
+
+
+# ---------------------------------------------------------------- pipe filter
+
+
+def run_pipe_load(daemons: LoadDaemons, n: int) -> Report:
+    """The docs' pipe(8) setup (tests/adapters/pipe/pipe_postfix.py), with mxscan's
+    stderr (its per-message log line) appended to a file, so discards are counted
+    from mxscan's own words: a discarded message leaves no trace in Postfix but
+    ``status=sent``, like a delivered one before its re-injection."""
+    import re
+    import shutil
+
+    from pipe_postfix import (
+        SNIPPETS,
+        PipePostfix,
+        alternate_config_directory,
+        mxscan_config,
+        mxscan_for_pipe_user,
+        snippet_main_cf,
+        snippet_master_cf,
+        write_world_readable,
+    )
+
+    from tests.support.daemons import spamd_inet
+
+    items = make_items(n, corpus_dir(), seed=10)
+    mxscan = mxscan_for_pipe_user()
+    sink = SMTPSink().start()
+    try:
+        postfix = PipePostfix(relay_port=sink.port, main_overrides=snippet_main_cf())
+        postfix.config_dir.mkdir(parents=True, exist_ok=True)
+        log = postfix.dir / "mxscan-pipe.log"
+        log.touch()
+        log.chmod(0o666)
+        wrapper = postfix.dir / "mxscan-logged"
+        wrapper.write_text(f'#!/bin/sh\nexec {mxscan} "$@" 2>>{log}\n')
+        wrapper.chmod(0o755)
+        config = postfix.dir / "mxscan.toml"
+        text = mxscan_config(clamd=daemons.clamd)
+        text = text.replace(f'address = "{spamd_inet()}"', f'address = "{daemons.spamd}"')
+        rule = "/^X-Load-Reject: yes/ REJECT 5.7.1 rejected by the load test rule\n"
+        text = text.replace("/^X-Virus-/   IGNORE\n", "/^X-Virus-/   IGNORE\n" + rule, 1)
+        assert daemons.spamd in text and "X-Load-Reject" in text
+        write_world_readable(config, text)
+        postfix.master_extra = snippet_master_cf(str(wrapper), config, postfix.config_dir)
+        shutil.copy(SNIPPETS / "mxscan-hold.regexp", postfix.config_dir)
+
+        def verdicts() -> tuple[set[str], set[str]]:
+            discarded = set(re.findall(r": ([0-9A-F]{6,}): .* action=discard", log.read_text()))
+            bounced = set(
+                re.findall(
+                    r"([0-9A-F]{6,}): to=<[^>]*>, relay=mxscan, .*status=bounced", postfix.log()
+                )
+            )
+            return discarded, bounced
+
+        with alternate_config_directory(postfix.config_dir):
+            try:
+                postfix.start()
+                report = run_load("pipe", postfix, sink, items, daemons, verdicts)
+                assert "Traceback" not in log.read_text()
+                deferred = len(re.findall(r"relay=mxscan, .*status=deferred", postfix.log()))
+                print(
+                    f"\nload[pipe]: filter runs deferred by Postfix (exit 75, retried): {deferred}"
+                )
+            finally:
+                postfix.remove()
+        return report
+    finally:
+        sink.stop()
+
+
+def test_pipe_load_with_daemon_restarts(daemons: LoadDaemons) -> None:
+    check(run_pipe_load(daemons, load_n(60, scale=0.3)))
