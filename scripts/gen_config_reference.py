@@ -45,7 +45,7 @@ CORE_MEANINGS: dict[str, dict[str, str]] = {
         "spool": "where large message bodies are kept while they are scanned",
         "scanner": "one `[scanner.NAME]` table per scanner instance",
         "stage": "`[[stage]]` tables: the order scanners run in",
-        "policy": "`[policy.\"DOMAIN\"]` tables: per recipient domain overrides",
+        "policy": '`[policy."DOMAIN"]` tables: per recipient domain overrides',
     },
     "defaults": {
         "on_error": "what a scanner that gives no verdict (down, timeout, garbage, crash) "
@@ -79,6 +79,8 @@ CORE_MEANINGS: dict[str, dict[str, str]] = {
 }
 
 _PROBE = "__probe__"
+SCANNER_ORDER = ("plugin", "on_error", "timeout", *CONDITION_KEYS)
+
 
 def _error(toml: str) -> str:
     try:
@@ -87,15 +89,18 @@ def _error(toml: str) -> str:
         return str(exc)
     raise AssertionError(f"expected a configuration error for:\n{toml}")
 
+
 def _allowed(toml_with_probe: str) -> list[str]:
     """The keys a table accepts, from the parser's 'unknown key' message."""
     found = re.search(r"unknown key \(expected one of: ([^)]*)\)", _error(toml_with_probe))
     assert found, toml_with_probe
     return [k.strip() for k in found[1].split(",")]
 
+
 def _choices(toml: str) -> list[str] | None:
     found = re.search(r"expected one of ([\w, -]+?), got", _error(toml))
     return [c.strip() for c in found[1].split(",")] if found else None
+
 
 class _Probe:
     def __init__(self, *, name: str) -> None:
@@ -107,7 +112,9 @@ class _Probe:
     async def aclose(self) -> None:
         pass
 
+
 _SCANNER = '[scanner.x]\nplugin = "probe"\n'
+
 
 def _defaults() -> dict[str, dict[str, str]]:
     """Effective defaults, as ``mxscan config show`` prints them for a minimal file."""
@@ -122,6 +129,7 @@ def _defaults() -> dict[str, dict[str, str]]:
             out.setdefault(table, {})[found[1]] = found[2]
     return out
 
+
 def _core_rows() -> dict[str, list[tuple[str, str, str]]]:
     """Per table: (key, default, meaning), with every key the parser accepts."""
     keys = {
@@ -130,8 +138,7 @@ def _core_rows() -> dict[str, list[tuple[str, str, str]]]:
         "log": _allowed(f"[log]\n{_PROBE} = 1\n{_SCANNER}"),
         "spool": _allowed(f"[spool]\n{_PROBE} = 1\n{_SCANNER}"),
         "stage": _allowed(f'{_SCANNER}[[stage]]\nrun = ["x"]\n{_PROBE} = 1\n'),
-        "scanner": sorted(CORE_KEYS, key=["plugin", "on_error", "timeout", *CONDITION_KEYS].index)
-        + ["max_size"],
+        "scanner": [*sorted(CORE_KEYS, key=[*SCANNER_ORDER].index), "max_size"],
     }
     defaults = _defaults()
     rows: dict[str, list[tuple[str, str, str]]] = {}
@@ -162,6 +169,7 @@ def _core_rows() -> dict[str, list[tuple[str, str, str]]]:
             rows[table].append((name, default.replace("|", "\\|"), meaning))
     return rows
 
+
 def _choice_list(table: str, key: str) -> list[str] | None:
     if table in ("defaults", "log"):
         return _choices(f'[{table}]\n{key} = "{_PROBE}"\n{_SCANNER}')
@@ -169,10 +177,12 @@ def _choice_list(table: str, key: str) -> list[str] | None:
         return _choices(f'{_SCANNER}{key} = "{_PROBE}"\n')
     return None
 
+
 def _toml(value: Any) -> str:
     from mxscan.config import _toml as render_value
 
     return render_value(value)
+
 
 def _plugin_rows(factory: Any) -> list[tuple[str, str, str]]:
     rows = []
@@ -192,10 +202,18 @@ def _plugin_rows(factory: Any) -> list[tuple[str, str, str]]:
         rows.append((param.name, kind.replace("|", "\\|"), default.replace("|", "\\|")))
     return rows
 
+
+def _code(default: str) -> str:
+    """Literal values in code style; words such as "required" as they are."""
+    plain = not default or " " in default or default in ("required", "none")
+    return default if plain else f"`{default}`"
+
+
 def _table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> list[str]:
     out = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     out += ["| " + " | ".join(row) + " |" for row in rows]
     return out
+
 
 def render() -> str:
     core = _core_rows()
@@ -221,7 +239,7 @@ def render() -> str:
         "stage": "`[[stage]]`",
     }
     for table, title in titles.items():
-        rows = [(f"`{k}`", f"`{d}`" if d and " " not in d and d not in ("required", "none") else d, m) for k, d, m in core[table]]
+        rows = [(f"`{k}`", _code(d), m) for k, d, m in core[table]]
         out += ["", f"## {title}", "", *_table(("key", "default", "meaning"), rows)]
         if table == "scanner":
             out += [
@@ -248,9 +266,11 @@ def render() -> str:
         ]  # fmt: skip
     return "\n".join(out) + "\n"
 
+
 def plugin_options(plugin: str) -> list[str]:
     """The option names of an installed plugin (for the docs tests)."""
     return [row[0] for row in _plugin_rows(discover()[plugin].load())]
+
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -267,6 +287,7 @@ def main(argv: list[str] | None = None) -> int:
     PAGE.write_text(text)
     print(f"wrote {PAGE.relative_to(ROOT)}")
     return 0
+
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -6,8 +6,9 @@ from __future__ import annotations
 import subprocess
 import sys
 
-import mxscan
 import pytest
+
+import mxscan
 from mxscan_example_keyword import Keyword
 
 
@@ -35,7 +36,7 @@ async def test_where_limits_the_search() -> None:
 async def test_keyword_straddling_two_body_chunks_is_found() -> None:
     body = b"x" * (65536 - 3) + b"giveaway" + b"\r\n"  # chunks() yields 64 KiB pieces
     msg = message("hi", body)
-    assert [len(c) for c in msg.body.chunks()][0] == 65536
+    assert next(len(c) for c in msg.body.chunks()) == 65536
     assert (await Keyword(keywords=["giveaway"]).scan(msg)).status == "found(giveaway)"
 
 
@@ -74,7 +75,10 @@ def test_runs_in_a_configured_pipeline() -> None:
     assert clean.verdict.action is mxscan.Action.ACCEPT
     result = mxscan.scan(b"Subject: big giveaway\r\n\r\nhi\r\n", config=config)
     assert result.verdict.action is mxscan.Action.DISCARD
-    assert mxscan.format_result(result, "4QTEST") == "4QTEST: words=found(giveaway) action=discard reason=\"keyword 'giveaway' found\""
+    assert (
+        mxscan.format_result(result, "4QTEST")
+        == "4QTEST: words=found(giveaway) action=discard reason=\"keyword 'giveaway' found\""
+    )
 
 
 def test_config_errors_are_reported_with_file_and_table() -> None:
