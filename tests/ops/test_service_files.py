@@ -111,8 +111,13 @@ def test_rc_script_is_posix_sh() -> None:
 
 
 def test_rc_script_shellcheck() -> None:
+    """An extra lint where shellcheck is installed (scripts/install-system-deps does not
+    install it; sh -n and the start/reload/stop run below always run)."""
+    shellcheck = shutil.which("shellcheck")
+    if shellcheck is None:
+        pytest.skip("shellcheck is not installed")
     done = subprocess.run(
-        [require("shellcheck"), "-s", "sh", str(RC_SCRIPT), str(HERE / "rc_subr_stub.sh")],
+        [shellcheck, "-s", "sh", str(RC_SCRIPT), str(HERE / "rc_subr_stub.sh")],
         capture_output=True,
         text=True,
     )
