@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import logging.handlers
 import sys
 from pathlib import Path
@@ -38,24 +39,36 @@ def format_result(result: Result, queue_id: str | None = None) -> str:
     return f"{queue_id}: " + "; ".join(groups)
 
 
+#: Where syslog listens: Linux, then FreeBSD.
+SYSLOG_SOCKETS = ("/dev/log", "/var/run/log")
+
+
 def setup_logging(target: str = "stderr", facility: str = "mail", level: str = "info") -> None:
-    """Send the ``mxscan`` logger to stderr or syslog in ``mxscan[PID]: ...`` form."""
+    """Send the ``mxscan`` logger to stderr or syslog in ``mxscan[PID]: ...`` form.
+
+    Under systemd (``JOURNAL_STREAM`` set) stderr lines carry no prefix: the
+    journal adds ``mxscan[PID]:`` itself, and a second one would be noise.
+    """
     logger = logging.getLogger("mxscan")
     logger.setLevel(level.upper())
     for old in list(logger.handlers):
         logger.removeHandler(old)
     handler: logging.Handler
-    if target == "syslog" and Path("/dev/log").exists():
+    prefix = "mxscan[%(process)d]: "
+    socket_path = next((p for p in SYSLOG_SOCKETS if Path(p).exists()), None)
+    if target == "syslog" and socket_path is not None:
         handler = logging.handlers.SysLogHandler(
-            address="/dev/log",
+            address=socket_path,
             facility=logging.handlers.SysLogHandler.facility_names[facility],
         )
     else:
         handler = logging.StreamHandler(sys.stderr)
+        if os.environ.get("JOURNAL_STREAM"):
+            prefix = ""
         if target == "syslog":
             logger.addHandler(handler)
-            logger.warning("no /dev/log: logging to stderr instead of syslog")
+            logger.warning("no syslog socket (%s): logging to stderr", ", ".join(SYSLOG_SOCKETS))
             logger.removeHandler(handler)
-    handler.setFormatter(logging.Formatter("mxscan[%(process)d]: %(message)s"))
+    handler.setFormatter(logging.Formatter(prefix + "%(message)s"))
     logger.addHandler(handler)
     logger.propagate = False

@@ -56,3 +56,12 @@ def test_setup_logging_stderr_prefix(capsys: pytest.CaptureFixture[str]) -> None
     err = capsys.readouterr().err
     assert err.startswith("mxscan[")
     assert err.rstrip().endswith("]: Q1: clamav=clean action=accept")
+
+
+def test_no_prefix_under_journald(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("JOURNAL_STREAM", "8:12345")
+    setup_logging("stderr")
+    logging.getLogger("mxscan").info("Q2: action=accept")
+    assert capsys.readouterr().err == "Q2: action=accept\n"
