@@ -7,8 +7,8 @@
 from __future__ import annotations
 
 import logging
-import os
 import logging.handlers
+import os
 import sys
 from pathlib import Path
 
