@@ -21,9 +21,8 @@ import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-from mxscan_spamassassin import SpamAssassin
-
 from mxscan import InetAddress, Message, parse_address
+from mxscan_spamassassin import SpamAssassin
 
 REPO = Path(__file__).resolve().parent.parent
 SPAMC_MAX = 500 * 1024  # spamc's default -s: larger messages would not be checked at all
