@@ -11,7 +11,7 @@ Messages rotate through a deterministic sample of the shared corpus (line ending
 made CRLF, as Postfix sends them), GTUBE, EICAR, and every 500th a 2 MB message
 (spooled to disk).
 
-Printed: RSS after a 100-message warm-up, after 1,000 and after 10,000 messages,
+Printed: RSS after a 100-message warm-up, after 1,000, 2,000, 5,000 and 10,000 messages,
 the growth between 1,000 and 10,000 (should be noise), the peak (VmHWM), and the
 open file descriptors before and after (must be equal). ``MXSCAN_SOAK_N`` changes
 the 10,000.
@@ -118,7 +118,11 @@ def main() -> None:
         start = time.monotonic()
         asyncio.run(soak.run(900))
         rss_1k = status_kib(pid, "VmRSS")
-        asyncio.run(soak.run(total - 1000))
+        series = [(1000, rss_1k)]
+        for mark in (2000, 5000, total):
+            if mark > soak.sent and mark <= total:
+                asyncio.run(soak.run(mark - soak.sent))
+                series.append((soak.sent, status_kib(pid, "VmRSS")))
         took = time.monotonic() - start
         time.sleep(0.5)
         rss_end = status_kib(pid, "VmRSS")
@@ -130,6 +134,10 @@ def main() -> None:
         print(f"soak: RSS {rss_warm / 1024:.1f} MiB after 100, {rss_1k / 1024:.1f} MiB after 1,000, "
               f"{rss_end / 1024:.1f} MiB after {soak.sent:,} "
               f"(growth 1,000 -> {soak.sent:,}: {(rss_end - rss_1k) / 1024:+.1f} MiB); peak {hwm / 1024:.1f} MiB")  # fmt: skip
+        print(
+            "soak: RSS by messages: "
+            + ", ".join(f"{n:,}: {kib / 1024:.1f} MiB" for n, kib in series)
+        )
         print(f"soak: open fds {len(fds_before)} before, {len(fds_after)} after "
               f"({'equal' if fds_before == fds_after else 'DIFFERENT: ' + str(sorted(set(fds_after) - set(fds_before)))})")  # fmt: skip
         if "Traceback" in milter.log():

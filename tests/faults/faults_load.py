@@ -298,6 +298,7 @@ def run_load(
     of the way and spamd at 50%; wait for the queue to drain; account.
     ``verdicts()`` returns (discarded queue ids, bounced queue ids) at the end."""
     outcomes: dict[str, Outcome] = {}
+    daemons.restarts.clear()
     done = threading.Semaphore(0)
     start = time.monotonic()
     deadline = start + deadline_s
