@@ -25,6 +25,7 @@ private Postfix), clamd and spamd (``bash scripts/daemons start``).
 from __future__ import annotations
 
 import os
+import shutil
 import smtplib
 import statistics
 import subprocess
@@ -47,6 +48,7 @@ from milter_proc import (  # noqa: E402
     MilterProcess,
     install_slowplugin,
     plain_config,
+    remove_dir,
     seed_config,
     socket_dir,
 )
@@ -209,6 +211,8 @@ def main() -> None:
         for milter in milters.values():
             milter.stop()
         sink.stop()
+        remove_dir(directory)
+        shutil.rmtree(site, ignore_errors=True)
 
 
 if __name__ == "__main__":

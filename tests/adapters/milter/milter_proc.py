@@ -13,6 +13,7 @@ the private daemons, written back), so the tests prove the configuration users c
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -148,6 +149,12 @@ def socket_dir() -> Path:
     d = Path(tempfile.mkdtemp(prefix="milter-e2e-", dir=parent))
     d.chmod(0o755)
     return d
+
+
+def remove_dir(path: Path) -> None:
+    """Remove a socket_dir() (configs, logs) unless MXSCAN_KEEP_POSTFIX=1 asks to keep it."""
+    if os.environ.get("MXSCAN_KEEP_POSTFIX") != "1":
+        shutil.rmtree(path, ignore_errors=True)
 
 
 class MilterProcess:

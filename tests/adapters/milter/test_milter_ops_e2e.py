@@ -14,7 +14,7 @@ from email.utils import formatdate
 from pathlib import Path
 
 import pytest
-from milter_proc import MilterProcess, plain_config, seed_config, socket_dir
+from milter_proc import MilterProcess, plain_config, remove_dir, seed_config, socket_dir
 
 from tests.support.daemons import clamd_stream_max_bytes, require_daemon
 from tests.support.postfix import PostfixInstance
@@ -37,6 +37,8 @@ def milters() -> Iterator[list[MilterProcess]]:
     yield started
     for milter in started:
         milter.stop()
+    for directory in {milter.dir for milter in started}:
+        remove_dir(directory)
 
 
 def message(token: str, body: bytes = b"Nothing to see here.\r\n") -> bytes:
@@ -64,6 +66,7 @@ def test_mxscan_down_upstream_keeps_mail_deferred_then_delivers_once(
     require_daemon("clamd")
     require_daemon("spamd")
     milter = MilterProcess(seed_config(), milter_dir)  # not started: mxscan is down
+    milters.append(milter)
     b = make_postfix(
         main_overrides={"smtpd_milters": milter.address, "milter_default_action": "tempfail"}
     )
@@ -96,7 +99,7 @@ def test_mxscan_down_upstream_keeps_mail_deferred_then_delivers_once(
     assert b.queue() == []  # B accepted nothing unscanned
     assert len(smtp_sink) == 0
 
-    milters.append(milter.start())
+    milter.start()
     time.sleep(2)
     assert len(smtp_sink) == 0  # nothing moves until A retries
     a.flush()

@@ -23,7 +23,7 @@ from email.utils import formatdate
 
 import dkim
 import pytest
-from milter_proc import EXAMPLES, MilterProcess, seed_config, socket_dir
+from milter_proc import EXAMPLES, MilterProcess, remove_dir, seed_config, socket_dir
 from milter_snippets import milter_main_cf
 
 from tests.support.daemons import (
@@ -124,6 +124,7 @@ def stack() -> Iterator[Stack]:
         for milter in milters.values():
             milter.stop()
         sink.stop()
+        remove_dir(directory)
 
 
 _counter = iter(range(1_000_000))
