@@ -32,7 +32,7 @@ EVERY = int(os.environ.get("MXSCAN_CORPUS_EVERY", "5"))
 @pytest.fixture(autouse=True)
 def _daemons() -> None:
     for kind in ("postfix", "clamd", "spamd"):
-        require_daemon(kind)  # type: ignore[arg-type]
+        require_daemon(kind)
 
 
 def test_corpus_through_postfix_and_the_milter() -> None:

@@ -37,7 +37,7 @@ def load_n(default: int, scale: float = 1.0) -> int:
 @pytest.fixture(scope="module")
 def daemons() -> Iterator[LoadDaemons]:
     for kind in ("postfix", "clamd", "spamd"):
-        require_daemon(kind)  # type: ignore[arg-type]
+        require_daemon(kind)
     d = LoadDaemons()
     try:
         yield d.start()

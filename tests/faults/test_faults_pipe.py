@@ -46,7 +46,7 @@ class Rig:
 @pytest.fixture(scope="module")
 def rig() -> Iterator[Rig]:
     for kind in ("postfix", "clamd", "spamd"):
-        require_daemon(kind)  # type: ignore[arg-type]
+        require_daemon(kind)
     proxies = {
         "clamav": FaultProxy(clamd_inet().removeprefix("inet:")),
         "spamassassin": FaultProxy(spamd_inet().removeprefix("inet:")),

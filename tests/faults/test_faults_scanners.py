@@ -51,7 +51,7 @@ def config(proxies: dict[str, FaultProxy]) -> dict[str, Any]:
 @pytest.fixture(scope="module")
 def rig() -> Iterator[Rig]:
     for kind in ("postfix", "clamd", "spamd"):
-        require_daemon(kind)  # type: ignore[arg-type]
+        require_daemon(kind)
     proxies = {
         "clamav": FaultProxy(clamd_inet().removeprefix("inet:")),
         "spamassassin": FaultProxy(spamd_inet().removeprefix("inet:")),

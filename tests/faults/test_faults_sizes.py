@@ -55,7 +55,7 @@ class Rig:
 @pytest.fixture(scope="module")
 def rig() -> Iterator[Rig]:
     for kind in ("postfix", "clamd", "spamd"):
-        require_daemon(kind)  # type: ignore[arg-type]
+        require_daemon(kind)
     sink = SMTPSink(data_size_limit=300 * MiB).start()
     milter = MilterProcess(seed_config(), socket_dir(), name="sizes")
     postfix: PostfixInstance | None = None
