@@ -194,8 +194,11 @@ async def send(path: Path, subject: str) -> bytes:
 def wait_for(predicate: object, what: str, log: Path, timeout: float = 30) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if predicate():  # type: ignore[operator]
-            return
+        try:
+            if predicate():  # type: ignore[operator]
+                return
+        except FileNotFoundError:  # the daemon has not created its log yet
+            pass
         time.sleep(0.05)
     raise AssertionError(f"{what}; log:\n{log.read_text() if log.exists() else ''}")
 
