@@ -18,7 +18,16 @@ for extra in (HERE, TESTS / "adapters" / "milter", TESTS / "adapters" / "pipe"):
     if str(extra) not in sys.path:
         sys.path.insert(0, str(extra))
 
+from faults_support import FIGURES  # noqa: E402
 from milter_proc import install_slowplugin  # noqa: E402
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """The load accounts and fault figures belong in the CI log even when tests pass."""
+    if FIGURES:
+        terminalreporter.section("mxscan faults: figures")
+        for line in FIGURES:
+            terminalreporter.write_line(line)
 
 
 @pytest.fixture(scope="session")

@@ -22,6 +22,16 @@ from tests.support.postfix import free_port
 HERE = Path(__file__).resolve().parent
 PROXY = HERE / "fault_proxy.py"
 
+#: Figures to show in the pytest summary (CI's log), not only with -s.
+FIGURES: list[str] = []
+
+
+def figure(line: str) -> None:
+    """Print a measured figure and keep it for the end-of-run summary."""
+    line = line.strip("\n")
+    print("\n" + line)
+    FIGURES.append(line)
+
 
 class FaultProxy:
     """``fault_proxy.py`` on 127.0.0.1:port in front of ``upstream``; mode switchable

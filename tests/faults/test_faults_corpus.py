@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 from faults_corpus import run_corpus_milter, run_corpus_scan
+from faults_support import figure
 
 from tests.support.daemons import corpus_dir, require_daemon
 
@@ -37,7 +38,7 @@ def _daemons() -> None:
 
 def test_corpus_through_postfix_and_the_milter() -> None:
     report = run_corpus_milter(corpus_dir(), EVERY)
-    print("\n" + report.line())
+    figure(report.line())
     problems = report.differing + report.without_verdict + report.not_accepted
     assert not problems, "\n".join(problems[:30])
     assert report.delivered_identical + report.discarded + report.rejected == report.messages
@@ -46,7 +47,7 @@ def test_corpus_through_postfix_and_the_milter() -> None:
 
 def test_corpus_through_mxscan_scan(tmp_path: Path) -> None:
     report, records = run_corpus_scan(corpus_dir(), EVERY, tmp_path)
-    print("\n" + report.line())
+    figure(report.line())
     assert "Traceback" not in report.stderr, report.stderr[-3000:]
     assert report.exit_code in (0, 1), report.stderr[-3000:]  # 1: some not accepted
     assert report.records == report.messages

@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 from faults_load import REJECT_RULE, LoadDaemons, Report, make_items, postfix_discards, run_load
+from faults_support import figure
 from milter_proc import MilterProcess, seed_config, socket_dir
 
 from tests.support.daemons import corpus_dir, require_daemon
@@ -55,8 +56,8 @@ def milter_config(daemons: LoadDaemons) -> dict[str, Any]:
 
 
 def check(report: Report) -> None:
-    print("\n" + report.line())
-    print(f"load[{report.mode}] by kind: {report.kinds}")
+    figure(report.line())
+    figure(f"load[{report.mode}] by kind: {report.kinds}")
     assert not report.problems, "\n".join(report.problems[:20])
     assert report.lost == 0 and report.duplicated == 0
     assert report.delivered + report.discarded + report.rejected == report.sent
@@ -157,7 +158,7 @@ def run_pipe_load(daemons: LoadDaemons, n: int) -> Report:
                 report = run_load("pipe", postfix, sink, items, daemons, verdicts)
                 assert "Traceback" not in log.read_text()
                 deferred = len(re.findall(r"relay=mxscan, .*status=deferred", postfix.log()))
-                print(
+                figure(
                     f"\nload[pipe]: filter runs deferred by Postfix (exit 75, retried): {deferred}"
                 )
             finally:

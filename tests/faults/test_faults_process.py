@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from faults_support import FaultProxy, LogCursor, alive, fd_count, fd_targets, smtp_send
+from faults_support import FaultProxy, LogCursor, alive, fd_count, fd_targets, figure, smtp_send
 from milter_mta import ABORT, MtaClient, connect, helo, mail, message_packets, rcpt
 from milter_proc import MilterProcess, plain_config, socket_dir
 
@@ -260,7 +260,7 @@ def test_clients_hanging_up_leak_no_file_descriptors(
     assert smtp_send(postfix.smtp_port, message(token)).code == 250
     wait_count(smtp_sink, token)
     assert "Traceback" not in milter.log()
-    print(f"\nmilter fds: {len(before)} before, {fd_count(milter.pid)} after 20 hang-ups")
+    figure(f"\nmilter fds: {len(before)} before, {fd_count(milter.pid)} after 20 hang-ups")
 
 
 # ---------------------------------------------------------------- spool
@@ -304,7 +304,7 @@ def test_unwritable_spool_directory_tempfails_and_loses_nothing(
     small = f"spool-small-{uuid.uuid4().hex[:8]}"
     assert smtp_send(postfix.smtp_port, message(small)).code == 250
     wait_count(smtp_sink, small)
-    print(f"\nunwritable spool: client saw {reply.code} {reply.text!r}")
+    figure(f"\nunwritable spool: client saw {reply.code} {reply.text!r}")
 
     spool.chmod(0o777)  # the admin fixes it: the client's retry goes through
     assert smtp_send(postfix.smtp_port, big).code == 250

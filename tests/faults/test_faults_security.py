@@ -26,7 +26,7 @@ from email.utils import formatdate
 from pathlib import Path
 
 import pytest
-from faults_support import LogCursor, alive, smtp_send
+from faults_support import LogCursor, alive, figure, smtp_send
 from milter_proc import MilterProcess, plain_config, socket_dir
 
 from tests.support.daemons import require_daemon
@@ -204,5 +204,5 @@ def test_catastrophic_backtracking_pattern_cannot_hang_the_milter(rig: Rig) -> N
     lines = list(cursor.wait(" action=accept"))
     assert any("match limit exceeded" in x for x in lines), lines
     assert alive(rig.milters["redos"].pid)
-    print(f"\nhostile pattern through Postfix + milter: {took:.2f}s for the SMTP transaction")
+    figure(f"\nhostile pattern through Postfix + milter: {took:.2f}s for the SMTP transaction")
     assert took < 60  # a hang would hit smtplib's timeout instead

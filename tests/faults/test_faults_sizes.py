@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from email.utils import formatdate
 
 import pytest
-from faults_support import LogCursor, alive, smtp_send, status_kib
+from faults_support import LogCursor, alive, figure, smtp_send, status_kib
 from milter_mta import (
     EOH,
     EOM,
@@ -119,7 +119,7 @@ def run(rig: Rig, token: str, message: bytes) -> tuple[str, bytes, float, int]:
     growth = status_kib(rig.milter.pid, "VmHWM") - before
     assert alive(rig.milter.pid)
     assert "Traceback" not in rig.milter.log()
-    print(
+    figure(
         f"\n{token}: {len(message) / MiB:.1f} MiB accepted in {took:.1f}s; "
         f"milter peak RSS growth {growth / 1024:.1f} MiB; {line.split(': ', 2)[-1]}"
     )
@@ -179,7 +179,7 @@ def test_one_megabyte_header(rig: Rig) -> None:
     assert " action=accept" in line, line
     kept = data.index(b"\r\nMIME-Version") - data.index(b"X-Huge: start")
     assert 0 < kept <= len(folded)
-    print(f"Postfix kept {kept} of the header's {len(folded)} bytes")
+    figure(f"Postfix kept {kept} of the header's {len(folded)} bytes")
     assert growth < 100 * 1024, f"peak RSS grew {growth} KiB for a 1 MB header"
 
     # The whole megabyte, straight to mxscan.

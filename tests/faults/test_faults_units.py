@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 
 import pytest
+from faults_support import figure
 from milter_mta import connect, helo, mail, message_packets, optneg, parse_replies, rcpt
 
 from mxscan import Action, Message
@@ -51,4 +52,4 @@ def test_catastrophic_pattern_ends_at_the_match_limit() -> None:
     assert verdict.action is Action.ACCEPT
     assert "match limit exceeded" in verdict.reason
     assert [str(e) for e in verdict.edits]  # the From: rule still applied
-    print(f"\n(a+)+$ on 50 a's: {took * 1000:.0f} ms to the match limit")
+    figure(f"\n(a+)+$ on 50 a's: {took * 1000:.0f} ms to the match limit")
