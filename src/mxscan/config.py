@@ -19,13 +19,14 @@ from typing import Any
 
 import attrs
 
+from . import options as checks
 from .conditions import Conditions, parse_networks
 from .engine import Engine
 from .errors import ConfigError
 from .pipeline import ON_ERROR_ACTIONS, Pipeline, Step
 from .plugins import Registry
 from .scanner import Scanner
-from .units import format_duration, format_size, parse_duration, parse_size
+from .units import format_duration, format_size, parse_size
 from .verdict import Action
 
 __all__ = ["Config", "ScannerConfig", "load_config", "parse_config"]
@@ -320,12 +321,9 @@ def _unknown(source: str, where: str, table: Mapping[str, Any], allowed: Sequenc
 
 def _duration(source: str, where: str, key: str, value: Any) -> float:
     try:
-        seconds = parse_duration(value)
-    except ValueError as exc:
-        raise ConfigError(f"{source}: {where} {key}: {exc}") from None
-    if seconds <= 0:
-        raise ConfigError(f"{source}: {where} {key}: must be more than 0")
-    return seconds
+        return checks.duration(key, value)
+    except ConfigError as exc:
+        raise ConfigError(f"{source}: {where} {exc}") from None
 
 
 def _on_error(source: str, where: str, value: Any) -> Action:
