@@ -26,6 +26,7 @@ __all__ = [
     "HeaderClass",
     "logical_key",
     "parse_content_type",
+    "truncate_key",
     "walk_body",
 ]
 
@@ -65,6 +66,22 @@ def header_name_end(line: bytes) -> int:
             return -1
         length += 1
     return -1
+
+
+#: Postfix's default header_size_limit (main.cf), in bytes.
+HEADER_SIZE_LIMIT = 102400
+
+
+def truncate_key(key: bytes, limit: int = HEADER_SIZE_LIMIT) -> bytes:
+    """The key as Postfix keeps it: once a header holds ``limit`` bytes, further
+    continuation lines are dropped (the line that crosses the limit stays whole,
+    and a single long line is never cut). ``limit`` 0 keeps everything."""
+    if limit <= 0 or len(key) <= limit:
+        return key
+    size = key.find(b"\n")
+    while 0 <= size < limit:
+        size = key.find(b"\n", size + 1)
+    return key if size < 0 else key[:size]
 
 
 def logical_key(raw: bytes) -> bytes:

@@ -35,11 +35,13 @@ from mxscan import (
 from . import _pcre2
 from .actions import ParsedAction, parse_action, parse_header_text, reject_reply
 from .mime import (
+    HEADER_SIZE_LIMIT,
     MIME_HEADERS,
     HeaderClass,
     header_name,
     logical_key,
     parse_content_type,
+    truncate_key,
     walk_body,
 )
 from .table import Lookup, Table, TableError, TableKind, load_table, parse_table
@@ -127,6 +129,8 @@ class HeaderRules:
       MIME headers and attached-message headers; unset means "the main table"
       (Postfix's default), an empty string turns the class off;
     - ``strict``: refuse a table with any bad line instead of skipping it;
+    - ``header_size_limit``: as Postfix's main.cf setting (default 102400): a
+      header's continuation lines past this many bytes are not matched;
     - ``match_limit``, ``depth_limit``: PCRE2 limits against hostile patterns
       (default: the library's, which is what Postfix runs with).
     """
@@ -145,6 +149,7 @@ class HeaderRules:
         strict: bool = False,
         match_limit: int | None = None,
         depth_limit: int | None = None,
+        header_size_limit: int = HEADER_SIZE_LIMIT,
         timeout: float | None = None,
     ) -> None:
         self.name = name
@@ -157,6 +162,16 @@ class HeaderRules:
                 raise ConfigError(
                     f"scanner {name}: {label} must be a positive integer, got {value!r}"
                 )
+        if (
+            not isinstance(header_size_limit, int)
+            or isinstance(header_size_limit, bool)
+            or header_size_limit < 0
+        ):
+            raise ConfigError(
+                f"scanner {name}: header_size_limit must be a number of bytes (0: no limit), "
+                f"got {header_size_limit!r}"
+            )
+        self._size_limit = header_size_limit
         if not isinstance(strict, bool):
             raise ConfigError(f"scanner {name}: strict must be true or false, got {strict!r}")
         self._kind: TableKind | None = type  # type: ignore[assignment]
@@ -239,7 +254,7 @@ class HeaderRules:
         for index, header in enumerate(message.headers):
             if ev.stopped:
                 break
-            key = _primary_key(header.raw)
+            key = truncate_key(_primary_key(header.raw), self._size_limit)
             is_mime = header_name(key) in MIME_HEADERS
             table = self.mime_table if is_mime else self.table
             if table is None:
@@ -276,9 +291,10 @@ class HeaderRules:
                 table, scope = self.nested_table, "nested"
             if table is None:
                 continue
-            hit = table.lookup(found.key, ev.errors)
+            key = truncate_key(found.key, self._size_limit)
+            hit = table.lookup(key, ev.errors)
             if hit is not None:
-                self._apply(ev, scope, found.header_class, table, hit, found.key, None)
+                self._apply(ev, scope, found.header_class, table, hit, key, None)
 
     def _apply(
         self,
