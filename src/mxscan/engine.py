@@ -50,6 +50,17 @@ class Engine:
         # Exact domains before subdomain patterns, longest patterns first.
         self._order = sorted(self.policies, key=lambda p: (p.startswith("."), -len(p)))
 
+    @property
+    def changes_body(self) -> bool:
+        """Whether any scanner may replace the body: a milter asks the MTA for
+        that right only then, so the common case negotiates no more than it uses."""
+        pipelines = (self.default, *self.policies.values())
+        return any(
+            getattr(step.scanner, "changes_body", False) is True
+            for p in pipelines
+            for step in p.steps
+        )
+
     def policy_for(self, recipient: str) -> str:
         domain = domain_of(recipient)
         for pattern in self._order:
@@ -87,6 +98,7 @@ class Engine:
             policy="split",
             recipients=message.envelope.recipients,
             splits=tuple(results),
+            body_replaced=worst.body_replaced,
         )
 
     async def _run_group(self, policy: str, message: Message) -> Result:

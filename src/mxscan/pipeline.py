@@ -1,7 +1,8 @@
 """Stages of scanners: concurrent within a stage, sequential across stages.
 
-Edits of a stage are applied before the next stage runs, so header rules in a
-later stage see the headers that scanners added - the thing Postfix's
+Edits of a stage (header edits, then a replacement body) are applied before
+the next stage runs, so header rules in a later stage see the headers that
+scanners added - the thing Postfix's
 header_checks cannot do with milters. A scanner that fails, hangs or returns
 nonsense gets its ``on_error`` outcome instead of taking the message down.
 """
@@ -141,6 +142,7 @@ class Pipeline:
         verdicts: list[Verdict] = []
         edits: list[HeaderEdit] = []
         current = message
+        body_replaced = False
         for stage in self.stages:
             if len(stage) == 1:
                 results = [await _run_step(stage[0], current)]
@@ -150,6 +152,11 @@ class Pipeline:
             if stage_edits:
                 current = current.apply(stage_edits)
                 edits.extend(stage_edits)
+            bodies = [v.body for v in results if not v.shadow and v.body is not None]
+            if bodies:
+                # The last in stage order wins (see Verdict.body).
+                current = attrs.evolve(current, body=bodies[-1])
+                body_replaced = True
             verdicts.extend(results)
             if any(v.action >= Action.DISCARD and not v.shadow for v in results):
                 break
@@ -159,6 +166,7 @@ class Pipeline:
             message=current,
             edits=tuple(edits),
             recipients=message.envelope.recipients,
+            body_replaced=body_replaced,
         )
 
     async def aclose(self) -> None:

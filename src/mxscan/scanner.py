@@ -31,6 +31,10 @@ class Scanner(Protocol):
     ``scan`` must not change ``message``; it returns header changes as
     ``Verdict.edits``. It may be called concurrently for different messages.
     ``aclose`` releases connections and is called once at shutdown or reload.
+
+    Optional attribute (not part of the protocol check): ``changes_body``, true
+    when ``scan`` may return a ``Verdict.body``; absent means false. Adapters
+    use it to ask the MTA for the right to replace the body only when needed.
     """
 
     name: str

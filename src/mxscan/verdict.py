@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Literal
 
 import attrs
 
+from .body import Body
 from .edits import HeaderEdit
 
 if TYPE_CHECKING:
@@ -101,6 +102,14 @@ class Verdict:
     edits: tuple[HeaderEdit, ...] = attrs.field(default=(), converter=_edits)
     reply: SmtpReply | None = None
     routes: tuple[Route, ...] = attrs.field(default=(), converter=_routes)
+    #: A replacement body (e.g. header rules that edit MIME-part headers). The
+    #: pipeline applies it after the stage's header edits. A scanner that
+    #: replaces the body should be alone in its stage: the body it builds is
+    #: derived from the body it saw, so two replacements in one stage cannot
+    #: both hold; if several do, the last in stage order wins. Scanners that
+    #: may set it say so with a true ``changes_body`` attribute, so adapters
+    #: can ask the MTA for the right to replace the body.
+    body: Body | None = None
     #: Set by the pipeline: the scanner runs in shadow mode, so this verdict is
     #: logged and counted but neither its action nor its edits are applied.
     shadow: bool = False
@@ -131,9 +140,11 @@ class Result:
     """The pipeline's outcome for one message.
 
     ``edits`` are every applied edit in order (what a milter replays to
-    Postfix); ``message`` has them applied. When recipients fall under
-    different policies, ``splits`` holds one result per group and the
-    top-level fields describe the most severe of them.
+    Postfix); ``message`` has them applied. ``body_replaced`` says a scanner
+    replaced the body: ``message.body`` is then not the body that came in, and
+    an adapter must deliver it (or refuse the message) - never the original.
+    When recipients fall under different policies, ``splits`` holds one
+    result per group and the top-level fields describe the most severe of them.
     """
 
     verdict: Verdict
@@ -143,6 +154,7 @@ class Result:
     policy: str = "default"
     recipients: tuple[str, ...] = ()
     splits: tuple[Result, ...] = ()
+    body_replaced: bool = False
 
     @property
     def action(self) -> Action:
