@@ -94,17 +94,103 @@ def read_logical_lines(
             yield first, bytes(buf)
 
 
+_META = frozenset(b".^$*+?()[]{}|\\")
+_QUANTIFIERS = frozenset(b"*?{")
+
+
+def _top_level_alternation(pattern: bytes) -> bool:
+    """Whether ``pattern`` may have a ``|`` outside any group (then a literal
+    prefix proves nothing). Errs towards True."""
+    if b"\\Q" in pattern or b"(?" in pattern or b"(*" in pattern:
+        return True
+    depth = 0
+    i = 0
+    in_class = False
+    n = len(pattern)
+    while i < n:
+        c = pattern[i]
+        if c == 0x5C:
+            i += 2
+            continue
+        if in_class:
+            in_class = c != 0x5D
+        elif c == 0x5B:
+            in_class = True
+            if i + 1 < n and pattern[i + 1] == 0x5E:
+                i += 1
+            if i + 1 < n and pattern[i + 1] == 0x5D:
+                i += 1
+        elif c == 0x28:
+            depth += 1
+        elif c == 0x29:
+            depth -= 1
+        elif c == 0x7C and depth <= 0:
+            return True
+        i += 1
+    return in_class or depth != 0
+
+
+def literal_prefix(pattern: bytes, options: int) -> bytes | None:
+    """The ASCII text every match must start the subject with, for patterns
+    like ``^X-Spam-Flag:\\s+YES`` (lower-cased when the pattern is caseless).
+
+    It lets a lookup skip PCRE2 for rules that cannot match a header - most rules
+    of a header_checks file name one header. Only proven cases get a prefix:
+    anchored with ``^``, no top-level alternation, no extended syntax, and a
+    first character that is not a blank. With ``m``, ``^`` also matches after
+    a newline, so such a subject always goes to PCRE2 (see :meth:`_Matcher.run`).
+    """
+    if not pattern.startswith(b"^") or options & _pcre2.EXTENDED:
+        return None
+    if _top_level_alternation(pattern):
+        return None
+    out = bytearray()
+    i = 1
+    n = len(pattern)
+    while i < n:
+        c = pattern[i]
+        if c == 0x5C:
+            if i + 1 >= n or chr(pattern[i + 1]).isalnum() or pattern[i + 1] >= 0x80:
+                break
+            literal, step = pattern[i + 1], 2
+        elif c in _META:
+            break
+        else:
+            literal, step = c, 1
+        if literal >= 0x80 or literal < 0x20:
+            break
+        following = pattern[i + step] if i + step < n else None
+        if following is not None and following in _QUANTIFIERS:
+            break  # the character is optional
+        out.append(literal)
+        if following == 0x2B:  # '+': at least one, maybe more
+            break
+        i += step
+    if not out or out[0] in (0x20, 0x09):
+        return None
+    return bytes(out).lower() if options & _pcre2.CASELESS else bytes(out)
+
+
 class _Matcher:
     """One compiled pattern with Postfix's match/error semantics."""
 
-    __slots__ = ("_pcre", "_posix", "nmatch")
+    __slots__ = ("_caseless", "_multiline", "_pcre", "_posix", "_prefix", "nmatch")
 
     def __init__(
-        self, pcre: _pcre2.Pcre2Pattern | None, posix: _posix.PosixPattern | None, nmatch: int
+        self,
+        pcre: _pcre2.Pcre2Pattern | None,
+        posix: _posix.PosixPattern | None,
+        nmatch: int,
+        prefix: bytes | None = None,
+        caseless: bool = False,
+        multiline: bool = False,
     ) -> None:
         self._pcre = pcre
         self._posix = posix
         self.nmatch = nmatch
+        self._prefix = prefix
+        self._caseless = caseless
+        self._multiline = multiline
 
     @property
     def capture_count(self) -> int:
@@ -115,6 +201,11 @@ class _Matcher:
 
     def run(self, subject: bytes, spans: bool) -> list[tuple[int, int] | None] | bool:
         """Spans (when asked) or a bool; raises _RunError on an engine error."""
+        prefix = self._prefix
+        if prefix is not None and not (self._multiline and b"\n" in subject):
+            head = subject[: len(prefix)]
+            if (head.lower() if self._caseless else head) != prefix:
+                return False
         try:
             if self._pcre is not None:
                 if spans:
@@ -325,7 +416,10 @@ class _Parser:
             except _pcre2.CompileError as exc:
                 self.warn(str(exc))
                 return None
-            return _Matcher(compiled, None, 0)
+            prefix = literal_prefix(pattern.regexp, pattern.options)
+            caseless = bool(pattern.options & _pcre2.CASELESS)
+            multiline = bool(pattern.options & _pcre2.MULTILINE)
+            return _Matcher(compiled, None, 0, prefix, caseless, multiline)
         options = pattern.options | (_posix.REG_NOSUB if nosub else 0)
         try:
             posix = _posix.PosixPattern(pattern.regexp, options)
