@@ -188,10 +188,11 @@ def test_mime_rules_can_be_turned_off() -> None:
     assert verdict.action is Action.ACCEPT  # type: ignore[attr-defined]
 
 
-def test_body_header_edits_are_reported_not_made() -> None:
+def test_body_header_edits_are_made_in_a_new_body() -> None:
     out, verdict = run("/^Subject: inner/ IGNORE\n", MIME_MAIL)
-    assert out.as_bytes() == MIME_MAIL
-    assert "not applied inside the body" in verdict.reason  # type: ignore[attr-defined]
+    assert out.as_bytes() == MIME_MAIL  # the primary header is untouched
+    new_body = verdict.body.as_bytes()  # type: ignore[attr-defined]
+    assert out.head_bytes() + new_body == MIME_MAIL.replace(b"Subject: inner\r\n", b"")
 
 
 def test_regexp_type_option() -> None:

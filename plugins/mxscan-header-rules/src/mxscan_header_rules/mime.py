@@ -10,6 +10,8 @@ only means the same thing if the same headers reach the same table.
 This is a line-based state machine over the body: boundaries are matched as
 Postfix does (``--`` + boundary as a prefix, the innermost match wins and
 closes the inner ones), a header block ends at an empty or non-header line.
+Each header found carries the byte range of its raw lines in the body, so that
+an edit Postfix's cleanup would make there can be made byte-exactly.
 """
 
 from __future__ import annotations
@@ -206,6 +208,9 @@ class BodyHeader:
 
     header_class: HeaderClass
     key: bytes  # lookup key: folded lines joined with LF, no final newline
+    #: Byte range of the header's raw lines in the body, line endings included.
+    start: int = 0
+    end: int = 0
 
     @property
     def is_mime(self) -> bool:
@@ -264,6 +269,8 @@ def walk_body(
     header_class: HeaderClass = "NEST"
     current: bytearray | None = None
     last, seen = None, False
+    pos = 0  # offset of the current line in the body
+    cur_start = cur_end = 0
 
     def finish() -> BodyHeader | None:
         nonlocal current, last, seen
@@ -276,21 +283,25 @@ def walk_body(
             last = parse_content_type(key[colon + 1 :])
             seen = True
             _push(last, stack, digest, max_depth)
-        return BodyHeader(header_class, key)
+        return BodyHeader(header_class, key, cur_start, cur_end)
 
     if state == "nest":
         state = "head"
     for raw_line in lines:
+        line_start = pos
+        pos += len(raw_line)
         line = _strip_eol(raw_line, strip_cr)
         if state == "head":
             if current is not None and line[:1] in (b" ", b"\t"):
                 current += b"\n" + line
+                cur_end = pos
                 continue
             if line and header_name_end(line) >= 0:
                 done = finish()
                 if done is not None:
                     yield done
                 current = bytearray(line)
+                cur_start, cur_end = line_start, pos
                 continue
             done = finish()
             if done is not None:

@@ -9,6 +9,11 @@ Headers are checked one logical header at a time, in message order, the first
 matching rule of a table wins, and the three Postfix header classes go to
 their own tables (header_checks, mime_header_checks, nested_header_checks),
 which default to the main table exactly as in Postfix.
+
+IGNORE, STRIP, REPLACE and PREPEND on a MIME-part or attached-message header
+are made inside the body, as Postfix's cleanup makes them: the scanner returns
+a new body (``Verdict.body``) where only the matched header's raw lines changed
+and every other byte is copied through, streamed for big bodies.
 """
 
 from __future__ import annotations
@@ -23,6 +28,8 @@ import attrs
 
 from mxscan import (
     Action,
+    Body,
+    BodyBuilder,
     ConfigError,
     HeaderEdit,
     InvalidHeader,
@@ -37,6 +44,7 @@ from .actions import ParsedAction, parse_action, parse_header_text, reject_reply
 from .mime import (
     HEADER_SIZE_LIMIT,
     MIME_HEADERS,
+    BodyHeader,
     HeaderClass,
     header_name,
     logical_key,
@@ -44,7 +52,7 @@ from .mime import (
     truncate_key,
     walk_body,
 )
-from .table import Lookup, Table, TableError, TableKind, load_table, parse_table
+from .table import Lookup, MatchRule, Table, TableError, TableKind, load_table, parse_table
 
 __all__ = ["HeaderRules", "RuleHit"]
 
@@ -74,7 +82,7 @@ class RuleHit:
     key: bytes
     location: str  # "table:line"
     action: ParsedAction
-    applied: bool = True  # False: an edit Postfix would make inside the body
+    applied: bool = True  # False: the action could not be carried out
 
 
 def _primary_key(raw: bytes) -> bytes:
@@ -85,6 +93,77 @@ def _primary_key(raw: bytes) -> bytes:
     elif raw.endswith(b"\n"):
         raw = raw[:-1]
     return logical_key(raw.replace(b"\r\n", b"\n"))
+
+
+#: Actions that change the header they match.
+_EDITING = frozenset({"IGNORE", "STRIP", "REPLACE", "PREPEND"})
+
+_COPY_CHUNK = 64 * 1024
+
+
+@attrs.frozen
+class _BodyEdit:
+    """Replace body bytes [start, end) with ``text`` (PREPEND: start == end)."""
+
+    start: int
+    end: int
+    text: bytes
+
+
+def _may_edit(table: Table | None) -> bool:
+    """Whether a rule of ``table`` may answer with an editing action. A
+    command built from ``$n`` cannot be known in advance: count it."""
+    if table is None:
+        return False
+    for rule in table.rules:
+        if not isinstance(rule, MatchRule):
+            continue
+        parts = rule.template.parts
+        first = parts[0] if parts else b""
+        if isinstance(first, int):
+            return True
+        if len(parts) > 1 and not any(c in b" \t" for c in first):
+            return True  # the command word continues into a substitution
+        if parse_action(first).command in _EDITING:
+            return True
+    return False
+
+
+def _rebuild(body: Body, edits: list[_BodyEdit]) -> Body:
+    """The body with ``edits`` (in order, not overlapping) made; every other
+    byte copied through in chunks, so a big body never sits in memory."""
+    builder = BodyBuilder()
+    try:
+        pos = 0
+        for edit in edits:
+            _copy(body, builder, pos, edit.start)
+            builder.write(edit.text)
+            pos = edit.end
+        _copy(body, builder, pos, body.size)
+        return builder.finish()
+    except BaseException:
+        builder.close()
+        raise
+
+
+def _copy(body: Body, builder: BodyBuilder, start: int, end: int) -> None:
+    while start < end:
+        chunk = body.read_at(start, min(_COPY_CHUNK, end - start))
+        if not chunk:
+            break
+        builder.write(chunk)
+        start += len(chunk)
+
+
+def _eol(body: Body, end: int) -> bytes:
+    """The line ending the body itself uses where the header ends."""
+    tail = body.read_at(max(end - 2, 0), min(end, 2))
+    if tail.endswith(b"\r\n"):
+        return b"\r\n"
+    if tail.endswith(b"\n"):
+        return b"\n"
+    # The header is the body's last line, without a line ending.
+    return b""
 
 
 def _show(key: bytes) -> str:
@@ -110,6 +189,7 @@ class _Evaluation:
         self.routes: list[Route] = []
         self.stopped = False  # PASS, REJECT or DISCARD: no further rules
         self.errors: list[str] = []
+        self.body_edits: list[_BodyEdit] = []
 
     def occurrence(self, pos: int) -> int:
         name = self.names[pos]
@@ -183,6 +263,9 @@ class HeaderRules:
         self.table: Table = main
         self.mime_table = self._table("mime_", mime_file, mime_rules, default=main)
         self.nested_table = self._table("nested_", nested_file, nested_rules, default=main)
+        #: Read by the engine: a milter asks the MTA for the right to replace
+        #: the body only when a body-header rule may edit.
+        self.changes_body = _may_edit(self.mime_table) or _may_edit(self.nested_table)
 
     # -- loading ---------------------------------------------------------
 
@@ -294,7 +377,7 @@ class HeaderRules:
             key = truncate_key(found.key, self._size_limit)
             hit = table.lookup(key, ev.errors)
             if hit is not None:
-                self._apply(ev, scope, found.header_class, table, hit, key, None)
+                self._apply(ev, scope, found.header_class, table, hit, key, None, found)
 
     def _apply(
         self,
@@ -305,6 +388,7 @@ class HeaderRules:
         hit: Lookup,
         key: bytes,
         index: int | None,
+        found: BodyHeader | None = None,
     ) -> None:
         act = parse_action(hit.value)
         where = f"{table.name}:{hit.lineno}"
@@ -317,11 +401,10 @@ class HeaderRules:
         def note(what: str) -> None:
             ev.notes.append(f"{what}: header {shown} ({where})")
 
-        if cmd in ("IGNORE", "STRIP", "REPLACE", "PREPEND") and index is None:
-            # The header lives in the body; mxscan edits only the primary
-            # header, so the edit is reported, not made.
-            applied = False
-            note(f"{cmd.lower()} not applied inside the body")
+        if cmd in _EDITING and found is not None:
+            applied = self._body_edit(ev, cmd, text, found, map_class)
+            if applied and cmd != "IGNORE":
+                note(cmd.lower())
         elif cmd == "REJECT":
             ev.reply = reject_reply(text)
             ev.action = Action.REJECT
@@ -385,6 +468,35 @@ class HeaderRules:
             applied = False
         ev.hits.append(RuleHit(scope, header_class, key, where, act, applied))
 
+    def _body_edit(
+        self, ev: _Evaluation, cmd: str, text: str, found: BodyHeader, map_class: str
+    ) -> bool:
+        body = ev.message.body
+        if cmd in ("IGNORE", "STRIP"):
+            ev.body_edits.append(_BodyEdit(found.start, found.end, b""))
+            return True
+        if not text:
+            log.warning("%s action without text in %s map", cmd, map_class)
+            return False
+        if "\r" in text or "\n" in text or parse_header_text(text) is None:
+            log.warning(
+                'bad %s header text "%s" in %s map -- need "headername: headervalue"',
+                cmd,
+                _show(text.encode("utf-8", "surrogateescape")),
+                map_class,
+            )
+            return False
+        raw = text.encode("utf-8", "surrogateescape")
+        eol = _eol(body, found.end)
+        if cmd == "PREPEND":
+            # The inserted line needs an ending even before a last line that
+            # has none: take the previous line's.
+            eol = eol or _eol(body, found.start) or b"\r\n"
+            ev.body_edits.append(_BodyEdit(found.start, found.start, raw + eol))
+        else:
+            ev.body_edits.append(_BodyEdit(found.start, found.end, raw + eol))
+        return True
+
     def _replace_or_prepend(
         self, ev: _Evaluation, cmd: str, text: str, index: int, map_class: str
     ) -> bool:
@@ -427,8 +539,8 @@ class HeaderRules:
             commands = _FINAL_OF[ev.final]
             last = next(h for h in reversed(ev.hits) if h.action.command in commands)
             status = f"{ev.final}({last.location})"
-        elif ev.edits:
-            status = f"edited({len(ev.edits)})"
+        elif ev.edits or ev.body_edits:
+            status = f"edited({len(ev.edits) + len(ev.body_edits)})"
         elif ev.hits:
             status = f"matched({len(ev.hits)})"
         else:
@@ -447,6 +559,9 @@ class HeaderRules:
             "reply": ev.reply,
             "routes": tuple(ev.routes),
         }
+        if ev.body_edits and ev.action < Action.DISCARD:
+            # A message that is refused or dropped needs no new body.
+            fields["body"] = _rebuild(ev.message.body, ev.body_edits)
         return Verdict(**fields)
 
     def __repr__(self) -> str:
