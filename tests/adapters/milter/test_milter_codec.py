@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from mxscan.adapters.milter import codec, replies
 from mxscan.adapters.milter.codec import Decoder, ProtocolError
 from mxscan.adapters.milter.constants import Action, Command, Family, MacroStage, Protocol
-from mxscan.adapters.milter.negotiate import Wants, negotiate
+from mxscan.adapters.milter.negotiate import Wants, negotiate, wants_for
 
 
 def pkt(cmd: bytes, data: bytes = b"") -> bytes:
@@ -251,3 +251,12 @@ def test_negotiation_can_ask_for_body_replacement() -> None:
         Wants(actions=Action.ADDHDRS | Action.CHGBODY),
     )
     assert n.actions & Action.CHGBODY
+
+
+def test_chgbody_requested_only_when_a_scanner_may_change_the_body() -> None:
+    offer = codec.OptNeg(6, POSTFIX_ACTIONS, POSTFIX_PROTOCOL)
+    assert not negotiate(offer, wants_for(False)).actions & Action.CHGBODY
+    assert negotiate(offer, wants_for(True)).actions & Action.CHGBODY
+    # Not offered: never requested, whatever the engine would like.
+    no_body = codec.OptNeg(6, POSTFIX_ACTIONS & ~int(Action.CHGBODY), POSTFIX_PROTOCOL)
+    assert not negotiate(no_body, wants_for(True)).actions & Action.CHGBODY

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import struct
 
+import attrs
 import milter_mta as mta
 import pytest
 
 from mxscan.adapters.milter.codec import ProtocolError
+from mxscan.adapters.milter.constants import Action as Flag
 from mxscan.adapters.milter.session import Session
+from mxscan.body import Body
 from mxscan.edits import HeaderEdit
 from mxscan.engine import domain_of
 from mxscan.message import Message
@@ -297,3 +300,60 @@ def test_without_leadspc_the_eaten_space_is_restored() -> None:
     assert step.message.as_bytes() == b"Subject: hi\r\n\r\n"
     out = s.complete(result(step.message, edits=(HeaderEdit.add("X", "y"),))).send
     assert mta.parse_replies(out)[0] == (b"h", b"X\0y\0")
+
+
+# -- body replacement --------------------------------------------------------------------
+
+
+def _replaced(msg: Message, body: bytes, **kw) -> Result:  # type: ignore[no-untyped-def]
+    r = result(msg, **kw)
+    new = attrs.evolve(msg, body=Body(body))
+    return attrs.evolve(r, message=new, body_replaced=True)
+
+
+def test_chgbody_is_negotiated_only_when_asked() -> None:
+    s = Session()
+    reply = mta.parse_replies(start(s))[0]
+    assert not struct.unpack("!III", reply[1][:12])[1] & int(Flag.CHGBODY)
+    s = Session(changes_body=True)
+    reply = mta.parse_replies(start(s))[0]
+    assert struct.unpack("!III", reply[1][:12])[1] & int(Flag.CHGBODY)
+
+
+def test_replaced_body_is_sent_in_chunks_after_header_edits() -> None:
+    s = Session(changes_body=True)
+    msg = eom(s)
+    body = b"A" * 65535 + b"B" * 65535 + b"tail\r\n"
+    r = _replaced(msg, body, edits=(HeaderEdit.add("X", "y"),))
+    out = mta.parse_replies(s.complete(r).send)
+    assert out[0] == (b"h", b"X\0 y\0")
+    assert [code for code, _ in out[1:]] == [b"b", b"b", b"b", b"c"]
+    assert all(len(data) <= 65535 for _, data in out)
+    assert b"".join(data for _, data in out[1:4]) == body
+
+
+def test_empty_replaced_body_is_one_empty_packet() -> None:
+    s = Session(changes_body=True)
+    msg = eom(s)
+    out = mta.parse_replies(s.complete(_replaced(msg, b"")).send)
+    assert out == [(b"b", b""), (b"c", b"")]
+
+
+def test_replaced_body_without_chgbody_tempfails(caplog: pytest.LogCaptureFixture) -> None:
+    s = Session()  # CHGBODY not negotiated
+    msg = eom(s)
+    assert s.complete(_replaced(msg, b"new\r\n")).send == mta.pkt(b"t")
+    assert "did not grant CHGBODY" in caplog.text
+    # Asked for, but the MTA did not offer it.
+    s = Session(changes_body=True)
+    s.receive(mta.optneg(actions=mta.POSTFIX_ACTIONS & ~int(Flag.CHGBODY)))
+    envelope(s, "r@example.net")
+    msg = deliver(s)
+    assert s.complete(_replaced(msg, b"new\r\n")).send == mta.pkt(b"t")
+
+
+def test_reject_with_replaced_body_sends_only_the_decision() -> None:
+    s = Session(changes_body=True)
+    msg = eom(s)
+    out = mta.parse_replies(s.complete(_replaced(msg, b"x\r\n", action=Action.REJECT)).send)
+    assert out == [(b"y", b"550 5.7.1 Message rejected\0")]

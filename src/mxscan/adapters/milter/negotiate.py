@@ -71,6 +71,14 @@ class Wants:
     leading_space: bool = True
 
 
+def wants_for(changes_body: bool) -> Wants:
+    """The default wishes, plus body replacement (SMFIF_CHGBODY) only when a
+    scanner may change the body: asking for less keeps Postfix's fast path."""
+    if not changes_body:
+        return Wants()
+    return Wants(actions=DEFAULT_ACTIONS | Action.CHGBODY)
+
+
 @attrs.frozen
 class Negotiated:
     version: int

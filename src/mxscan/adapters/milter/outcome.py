@@ -12,7 +12,13 @@ Postfix's index rules:
   the same as an in-place change.
 
 Only actions the MTA granted in the negotiation are used; anything else is logged
-and skipped rather than sent (Postfix would drop the connection).
+and skipped rather than sent (Postfix would drop the connection). A replaced body
+is the exception: skipping it would deliver a message nobody decided on, so
+without SMFIF_CHGBODY the message is tempfailed instead.
+
+A replaced body goes out as SMFIR_REPLBODY packets of at most 65535 bytes, as it
+is: the milter built the message from Postfix's CRLF body, and scanners keep the
+body's own line endings.
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ import logging
 from collections.abc import Iterable, Sequence
 
 from mxscan.adapters.milter import replies
+from mxscan.adapters.milter.constants import BODY_CHUNK_SIZE
 from mxscan.adapters.milter.constants import Action as Flag
 from mxscan.edits import EditKind, HeaderEdit
 from mxscan.verdict import Action, Result, SmtpReply
@@ -120,11 +127,19 @@ def encode_result(
         return reply_for(reply) if reply else replies.tempfail()
     if action is Action.DISCARD:
         return replies.discard()
+    if result.body_replaced and not actions & Flag.CHGBODY:
+        log.error(
+            "%s: a scanner replaced the body but the MTA did not grant CHGBODY: tempfailing",
+            result.message.envelope.queue_id or "NOQUEUE",
+        )
+        return replies.tempfail()
     out = bytearray()
     editor = HeaderEditor(header_names, actions, leading_space)
     for edit in result.edits:
         out += editor.encode(edit)
     out += _routes(result, recipients, actions)
+    if result.body_replaced:
+        out += replace_body(result)
     if action is Action.QUARANTINE:
         if actions & Flag.QUARANTINE:
             out += replies.quarantine(verdict.reason or verdict.token)
@@ -135,6 +150,15 @@ def encode_result(
             return replies.tempfail()
     out += replies.continue_()
     return bytes(out)
+
+
+def replace_body(result: Result) -> bytes:
+    """The new body as SMFIR_REPLBODY packets (an empty body is one empty packet,
+    which tells Postfix the body is now empty)."""
+    out = bytearray()
+    for chunk in result.message.body.chunks(BODY_CHUNK_SIZE):
+        out += replies.replace_body(chunk)
+    return bytes(out) or replies.replace_body(b"")
 
 
 def _routes(result: Result, recipients: Sequence[str], actions: Flag) -> bytes:

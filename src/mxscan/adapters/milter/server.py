@@ -160,6 +160,9 @@ class MilterServer:
             default_action=self.default_action,
             spool_threshold=self.spool_threshold,
             spool_dir=self.spool_dir,
+            # Engines without the property (test fakes, older embedders) never
+            # replace the body.
+            changes_body=getattr(self.engine, "changes_body", False) is True,
         )
         try:
             await self._serve(session, reader, writer)

@@ -24,7 +24,7 @@ import attrs
 from mxscan.adapters.milter import codec, replies
 from mxscan.adapters.milter.codec import Decoder, Event, ProtocolError
 from mxscan.adapters.milter.constants import DEFAULT_MAX_PACKET, Command
-from mxscan.adapters.milter.negotiate import Negotiated, Wants, negotiate
+from mxscan.adapters.milter.negotiate import Negotiated, Wants, negotiate, wants_for
 from mxscan.adapters.milter.outcome import encode_result
 from mxscan.body import DEFAULT_SPOOL_THRESHOLD, BodyBuilder
 from mxscan.header import Header, InvalidHeader
@@ -86,8 +86,10 @@ class Session:
         spool_threshold: int = DEFAULT_SPOOL_THRESHOLD,
         spool_dir: str | None = None,
         max_packet: int = DEFAULT_MAX_PACKET,
+        changes_body: bool = False,
     ) -> None:
-        self.wants = wants or Wants()
+        # changes_body: the engine may replace bodies, so ask for SMFIF_CHGBODY.
+        self.wants = wants or wants_for(changes_body)
         self.policy_for = policy_for
         self.split_policies = split_policies
         self.default_action = default_action
@@ -262,6 +264,10 @@ class Session:
         except ValueError as exc:
             log.error("cannot encode the result for the MTA (%s): default reply", exc)
             reply = self.default_reply()
+        finally:
+            if result.body_replaced and result.message.body is not message.body:
+                # A scanner's new body may be a spool file: it has been sent.
+                result.message.body.close()
         return self._after_eom(reply)
 
     def fail(self, exc: BaseException | None = None) -> Step:
