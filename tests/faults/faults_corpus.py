@@ -10,7 +10,8 @@ mxscan isolates what mxscan changed. Before comparing, both copies drop Postfix'
 own first Received: field, the Message-Id:/Date: fields Postfix adds to a message
 without them (they carry the queue id and time), the test's X-Corpus-Id tag, and
 every X-Spam-* / X-Virus-* field (the headers the seed configuration strips, adds
-or rewrites).
+or rewrites) - in the body too, since the seed's inbound rules also strip them
+from MIME parts and attached messages, as Postfix's nested_header_checks would.
 Everything else must be equal, byte for byte.
 
 Used by tests/faults/test_faults_corpus.py (a deterministic sample in CI) and
@@ -62,7 +63,21 @@ def normalise(data: bytes) -> bytes:
     if fields and fields[0].startswith(b"Received: "):
         fields = fields[1:]
     kept = [f for f in fields if not _DROP.match(f) and not _POSTFIX_ADDED.match(f)]
-    return b"\r\n".join(kept) + sep + body
+    return b"\r\n".join(kept) + sep + _drop_body_fields(body)
+
+
+def _drop_body_fields(body: bytes) -> bytes:
+    """X-Spam-*/X-Virus-* lines and their continuation lines, wherever they
+    stand in the body (applied to both copies alike, so it stays fair)."""
+    out: list[bytes] = []
+    dropping = False
+    for line in body.split(b"\r\n"):
+        if dropping and line[:1] in (b" ", b"\t"):
+            continue
+        dropping = bool(_DROP.match(line))
+        if not dropping:
+            out.append(line)
+    return b"\r\n".join(out)
 
 
 @dataclass
