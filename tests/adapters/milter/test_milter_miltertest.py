@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 from collections.abc import Iterator
@@ -14,6 +13,7 @@ from milter_thread import ThreadedMilter
 
 from mxscan.adapters.milter.server import MilterServer
 from mxscan.addresses import UnixAddress
+from tests.support.daemons import require_daemon
 
 HERE = Path(__file__).parent
 pytestmark = pytest.mark.miltertest
@@ -21,11 +21,9 @@ pytestmark = pytest.mark.miltertest
 
 @pytest.fixture(scope="module")
 def miltertest() -> str:
+    require_daemon("miltertest")
     path = shutil.which("miltertest")
-    if path is None:
-        if os.environ.get("MXSCAN_REQUIRE_DAEMONS") == "1":
-            pytest.fail("miltertest is not installed and MXSCAN_REQUIRE_DAEMONS=1")
-        pytest.skip("miltertest is not installed (Debian package miltertest)")
+    assert path is not None
     return path
 
 
