@@ -8,6 +8,9 @@ import os
 from pathlib import Path
 from typing import BinaryIO
 
+import attrs
+
+from .body import DEFAULT_SPOOL_THRESHOLD
 from .config import Config, load_config
 from .engine import Engine
 from .errors import ConfigError
@@ -28,29 +31,40 @@ def default_config_path() -> Path:
     return Path(os.environ.get("MXSCAN_CONFIG") or DEFAULT_CONFIG)
 
 
-def _message(data: MessageSource, envelope: Envelope | None) -> tuple[Message, bool]:
-    """The message and whether we created it (and so must close it)."""
+@attrs.frozen
+class _Spool:
+    threshold: int = DEFAULT_SPOOL_THRESHOLD
+    directory: str | None = None
+
+
+def _message(data: MessageSource, envelope: Envelope | None, spool: _Spool) -> Message:
+    """The message, read with the configuration's ``[spool]`` settings. A message
+    created here is not closed after the scan: ``Result.message`` shares its body."""
     if isinstance(data, Message):
-        return (data if envelope is None else data.with_envelope(envelope)), False
+        return data if envelope is None else data.with_envelope(envelope)
     if isinstance(data, bytes | bytearray | memoryview):
-        return Message.from_bytes(data, envelope=envelope), True
+        return Message.from_bytes(
+            data, envelope=envelope, spool_threshold=spool.threshold, spool_dir=spool.directory
+        )
     if isinstance(data, str | os.PathLike):
-        return Message.from_file(data, envelope=envelope), True
+        return Message.from_file(
+            data, envelope=envelope, spool_threshold=spool.threshold, spool_dir=spool.directory
+        )
     if isinstance(data, io.IOBase) or hasattr(data, "read"):
-        return Message.from_stream(data, envelope=envelope), True
+        return Message.from_stream(
+            data, envelope=envelope, spool_threshold=spool.threshold, spool_dir=spool.directory
+        )
     raise TypeError(
         f"scan() takes bytes, a path, a binary file or a Message, not {type(data).__name__}"
     )
 
 
-def _engine(config: ConfigSource) -> tuple[Engine, bool]:
-    """The engine and whether we built it (and so must close it)."""
-    if isinstance(config, Engine):
-        return config, False
-    if isinstance(config, Pipeline):
-        return Engine(config), False
+def _config(config: ConfigSource) -> Config | None:
+    """The configuration to build from, or None for a ready Engine/Pipeline."""
+    if isinstance(config, Engine | Pipeline):
+        return None
     if isinstance(config, Config):
-        return config.build(), True
+        return config
     if config is None:
         path = default_config_path()
         if not path.exists():
@@ -58,9 +72,9 @@ def _engine(config: ConfigSource) -> tuple[Engine, bool]:
                 f"no configuration given and {path} does not exist "
                 "(pass config=..., or set MXSCAN_CONFIG)"
             )
-        return load_config(path).build(), True
+        return load_config(path)
     if isinstance(config, str | os.PathLike):
-        return load_config(config).build(), True
+        return load_config(config)
     raise TypeError(
         f"config must be a path, Config, Engine or Pipeline, not {type(config).__name__}"
     )
@@ -71,13 +85,16 @@ async def ascan(
 ) -> Result:
     """Scan one message; the result holds the final verdict, every scanner's
     verdict and the final message (edits applied)."""
-    engine, own_engine = _engine(config)
+    parsed = _config(config)
+    if parsed is None:
+        engine = config if isinstance(config, Engine) else Engine(config)  # type: ignore[arg-type]
+        return await engine.scan(_message(data, envelope, _Spool()))
+    spool = _Spool(parsed.spool_threshold, parsed.spool_dir)
+    engine = parsed.build()
     try:
-        message, _ = _message(data, envelope)
-        return await engine.scan(message)
+        return await engine.scan(_message(data, envelope, spool))
     finally:
-        if own_engine:
-            await engine.aclose()
+        await engine.aclose()
 
 
 def scan(

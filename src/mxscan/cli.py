@@ -12,6 +12,7 @@ import asyncio
 import importlib
 import importlib.util
 import json
+import logging
 import os
 import sys
 from collections.abc import Sequence
@@ -198,7 +199,9 @@ def _verdict_dict(result: Result) -> dict[str, Any]:
     }
 
 
-async def _scan_files(args: argparse.Namespace, engine: Engine) -> list[tuple[str, Any]]:
+async def _scan_files(
+    args: argparse.Namespace, engine: Engine, config: Config
+) -> list[tuple[str, Any]]:
     envelope = Envelope(
         sender=args.sender,
         recipients=tuple(args.rcpt),
@@ -211,10 +214,16 @@ async def _scan_files(args: argparse.Namespace, engine: Engine) -> list[tuple[st
     async def one(name: str) -> tuple[str, Any]:
         async with limit:
             try:
+                threshold, spool_dir = config.spool_threshold, config.spool_dir
                 if name == "-":
-                    message = Message.from_stream(sys.stdin.buffer, envelope=envelope)
+                    message = Message.from_stream(
+                        sys.stdin.buffer, envelope=envelope,
+                        spool_threshold=threshold, spool_dir=spool_dir,
+                    )  # fmt: skip
                 else:
-                    message = Message.from_file(name, envelope=envelope)
+                    message = Message.from_file(
+                        name, envelope=envelope, spool_threshold=threshold, spool_dir=spool_dir
+                    )
             except OSError as exc:
                 progress.step()
                 return name, OSError(exc.strerror or str(exc))
@@ -224,8 +233,6 @@ async def _scan_files(args: argparse.Namespace, engine: Engine) -> list[tuple[st
                 message.close()
             progress.step()
             if args.log:
-                import logging
-
                 logging.getLogger("mxscan").info("%s", format_result(result, queue_id=name))
             return name, result
 
@@ -240,7 +247,7 @@ def cmd_scan(args: argparse.Namespace) -> int:
 
     async def run() -> list[tuple[str, Any]]:
         try:
-            return await _scan_files(args, engine)
+            return await _scan_files(args, engine, config)
         finally:
             await engine.aclose()
 

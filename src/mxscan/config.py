@@ -20,6 +20,7 @@ from typing import Any
 import attrs
 
 from . import options as checks
+from .body import DEFAULT_SPOOL_THRESHOLD
 from .conditions import Conditions, parse_networks
 from .engine import Engine
 from .errors import ConfigError
@@ -33,7 +34,6 @@ __all__ = ["Config", "ScannerConfig", "load_config", "parse_config"]
 
 DEFAULT_ON_ERROR = Action.TEMPFAIL
 DEFAULT_TIMEOUT = 60.0
-DEFAULT_SPOOL_THRESHOLD = 1024 * 1024
 
 #: Keys of a ``[scanner.NAME]`` table that the core reads; the rest go to the plugin.
 CONDITION_KEYS = ("mode", "skip_authenticated", "skip_networks")

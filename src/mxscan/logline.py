@@ -12,7 +12,7 @@ import os
 import sys
 from pathlib import Path
 
-from .verdict import Result
+from .verdict import Action, Result
 
 __all__ = ["format_result", "setup_logging"]
 
@@ -24,7 +24,7 @@ def _quote(text: str) -> str:
 def _group_line(result: Result) -> str:
     parts = [f"{v.scanner}={_quote(v.token)}" for v in result.verdicts]
     parts.append(f"action={result.verdict.action}")
-    if result.verdict.action not in (0,) and result.verdict.reason:
+    if result.verdict.action is not Action.ACCEPT and result.verdict.reason:
         parts.append(f'reason="{_quote(result.verdict.reason)}"')
     return " ".join(parts)
 

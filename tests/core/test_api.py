@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import os
 from pathlib import Path
 
 import pytest
@@ -51,3 +52,23 @@ def test_default_config_missing_is_a_clear_error(
     monkeypatch.setenv("MXSCAN_CONFIG", str(tmp_path / "none.toml"))
     with pytest.raises(ConfigError, match="none.toml does not exist"):
         scan(DATA)
+
+
+def test_spool_settings_of_the_config_are_used(tmp_path: Path, testplugin: Path) -> None:
+    """[spool] threshold and directory apply to messages mxscan.scan() reads."""
+    spool = tmp_path / "spool"
+    spool.mkdir()
+    config = tmp_path / "mxscan.toml"
+    config.write_text(
+        f'[spool]\nthreshold = 100\ndirectory = "{spool}"\n'
+        '[scanner.kw]\nplugin = "keyword"\nkeyword = "never-there"\n'
+    )
+    big = b"Subject: x\r\n\r\n" + b"y" * 1000
+    result = scan(big, config=config)
+    assert result.message.body.spooled
+    spool_file = result.message.body._file  # the unlinked temporary file
+    assert spool_file is not None
+    assert os.readlink(f"/proc/self/fd/{spool_file.fileno()}").startswith(str(spool))
+    small = scan(b"Subject: x\r\n\r\nshort\r\n", config=config)
+    assert not small.message.body.spooled
+    assert result.message.as_bytes() == big
