@@ -17,6 +17,7 @@ import milter_mta as mta
 import milter_scanners as scanners
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
+from test_milter_cli import RULES
 
 from mxscan.adapters.milter.server import MilterServer
 from mxscan.addresses import InetAddress, UnixAddress
@@ -26,6 +27,7 @@ from mxscan.message import Message
 from mxscan.metrics import Metrics, MetricsServer
 from mxscan.pipeline import Pipeline, Step
 from mxscan.verdict import Action, Verdict
+from tests.support.postfix import free_port
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 
@@ -181,26 +183,6 @@ async def test_in_flight_gauge_and_pipeline_failures(tmp_path: Path) -> None:
     finally:
         http.close()
         await server.stop(1)
-
-
-RULES = """
-[scanner.rules]
-plugin = "header-rules"
-rules = '''
-/^Subject:.*discard-me/ DISCARD
-'''
-
-[[stage]]
-run = ["rules"]
-"""
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 async def test_mxscan_milter_metrics_option(tmp_path: Path) -> None:
