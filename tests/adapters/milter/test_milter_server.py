@@ -26,11 +26,6 @@ def sock_path(tmp_path: Path) -> str:
     return str(tmp_path / "milter.sock")
 
 
-async def started(server: MilterServer, path: str) -> MilterServer:
-    await server.listen(UnixAddress(path))
-    return server
-
-
 @pytest.fixture
 async def server(sock_path: str) -> AsyncIterator[MilterServer]:
     srv = MilterServer(scanners.engine(scanners.AddHeader(), scanners.SubjectRule()))
@@ -196,14 +191,22 @@ async def test_socket_owner_and_group(sock_path: str) -> None:
     assert not os.path.exists(sock_path)
 
 
-async def test_drain_finishes_scan_in_flight(sock_path: str) -> None:
-    slow = scanners.Slow(0.4)
+async def scan_in_flight(
+    sock_path: str, seconds: float
+) -> tuple[MilterServer, mta.MtaClient, asyncio.Future[list[tuple[bytes, bytes]]]]:
+    """A server whose only scanner takes ``seconds``, with one message being scanned."""
+    slow = scanners.Slow(seconds)
     srv = MilterServer(scanners.engine(slow), progress_interval=5)
     await srv.listen(UnixAddress(sock_path))
     client = await mta.MtaClient.open_unix(sock_path)
     await client.handshake()
     pending = asyncio.ensure_future(one_message(client))
     await asyncio.wait_for(slow.started.wait(), 5)
+    return srv, client, pending
+
+
+async def test_drain_finishes_scan_in_flight(sock_path: str) -> None:
+    srv, client, pending = await scan_in_flight(sock_path, 0.4)
     await srv.stop(drain_timeout=5)
     assert (await pending)[-1] == (b"c", b"")
     assert not os.path.exists(sock_path)
@@ -213,13 +216,7 @@ async def test_drain_finishes_scan_in_flight(sock_path: str) -> None:
 
 
 async def test_drain_is_bounded(sock_path: str) -> None:
-    slow = scanners.Slow(30)
-    srv = MilterServer(scanners.engine(slow), progress_interval=5)
-    await srv.listen(UnixAddress(sock_path))
-    client = await mta.MtaClient.open_unix(sock_path)
-    await client.handshake()
-    pending = asyncio.ensure_future(one_message(client))
-    await asyncio.wait_for(slow.started.wait(), 5)
+    srv, client, pending = await scan_in_flight(sock_path, 30)
     await asyncio.wait_for(srv.stop(drain_timeout=0.2), 10)
     with pytest.raises((asyncio.IncompleteReadError, ConnectionError)):
         await pending
