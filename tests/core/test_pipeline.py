@@ -25,15 +25,35 @@ async def test_empty_pipeline_accepts_unchanged() -> None:
     assert result.message.as_bytes() == MSG
 
 
+class _Rendezvous:
+    """A scanner that finishes only once its partner has started too: run one
+    after the other, the first would wait for ever (and time out)."""
+
+    def __init__(self, name: str, started: asyncio.Event, partner: asyncio.Event) -> None:
+        self.name = name
+        self.started = started
+        self.partner = partner
+
+    async def scan(self, message: Message) -> Verdict:
+        self.started.set()
+        await self.partner.wait()
+        return Verdict(status="met")
+
+    async def aclose(self) -> None:
+        return None
+
+
 async def test_scanners_in_one_stage_run_concurrently() -> None:
-    a = FakeScanner("a", delay=0.3)
-    b = FakeScanner("b", delay=0.3)
-    loop = asyncio.get_running_loop()
-    start = loop.time()
-    await Pipeline([[a, b]]).run(message())
-    # Both started before either could have finished.
-    assert abs(a.started[0] - b.started[0]) < 0.2
-    assert loop.time() - start < 0.55
+    a_started, b_started = asyncio.Event(), asyncio.Event()
+    a = _Rendezvous("a", a_started, b_started)
+    b = _Rendezvous("b", b_started, a_started)
+    result = await Pipeline([[Step(a, timeout=5), Step(b, timeout=5)]]).run(message())
+    assert [v.token for v in result.verdicts] == ["met", "met"]
+    # The same two in separate stages cannot meet: the check can fail.
+    a_started.clear()
+    b_started.clear()
+    result = await Pipeline([[Step(a, timeout=0.2)], [Step(b, timeout=0.2)]]).run(message())
+    assert result.verdicts[0].token == "error(timeout)"
 
 
 async def test_later_stage_sees_headers_added_by_earlier_stage() -> None:
