@@ -8,8 +8,7 @@ no plugin. ``importlib.metadata`` is the supported way to read entry points
 from __future__ import annotations
 
 import importlib.metadata
-from collections.abc import Callable, Mapping
-from typing import Any
+from collections.abc import Callable, Iterator, Mapping
 
 import attrs
 
@@ -98,5 +97,5 @@ class Registry:
     def factory(self, name: str) -> Factory:
         return self.info(name).load()
 
-    def __iter__(self) -> Any:
+    def __iter__(self) -> Iterator[PluginInfo]:
         return iter(sorted(self._plugins.values(), key=lambda p: p.name))
