@@ -3,7 +3,6 @@ through SMFIR_REPLBODY, and nothing but that header changes."""
 
 from __future__ import annotations
 
-import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -15,7 +14,6 @@ from test_milter_postfix import split_first_header
 
 from mxscan.adapters.milter.server import MilterServer
 from mxscan.addresses import UnixAddress
-from tests.support.daemons import run_dir
 from tests.support.postfix import PostfixInstance
 from tests.support.sink import SMTPSink
 
@@ -46,16 +44,6 @@ MULTIPART = (
     b"\r\n" + b"QUFBQQ==\r\n" * 20000 + b"--b1--\r\n"
     b"epilogue\r\n"
 )
-
-
-@pytest.fixture
-def milter_sock() -> Iterator[Path]:
-    parent = run_dir()
-    parent.mkdir(parents=True, exist_ok=True)
-    parent.chmod(parent.stat().st_mode | 0o005)
-    d = Path(tempfile.mkdtemp(prefix="milter-", dir=parent))
-    d.chmod(0o755)  # smtpd runs as postfix: it must reach the socket
-    yield d / "mxscan.sock"
 
 
 @pytest.fixture

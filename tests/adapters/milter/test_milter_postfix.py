@@ -8,7 +8,6 @@ clamd/spamd is exercised separately.
 from __future__ import annotations
 
 import smtplib
-import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -20,7 +19,6 @@ from milter_thread import ThreadedMilter
 
 from mxscan.adapters.milter.server import MilterServer
 from mxscan.addresses import UnixAddress
-from tests.support.daemons import run_dir
 from tests.support.postfix import PostfixInstance
 from tests.support.sink import SMTPSink
 
@@ -54,16 +52,6 @@ def split_first_header(data: bytes) -> tuple[bytes, bytes]:
         end = nl
         if data[end : end + 1] not in (b" ", b"\t"):
             return data[:end], data[end:]
-
-
-@pytest.fixture
-def milter_sock() -> Iterator[Path]:
-    parent = run_dir()
-    parent.mkdir(parents=True, exist_ok=True)
-    parent.chmod(parent.stat().st_mode | 0o005)
-    d = Path(tempfile.mkdtemp(prefix="milter-", dir=parent))
-    d.chmod(0o755)  # smtpd runs as postfix: it must reach the socket
-    yield d / "mxscan.sock"
 
 
 def new_milter(sock: Path) -> ThreadedMilter:
