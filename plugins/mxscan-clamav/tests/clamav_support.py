@@ -21,6 +21,7 @@ import pytest
 import pytest_asyncio
 
 from mxscan_clamav import ClamdClient, ClamdError
+from tests.support.daemons import corpus_dir
 
 REPO = Path(__file__).resolve().parents[3]
 DAEMONS = REPO / "scripts" / "daemons"
@@ -314,13 +315,6 @@ def small_clamd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, 
 # -- the corpus --------------------------------------------------------------------
 
 
-def corpus_dir() -> Path:
-    return Path(os.environ.get("MXSCAN_CORPUS", REPO.parent / "shared" / "corpus"))
-
-
 @pytest.fixture(scope="session")
 def corpus() -> Path:
-    path = corpus_dir()
-    if not path.is_dir():
-        pytest.skip(f"no test corpus at {path} (set MXSCAN_CORPUS)")
-    return path
+    return corpus_dir()

@@ -8,19 +8,12 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[3]
-
-
-def corpus_dir() -> Path:
-    return Path(os.environ.get("MXSCAN_CORPUS", REPO.parent / "shared" / "corpus"))
+from tests.support.daemons import corpus_dir
 
 
 @pytest.fixture(scope="session")
 def corpus() -> Path:
-    path = corpus_dir()
-    if not path.is_dir():
-        pytest.skip(f"test corpus not found at {path} (set MXSCAN_CORPUS)")
-    return path
+    return corpus_dir()
 
 
 def _require(what: str) -> None:

@@ -9,7 +9,6 @@ parsing of long, folded ``tests=`` lists on real output.
 from __future__ import annotations
 
 import asyncio
-import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -19,17 +18,13 @@ import pytest
 from mxscan import Message
 from mxscan_spamassassin import SpamAssassin
 from mxscan_spamassassin.edits import forged_removals
+from tests.support.daemons import corpus_dir, daemons_required
 
 pytestmark = [pytest.mark.spamd, pytest.mark.corpus]
 
-REPO = Path(__file__).resolve().parents[3]
-
 
 def corpus_files() -> list[Path]:
-    corpus = Path(os.environ.get("MXSCAN_CORPUS", REPO.parent / "shared" / "corpus"))
-    folder = corpus / "spamassassin-tdata"
-    if not folder.is_dir():
-        pytest.skip(f"corpus not found at {folder} (set MXSCAN_CORPUS)")
+    folder = corpus_dir("spamassassin-tdata")
     return sorted(
         p for sub in ("nice", "spam", "samples") for p in (folder / sub).rglob("*") if p.is_file()
     )
@@ -48,7 +43,10 @@ def spamc(address: str, *args: str, data: bytes) -> str:
 
 async def test_plugin_agrees_with_spamc_on_the_sa_test_corpus(spamd: str) -> None:
     if shutil.which("spamc") is None:
-        pytest.skip("spamc not installed")
+        why = "spamc not installed (Debian package spamc)"
+        if daemons_required():
+            pytest.fail(why)
+        pytest.skip(why)
     files = corpus_files()
     assert len(files) > 100
     scanner = SpamAssassin(address=spamd, timeout=60, max_size="10MiB")
