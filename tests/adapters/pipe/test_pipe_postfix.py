@@ -110,6 +110,15 @@ def wait_queue_empty(setup: Setup, timeout: float = 60) -> None:
         time.sleep(0.2)
 
 
+def set_recipient_limit(setup: Setup, limit: str) -> None:
+    """mxscan_destination_recipient_limit = ``limit``, and Postfix reloaded."""
+    config_dir = str(setup.postfix.config_dir)
+    setup.postfix._run(
+        "postconf", "-c", config_dir, "-e", f"mxscan_destination_recipient_limit={limit}"
+    )
+    setup.postfix._run("postfix", "-c", config_dir, "reload")
+
+
 def fields(head: bytes) -> list[bytes]:
     """Header fields with their folded lines, in order."""
     out: list[bytes] = []
@@ -170,14 +179,7 @@ def test_two_recipients_of_one_message_get_their_own_domain_policy(
     With the snippet's recipient limit of 1 each recipient has its own run; with
     several per run, mxscan splits them by policy itself."""
     if limit != "snippet":
-        setup.postfix._run(
-            "postconf",
-            "-c",
-            str(setup.postfix.config_dir),
-            "-e",
-            f"mxscan_destination_recipient_limit={limit}",
-        )
-        setup.postfix._run("postfix", "-c", str(setup.postfix.config_dir), "reload")
+        set_recipient_limit(setup, limit)
     try:
         gtube, msgid = unique(gtube_message(), "policy")
         rcpts = ["rcpt@example.com", "rcpt@example.jp"]
@@ -192,14 +194,7 @@ def test_two_recipients_of_one_message_get_their_own_domain_policy(
         assert b"GTUBE" in delivery.data
     finally:
         if limit != "snippet":
-            setup.postfix._run(
-                "postconf",
-                "-c",
-                str(setup.postfix.config_dir),
-                "-e",
-                "mxscan_destination_recipient_limit=1",
-            )
-            setup.postfix._run("postfix", "-c", str(setup.postfix.config_dir), "reload")
+            set_recipient_limit(setup, "1")
 
 
 def test_quarantine_goes_to_the_hold_queue_and_is_released_intact(setup: Setup) -> None:
