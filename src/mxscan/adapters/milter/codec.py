@@ -179,6 +179,16 @@ class _Fields:
             raise ProtocolError(f"{self.what}: {len(self.data) - self.pos} stray bytes")
 
 
+#: Commands without a payload; their events are immutable, so one instance each.
+_SIMPLE: dict[Command, Event] = {
+    Command.DATA: Data(),
+    Command.EOH: EndOfHeaders(),
+    Command.ABORT: Abort(),
+    Command.QUIT: Quit(),
+    Command.QUIT_NC: QuitNewConnection(),
+}
+
+
 def _no_data(cmd: Command, data: bytes) -> None:
     if data:
         raise ProtocolError(f"{cmd.name}: unexpected {len(data)} data bytes")
@@ -238,14 +248,7 @@ def decode_packet(cmd_byte: bytes, data: bytes) -> list[Event]:
     if cmd is Command.UNKNOWN:
         return [Unknown(_s(data.rstrip(b"\0")))]
     _no_data(cmd, data)
-    simple: dict[Command, Event] = {
-        Command.DATA: Data(),
-        Command.EOH: EndOfHeaders(),
-        Command.ABORT: Abort(),
-        Command.QUIT: Quit(),
-        Command.QUIT_NC: QuitNewConnection(),
-    }
-    return [simple[cmd]]
+    return [_SIMPLE[cmd]]
 
 
 class Decoder:
