@@ -53,22 +53,25 @@ class Helo:
 
 
 @attrs.frozen
-class MailFrom:
+class _EnvelopeCommand:
+    """MAIL FROM / RCPT TO: the address, then any ESMTP parameters."""
+
     args: tuple[str, ...]
 
     @property
     def address(self) -> str:
-        """The sender without angle brackets; ``""`` for the null sender."""
+        """The address without angle brackets; ``""`` for the null sender."""
         return _strip_brackets(self.args[0]) if self.args else ""
 
 
 @attrs.frozen
-class RcptTo:
-    args: tuple[str, ...]
+class MailFrom(_EnvelopeCommand):
+    pass
 
-    @property
-    def address(self) -> str:
-        return _strip_brackets(self.args[0]) if self.args else ""
+
+@attrs.frozen
+class RcptTo(_EnvelopeCommand):
+    pass
 
 
 @attrs.frozen
