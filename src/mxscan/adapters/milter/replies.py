@@ -83,28 +83,26 @@ def reply_code(code: int, status: str, text: str | Iterable[str]) -> bytes:
     return packet(Reply.REPLYCODE, _cstr("\r\n".join(out), "reply text"))
 
 
+def _field(name: str, value: str | bytes) -> bytes:
+    return _cstr(name, "header name") + _cstr(value, "header value")
+
+
 def add_header(name: str, value: str | bytes) -> bytes:
-    return packet(Reply.ADDHEADER, _cstr(name, "header name") + _cstr(value, "header value"))
+    return packet(Reply.ADDHEADER, _field(name, value))
 
 
 def insert_header(index: int, name: str, value: str | bytes) -> bytes:
     """SMFIR_INSHEADER; Postfix counts ``index`` with its own Received: header at 0."""
     if index < 0:
         raise EncodeError("insert index must be >= 0")
-    return packet(
-        Reply.INSHEADER,
-        struct.pack("!I", index) + _cstr(name, "header name") + _cstr(value, "header value"),
-    )
+    return packet(Reply.INSHEADER, struct.pack("!I", index) + _field(name, value))
 
 
 def change_header(index: int, name: str, value: str | bytes) -> bytes:
     """SMFIR_CHGHEADER; ``index`` is 1-based per name, an empty value deletes."""
     if index < 1:
         raise EncodeError("change index is 1-based")
-    return packet(
-        Reply.CHGHEADER,
-        struct.pack("!I", index) + _cstr(name, "header name") + _cstr(value, "header value"),
-    )
+    return packet(Reply.CHGHEADER, struct.pack("!I", index) + _field(name, value))
 
 
 def delete_header(index: int, name: str) -> bytes:
