@@ -10,7 +10,6 @@ from __future__ import annotations
 import enum
 import socket
 from dataclasses import dataclass
-from typing import TypeVar
 
 from mxscan import Action, Address, ConfigError
 from mxscan import options as checks
@@ -24,8 +23,6 @@ __all__ = [
     "Options",
     "format_reject_message",
 ]
-
-E = TypeVar("E", bound=enum.Enum)
 
 DEFAULT_ADDRESS = "unix:/run/clamav/clamd.ctl"
 """Debian's clamav-daemon socket (``LocalSocket`` in /etc/clamav/clamd.conf)."""
@@ -110,17 +107,17 @@ class Options:
         heuristics: object = "infected",
         hostname: object = None,
     ) -> Options:
-        timeout_s = _duration("timeout", timeout)
+        timeout_s = checks.duration("timeout", timeout)
         return cls(
-            addresses=_addresses(address),
+            addresses=checks.addresses("address", address),
             timeout=timeout_s,
-            connect_timeout=min(_duration("connect_timeout", connect_timeout), timeout_s),
-            on_infected=_choice("on_infected", on_infected, OnInfected),
-            max_size=None if max_size is None else _size("max_size", max_size),
-            on_oversize=_choice("on_oversize", on_oversize, OnOversize),
-            add_headers=_bool("add_headers", add_headers),
+            connect_timeout=min(checks.duration("connect_timeout", connect_timeout), timeout_s),
+            on_infected=checks.choice("on_infected", on_infected, OnInfected),
+            max_size=None if max_size is None else checks.size("max_size", max_size),
+            on_oversize=checks.choice("on_oversize", on_oversize, OnOversize),
+            add_headers=checks.flag("add_headers", add_headers),
             reject_message=_reject_message(reject_message),
-            heuristics=_choice("heuristics", heuristics, Heuristics),
+            heuristics=checks.choice("heuristics", heuristics, Heuristics),
             hostname=_hostname(hostname),
         )
 
@@ -149,19 +146,6 @@ def format_reject_message(template: str, virus: str) -> str:
         out.append(char)
         i += 1
     return "".join(out)
-
-
-def _addresses(value: object) -> tuple[Address, ...]:
-    return checks.addresses("address", value)
-
-
-_duration = checks.duration
-_size = checks.size
-_bool = checks.flag
-
-
-def _choice(option: str, value: object, kind: type[E]) -> E:
-    return checks.choice(option, value, kind)
 
 
 def _reject_message(value: object) -> str:
