@@ -245,9 +245,9 @@ class Pcre2Pattern:
             self._local.md = md
         return int(md)
 
-    def search(self, subject: bytes) -> list[tuple[int, int] | None] | None:
-        """Spans of group 0..capture_count, ``None`` for an unset group; or
-        ``None`` for no match. Raises Pcre2Error when PCRE2 gives up."""
+    def _run(self, subject: bytes) -> int | None:
+        """The match data holding the match, or ``None`` for no match. Raises
+        Pcre2Error when PCRE2 gives up."""
         md = self._match_data()
         ctx = self._ctx.ptr if self._ctx is not None else None
         rc = self._lib.pcre2_match_8(self._code, subject, len(subject), 0, 0, md, ctx)
@@ -257,6 +257,14 @@ class Pcre2Pattern:
             return None
         if rc < 0:
             raise Pcre2Error(rc, error_message(rc))
+        return md
+
+    def search(self, subject: bytes) -> list[tuple[int, int] | None] | None:
+        """Spans of group 0..capture_count, ``None`` for an unset group; or
+        ``None`` for no match. Raises Pcre2Error when PCRE2 gives up."""
+        md = self._run(subject)
+        if md is None:
+            return None
         ov = self._lib.pcre2_get_ovector_pointer_8(md)
         spans: list[tuple[int, int] | None] = []
         for i in range(self.capture_count + 1):
@@ -266,13 +274,4 @@ class Pcre2Pattern:
 
     def matches(self, subject: bytes) -> bool:
         """Match without collecting spans (the common case: no $number)."""
-        md = self._match_data()
-        ctx = self._ctx.ptr if self._ctx is not None else None
-        rc = self._lib.pcre2_match_8(self._code, subject, len(subject), 0, 0, md, ctx)
-        if rc == _ERROR_JIT_STACKLIMIT:
-            rc = self._lib.pcre2_match_8(self._code, subject, len(subject), 0, _NO_JIT, md, ctx)
-        if rc == _ERROR_NOMATCH:
-            return False
-        if rc < 0:
-            raise Pcre2Error(rc, error_message(rc))
-        return True
+        return self._run(subject) is not None
