@@ -14,10 +14,16 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+from tests.support.daemons import clamd_inet, spamd_inet
 from tests.support.postfix import free_port
+
+if TYPE_CHECKING:
+    from pipe_postfix import PipePostfix
 
 HERE = Path(__file__).resolve().parent
 PROXY = HERE / "fault_proxy.py"
@@ -87,6 +93,15 @@ class FaultProxy:
                 self.proc.stdout.close()
             self.proc = None
             self.mode = None
+
+
+def scanner_proxies() -> dict[str, FaultProxy]:
+    """A (not yet started) proxy in front of the test clamd and one in front of spamd,
+    keyed by mxscan's scanner name."""
+    return {
+        "clamav": FaultProxy(clamd_inet().removeprefix("inet:")),
+        "spamassassin": FaultProxy(spamd_inet().removeprefix("inet:")),
+    }
 
 
 # ---------------------------------------------------------------- /proc probes
@@ -184,3 +199,54 @@ class LogCursor:
                     f"{needle!r} not logged in {timeout:g}s; got:\n" + "\n".join(seen)
                 )
             time.sleep(0.05)
+
+
+# ---------------------------------------------------------------- pipe(8) setup
+
+
+def pipe_config(*, clamd: str, spamd: str) -> str:
+    """The pipe tests' mxscan.toml (pipe_postfix.mxscan_config) with these daemon addresses."""
+    from pipe_postfix import mxscan_config
+
+    text = mxscan_config(clamd=clamd)
+    old = f'address = "{spamd_inet()}"'
+    assert old in text, old
+    return text.replace(old, f'address = "{spamd}"')
+
+
+@contextmanager
+def logged_pipe_postfix(relay_port: int, config_text: str) -> Iterator[tuple[PipePostfix, Path]]:
+    """The docs' pipe(8) setup (tests/adapters/pipe/pipe_postfix.py) with mxscan.toml
+    holding ``config_text``, started; yields it and the file that ``mxscan pipe``'s
+    stderr (its per-message log line) is appended to. Removed on exit."""
+    import shutil
+
+    from pipe_postfix import (
+        SNIPPETS,
+        PipePostfix,
+        alternate_config_directory,
+        mxscan_for_pipe_user,
+        snippet_main_cf,
+        snippet_master_cf,
+        write_world_readable,
+    )
+
+    mxscan = mxscan_for_pipe_user()
+    postfix = PipePostfix(relay_port=relay_port, main_overrides=snippet_main_cf())
+    postfix.config_dir.mkdir(parents=True, exist_ok=True)
+    log = postfix.dir / "mxscan-pipe.log"
+    log.touch()
+    log.chmod(0o666)
+    wrapper = postfix.dir / "mxscan-logged"
+    wrapper.write_text(f'#!/bin/sh\nexec {mxscan} "$@" 2>>{log}\n')
+    wrapper.chmod(0o755)
+    config = postfix.dir / "mxscan.toml"
+    write_world_readable(config, config_text)
+    postfix.master_extra = snippet_master_cf(str(wrapper), config, postfix.config_dir)
+    shutil.copy(SNIPPETS / "mxscan-hold.regexp", postfix.config_dir)
+    with alternate_config_directory(postfix.config_dir):
+        try:
+            postfix.start()
+            yield postfix, log
+        finally:
+            postfix.remove()

@@ -9,12 +9,13 @@ See faults_load.py for the accounting rules.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from faults_load import REJECT_RULE, LoadDaemons, Report, make_items, postfix_discards, run_load
-from faults_support import figure
+from faults_support import figure, logged_pipe_postfix, pipe_config
 from milter_proc import MilterProcess, seed_config, socket_dir
 
 from tests.support.daemons import corpus_dir, require_daemon
@@ -105,64 +106,29 @@ def run_pipe_load(daemons: LoadDaemons, n: int) -> Report:
     stderr (its per-message log line) appended to a file, so discards are counted
     from mxscan's own words: a discarded message leaves no trace in Postfix but
     ``status=sent``, like a delivered one before its re-injection."""
-    import re
-    import shutil
-
-    from pipe_postfix import (
-        SNIPPETS,
-        PipePostfix,
-        alternate_config_directory,
-        mxscan_config,
-        mxscan_for_pipe_user,
-        snippet_main_cf,
-        snippet_master_cf,
-        write_world_readable,
-    )
-
-    from tests.support.daemons import spamd_inet
-
     items = make_items(n, corpus_dir(), seed=10)
-    mxscan = mxscan_for_pipe_user()
     sink = SMTPSink().start()
     try:
-        postfix = PipePostfix(relay_port=sink.port, main_overrides=snippet_main_cf())
-        postfix.config_dir.mkdir(parents=True, exist_ok=True)
-        log = postfix.dir / "mxscan-pipe.log"
-        log.touch()
-        log.chmod(0o666)
-        wrapper = postfix.dir / "mxscan-logged"
-        wrapper.write_text(f'#!/bin/sh\nexec {mxscan} "$@" 2>>{log}\n')
-        wrapper.chmod(0o755)
-        config = postfix.dir / "mxscan.toml"
-        text = mxscan_config(clamd=daemons.clamd)
-        text = text.replace(f'address = "{spamd_inet()}"', f'address = "{daemons.spamd}"')
+        text = pipe_config(clamd=daemons.clamd, spamd=daemons.spamd)
         rule = "/^X-Load-Reject: yes/ REJECT 5.7.1 rejected by the load test rule\n"
         text = text.replace("/^X-Virus-/   IGNORE\n", "/^X-Virus-/   IGNORE\n" + rule, 1)
         assert daemons.spamd in text and "X-Load-Reject" in text
-        write_world_readable(config, text)
-        postfix.master_extra = snippet_master_cf(str(wrapper), config, postfix.config_dir)
-        shutil.copy(SNIPPETS / "mxscan-hold.regexp", postfix.config_dir)
 
-        def verdicts() -> tuple[set[str], set[str]]:
-            discarded = set(re.findall(r": ([0-9A-F]{6,}): .* action=discard", log.read_text()))
-            bounced = set(
-                re.findall(
-                    r"([0-9A-F]{6,}): to=<[^>]*>, relay=mxscan, .*status=bounced", postfix.log()
-                )
-            )
-            return discarded, bounced
+        with logged_pipe_postfix(sink.port, text) as (postfix, log):
 
-        with alternate_config_directory(postfix.config_dir):
-            try:
-                postfix.start()
-                report = run_load("pipe", postfix, sink, items, daemons, verdicts)
-                assert "Traceback" not in log.read_text()
-                deferred = len(re.findall(r"relay=mxscan, .*status=deferred", postfix.log()))
-                figure(
-                    f"\nload[pipe]: filter runs deferred by Postfix (exit 75, retried): {deferred}"
+            def verdicts() -> tuple[set[str], set[str]]:
+                discarded = set(re.findall(r": ([0-9A-F]{6,}): .* action=discard", log.read_text()))
+                bounced = set(
+                    re.findall(
+                        r"([0-9A-F]{6,}): to=<[^>]*>, relay=mxscan, .*status=bounced", postfix.log()
+                    )
                 )
-            finally:
-                postfix.remove()
+                return discarded, bounced
+
+            report = run_load("pipe", postfix, sink, items, daemons, verdicts)
+            assert "Traceback" not in log.read_text()
+            deferred = len(re.findall(r"relay=mxscan, .*status=deferred", postfix.log()))
+            figure(f"\nload[pipe]: filter runs deferred by Postfix (exit 75, retried): {deferred}")
         return report
     finally:
         sink.stop()

@@ -9,7 +9,6 @@ once.
 from __future__ import annotations
 
 import re
-import shutil
 import time
 import uuid
 from collections.abc import Iterator
@@ -17,19 +16,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from faults_support import FaultProxy, smtp_send
-from pipe_postfix import (
-    SNIPPETS,
-    PipePostfix,
-    alternate_config_directory,
-    mxscan_config,
-    mxscan_for_pipe_user,
-    snippet_main_cf,
-    snippet_master_cf,
-    write_world_readable,
-)
+from faults_support import FaultProxy, logged_pipe_postfix, pipe_config, scanner_proxies, smtp_send
+from pipe_postfix import PipePostfix
 
-from tests.support.daemons import clamd_inet, ham_message, require_daemon, spamd_inet
+from tests.support.daemons import ham_message, require_daemon
 from tests.support.sink import SMTPSink
 
 pytestmark = [pytest.mark.faults, pytest.mark.postfix, pytest.mark.clamd, pytest.mark.spamd]
@@ -47,39 +37,16 @@ class Rig:
 def rig() -> Iterator[Rig]:
     for kind in ("postfix", "clamd", "spamd"):
         require_daemon(kind)
-    proxies = {
-        "clamav": FaultProxy(clamd_inet().removeprefix("inet:")),
-        "spamassassin": FaultProxy(spamd_inet().removeprefix("inet:")),
-    }
-    mxscan = mxscan_for_pipe_user()
+    proxies = scanner_proxies()
     sink = SMTPSink().start()
     try:
         for proxy in proxies.values():
             proxy.start("pass")
-        postfix = PipePostfix(relay_port=sink.port, main_overrides=snippet_main_cf())
-        postfix.config_dir.mkdir(parents=True, exist_ok=True)
-        log = postfix.dir / "mxscan-pipe.log"
-        log.touch()
-        log.chmod(0o666)
-        wrapper = postfix.dir / "mxscan-logged"
-        wrapper.write_text(f'#!/bin/sh\nexec {mxscan} "$@" 2>>{log}\n')
-        wrapper.chmod(0o755)
-        config = postfix.dir / "mxscan.toml"
-        text = mxscan_config(clamd=proxies["clamav"].address)
-        text = text.replace(
-            f'address = "{spamd_inet()}"', f'address = "{proxies["spamassassin"].address}"'
-        )
+        text = pipe_config(clamd=proxies["clamav"].address, spamd=proxies["spamassassin"].address)
         text = text.replace('timeout = "20s"', 'timeout = "3s"')
         assert proxies["spamassassin"].address in text and 'timeout = "3s"' in text
-        write_world_readable(config, text)
-        postfix.master_extra = snippet_master_cf(str(wrapper), config, postfix.config_dir)
-        shutil.copy(SNIPPETS / "mxscan-hold.regexp", postfix.config_dir)
-        with alternate_config_directory(postfix.config_dir):
-            try:
-                postfix.start()
-                yield Rig(postfix, sink, proxies, log)
-            finally:
-                postfix.remove()
+        with logged_pipe_postfix(sink.port, text) as (postfix, log):
+            yield Rig(postfix, sink, proxies, log)
     finally:
         for proxy in proxies.values():
             proxy.stop()

@@ -20,10 +20,10 @@ from email.utils import formatdate
 from typing import Any
 
 import pytest
-from faults_support import FaultProxy, LogCursor, alive, smtp_send
+from faults_support import FaultProxy, LogCursor, alive, scanner_proxies, smtp_send
 from milter_proc import MilterProcess, seed_config, socket_dir
 
-from tests.support.daemons import clamd_inet, require_daemon, spamd_inet
+from tests.support.daemons import require_daemon
 from tests.support.postfix import PostfixInstance
 from tests.support.sink import SMTPSink
 
@@ -52,10 +52,7 @@ def config(proxies: dict[str, FaultProxy]) -> dict[str, Any]:
 def rig() -> Iterator[Rig]:
     for kind in ("postfix", "clamd", "spamd"):
         require_daemon(kind)
-    proxies = {
-        "clamav": FaultProxy(clamd_inet().removeprefix("inet:")),
-        "spamassassin": FaultProxy(spamd_inet().removeprefix("inet:")),
-    }
+    proxies = scanner_proxies()
     sink = SMTPSink().start()
     milter = MilterProcess(config(proxies), socket_dir(), name="faults")
     postfix: PostfixInstance | None = None
