@@ -16,6 +16,7 @@ whitespace after the colon, so unedited header bytes round-trip exactly.
 from __future__ import annotations
 
 import logging
+from collections import deque
 from collections.abc import Callable
 from typing import Literal
 
@@ -97,7 +98,7 @@ class Session:
         self.spool_dir = spool_dir
         self.negotiated: Negotiated | None = None
         self._decoder = Decoder(max_packet)
-        self._pending: list[Event] = []
+        self._pending: deque[Event] = deque()
         self._in_eom: Message | None = None
         self._conn_macros: dict[str, str] = {}
         self._client: codec.Connect | None = None
@@ -116,7 +117,7 @@ class Session:
         step = Step()
         out = bytearray()
         while self._pending and self._in_eom is None and not step.closed:
-            event = self._pending.pop(0)
+            event = self._pending.popleft()
             out += self._handle(event, step)
         step.send = bytes(out)
         return step
