@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from mxscan.header import header_name_length
 from mxscan_header_rules.mime import (
     header_name,
-    header_name_end,
     logical_key,
     truncate_key,
     walk_body,
@@ -33,7 +33,7 @@ def _split(data: bytes) -> tuple[list[bytes], list[bytes]]:
         if current is not None and text[:1] in (b" ", b"\t"):
             current += b"\n" + text
             continue
-        if text and header_name_end(text) >= 0:
+        if text and header_name_length(text):
             if current is not None:
                 keys.append(logical_key(bytes(current)))
             current = bytearray(text)

@@ -21,6 +21,8 @@ from typing import Literal
 
 import attrs
 
+from mxscan.header import header_name_length
+
 __all__ = [
     "MIME_HEADERS",
     "BodyHeader",
@@ -51,25 +53,6 @@ _SPECIALS = frozenset(b'()<>@,;:\\"/[]?=')
 _WSP = frozenset(b" \t\r\n")
 
 
-def header_name_end(line: bytes) -> int:
-    """Index of the colon if ``line`` starts a header (Postfix is_header()),
-    else -1: printable name, then optional blanks, then ':'."""
-    length = 0
-    spaces = False
-    for i, c in enumerate(line):
-        if c == 0x3A:
-            return i if length else -1
-        if c in (0x20, 0x09):
-            if length == 0:
-                return -1
-            spaces = True
-            continue
-        if spaces or c <= 0x20 or c >= 0x7F:
-            return -1
-        length += 1
-    return -1
-
-
 #: Postfix's default header_size_limit (main.cf), in bytes.
 HEADER_SIZE_LIMIT = 102400
 
@@ -89,12 +72,10 @@ def truncate_key(key: bytes, limit: int = HEADER_SIZE_LIMIT) -> bytes:
 def logical_key(raw: bytes) -> bytes:
     """The lookup key for one header: Postfix drops the blanks between the
     name and the colon (``Subject :`` is looked up as ``Subject:``)."""
-    colon = header_name_end(raw)
-    if colon < 0:
+    name_end = header_name_length(raw)
+    if name_end == 0:
         return raw
-    name_end = colon
-    while name_end > 0 and raw[name_end - 1] in (0x20, 0x09):
-        name_end -= 1
+    colon = raw.index(b":", name_end)
     if name_end == colon:
         return raw
     return raw[:name_end] + raw[colon:]
@@ -296,7 +277,7 @@ def walk_body(
                 current += b"\n" + line
                 cur_end = pos
                 continue
-            if line and header_name_end(line) >= 0:
+            if line and header_name_length(line):
                 done = finish()
                 if done is not None:
                     yield done
