@@ -35,7 +35,7 @@ class Rig:
 
 @pytest.fixture(scope="module")
 def rig() -> Iterator[Rig]:
-    for kind in ("postfix", "clamd", "spamd"):
+    for kind in ("postfix", "clamd-inet", "spamd"):  # the proxies front clamd_inet()
         require_daemon(kind)
     proxies = scanner_proxies()
     sink = SMTPSink().start()

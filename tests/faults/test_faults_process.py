@@ -86,7 +86,7 @@ def test_sigkill_mid_scan_defers_then_delivers_once_after_restart(
     """Relay A (plain Postfix) -> B (mxscan milter) -> sink. mxscan dies by SIGKILL
     while it scans: B answers 4xx (milter_default_action = tempfail), the mail waits
     deferred in A; mxscan restarted and A flushed, it arrives exactly once."""
-    require_daemon("clamd")
+    require_daemon("clamd-inet")  # the proxy fronts clamd_inet()
     proxy.start("stall")
     milter = MilterProcess(clamav_only(proxy.address), socket_dir())
     milters.append(milter.start())

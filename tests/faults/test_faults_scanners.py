@@ -50,7 +50,7 @@ def config(proxies: dict[str, FaultProxy]) -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def rig() -> Iterator[Rig]:
-    for kind in ("postfix", "clamd", "spamd"):
+    for kind in ("postfix", "clamd-inet", "spamd"):  # the proxies front clamd_inet()
         require_daemon(kind)
     proxies = scanner_proxies()
     sink = SMTPSink().start()
