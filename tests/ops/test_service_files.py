@@ -21,6 +21,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.daemons import daemons_required
+
 REPO = Path(__file__).resolve().parents[2]
 UNIT = REPO / "contrib" / "systemd" / "mxscan-milter.service"
 RC_SCRIPT = REPO / "contrib" / "freebsd" / "mxscan"
@@ -31,7 +33,7 @@ MXSCAN = Path(sys.executable).parent / "mxscan"
 def require(tool: str) -> str:
     path = shutil.which(tool)
     if path is None:
-        if os.environ.get("MXSCAN_REQUIRE_DAEMONS") == "1":
+        if daemons_required():
             pytest.fail(f"{tool} is not installed (scripts/install-system-deps installs it)")
         pytest.skip(f"{tool} is not installed")
     return path
