@@ -21,7 +21,7 @@ import pytest
 import pytest_asyncio
 
 from mxscan_clamav import ClamdClient, ClamdError
-from tests.support.daemons import corpus_dir
+from tests.support.daemons import clamd_inet, clamd_unix, corpus_dir
 
 REPO = Path(__file__).resolve().parents[3]
 DAEMONS = REPO / "scripts" / "daemons"
@@ -207,23 +207,6 @@ def closed_port() -> str:
 # -- the real clamd ----------------------------------------------------------------
 
 
-def run_dir() -> Path:
-    return Path(os.environ.get("MXSCAN_RUN_DIR", "/tmp/mxscan-run"))
-
-
-def daemon_env(name: str, default: str) -> str:
-    """An env var, else the value ``scripts/daemons start`` wrote to $RUN/env."""
-    if os.environ.get(name):
-        return os.environ[name]
-    env_file = run_dir() / "env"
-    if env_file.is_file():
-        for line in env_file.read_text().splitlines():
-            key, sep, value = line.partition("=")
-            if sep and key.strip() == name:
-                return value.strip().strip("'\"")
-    return default
-
-
 def require_daemon(what: str) -> None:
     """Skip, or fail when CI says the daemons must be there."""
     if os.environ.get("MXSCAN_REQUIRE_DAEMONS") == "1":
@@ -249,8 +232,8 @@ def clamd_up(addresses: list[str]) -> str | None:
 def clamd_addresses() -> list[str]:
     """The private clamd's unix and TCP addresses (both must answer)."""
     addresses = [
-        daemon_env("MXSCAN_CLAMD_UNIX", f"unix:{run_dir() / 'clamd.sock'}"),
-        daemon_env("MXSCAN_CLAMD_INET", "inet:127.0.0.1:13310"),
+        clamd_unix(),
+        clamd_inet(),
     ]
     problem = clamd_up(addresses)
     if problem:

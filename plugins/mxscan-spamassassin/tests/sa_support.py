@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.daemons import spamd_alive, spamd_inet
+
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 
 GTUBE = b"XJS*C4JDBQADN1.NSBN3*2IDNEN*GTUBE-STANDARD-ANTI-UBE-TEST-EMAIL*C.34X"
@@ -40,26 +42,11 @@ def spam_message(extra_headers: bytes = b"") -> bytes:
     return with_body(b"Buy now.\r\n\r\n" + GTUBE + b"\r\n", extra_headers)
 
 
-def _spamd_address() -> str:
-    return os.environ.get("MXSCAN_SPAMD_INET", "inet:127.0.0.1:10783")
-
-
-def _ping(address: str) -> bool:
-    host, _, port = address.removeprefix("inet:").rpartition(":")
-    try:
-        with socket.create_connection((host.strip("[]"), int(port)), timeout=5) as sock:
-            sock.settimeout(10)
-            sock.sendall(b"PING SPAMC/1.5\r\n\r\n")
-            return sock.recv(100).startswith(b"SPAMD/")
-    except OSError:
-        return False
-
-
 @pytest.fixture(scope="session")
 def spamd() -> str:
     """The private spamd's address; skip (or fail in CI) when it is not there."""
-    address = _spamd_address()
-    if not _ping(address):
+    address = spamd_inet()
+    if not spamd_alive(address):
         why = f"no spamd answering at {address} (start it: bash scripts/daemons start spamd)"
         if os.environ.get("MXSCAN_REQUIRE_DAEMONS") == "1":
             pytest.fail(why)
