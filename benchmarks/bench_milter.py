@@ -37,6 +37,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from benchmarks import spamassassin_sample
 from tests.support.daemons import clamd_alive, parse_address, spamd_alive, spamd_inet
 from tests.support.postfix import PostfixInstance
 from tests.support.sink import SMTPSink
@@ -54,16 +55,11 @@ from milter_proc import (  # noqa: E402
 )
 
 CONCURRENCY = (4, 16)
-SPAMC_MAX = 500 * 1024
 
 
 def load_messages(count: int) -> tuple[list[bytes], str]:
     """Real mail (SpamAssassin public corpus sample) when present, else built-in ham."""
-    corpus = Path(os.environ.get("MXSCAN_CORPUS", REPO.parent / "shared" / "corpus"))
-    folder = corpus / "spamassassin-publiccorpus-sample"
-    files = sorted(p for p in folder.glob("*/*") if p.is_file()) if folder.is_dir() else []
-    data = [p.read_bytes() for p in files]
-    data = [d for d in data if 0 < len(d) < SPAMC_MAX]
+    data, folder = spamassassin_sample()
     if data:
         return [data[i % len(data)] for i in range(count)], f"{folder} ({len(data)} messages)"
     built = [

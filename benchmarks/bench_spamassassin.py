@@ -19,13 +19,10 @@ import statistics
 import sys
 import time
 from collections.abc import Awaitable, Callable
-from pathlib import Path
 
+from benchmarks import spamassassin_sample
 from mxscan import InetAddress, Message, parse_address
 from mxscan_spamassassin import SpamAssassin
-
-REPO = Path(__file__).resolve().parent.parent
-SPAMC_MAX = 500 * 1024  # spamc's default -s: larger messages would not be checked at all
 
 FALLBACK = [
     (
@@ -42,11 +39,7 @@ FALLBACK = [
 
 def load_messages(count: int) -> tuple[list[bytes], str]:
     """Real mail from the SpamAssassin public corpus sample when it is there."""
-    corpus = Path(os.environ.get("MXSCAN_CORPUS", REPO.parent / "shared" / "corpus"))
-    folder = corpus / "spamassassin-publiccorpus-sample"
-    files = sorted(p for p in folder.glob("*/*") if p.is_file()) if folder.is_dir() else []
-    data = [p.read_bytes() for p in files]
-    data = [d for d in data if 0 < len(d) < SPAMC_MAX]
+    data, folder = spamassassin_sample()
     source = str(folder)
     if not data:
         data, source = FALLBACK, "built-in messages (corpus not found)"
