@@ -93,3 +93,13 @@ def test_readme_quick_start_is_the_two_commands() -> None:
     assert block, "README has no Quick start code block"
     commands = [line.split("#")[0].strip() for line in block[1].splitlines() if line.strip()]
     assert commands == ["bash scripts/quickstart", "bash scripts/test"]
+
+
+def test_api_page_lists_every_public_name() -> None:
+    import mxscan
+
+    text = (DOCS / "api.md").read_text()
+    alias = {"Address"}  # UnixAddress | InetAddress, both listed
+    public = [n for n in mxscan.__all__ if not n.startswith("_") and n not in alias]
+    missing = [n for n in public if f"::: mxscan.{n}\n" not in text]
+    assert not missing, f"docs/api.md does not list {missing}"
