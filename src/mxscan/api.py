@@ -5,13 +5,12 @@ from __future__ import annotations
 import asyncio
 import io
 import os
-from pathlib import Path
 from typing import BinaryIO
 
 import attrs
 
 from .body import DEFAULT_SPOOL_THRESHOLD
-from .config import Config, load_config
+from .config import DEFAULT_CONFIG, Config, default_config_path, load_config
 from .engine import Engine
 from .errors import ConfigError
 from .message import Envelope, Message
@@ -20,15 +19,8 @@ from .verdict import Result
 
 __all__ = ["DEFAULT_CONFIG", "ascan", "default_config_path", "scan"]
 
-DEFAULT_CONFIG = "/etc/mxscan/mxscan.toml"
-
 MessageSource = bytes | bytearray | memoryview | str | os.PathLike[str] | BinaryIO | Message
 ConfigSource = str | os.PathLike[str] | Config | Engine | Pipeline | None
-
-
-def default_config_path() -> Path:
-    """``$MXSCAN_CONFIG`` or /etc/mxscan/mxscan.toml."""
-    return Path(os.environ.get("MXSCAN_CONFIG") or DEFAULT_CONFIG)
 
 
 @attrs.frozen

@@ -16,12 +16,10 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any, TextIO
 
 from . import __version__
-from .api import default_config_path
-from .config import Config, load_config
+from .config import Config, default_config_path, load_given_config
 from .engine import Engine
 from .errors import ConfigError
 from .logline import format_result, setup_logging
@@ -115,10 +113,7 @@ def _usage(parser: argparse.ArgumentParser) -> int:
 
 
 def _load(args: argparse.Namespace) -> Config:
-    path = Path(args.config) if args.config else default_config_path()
-    if not args.config and not path.exists():
-        raise ConfigError(f"no configuration: give --config FILE or create {path}")
-    return load_config(path)
+    return load_given_config(args.config)
 
 
 def cmd_config_show(args: argparse.Namespace) -> int:

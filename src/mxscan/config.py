@@ -30,7 +30,15 @@ from .scanner import Scanner
 from .units import format_duration, format_size, parse_size
 from .verdict import Action
 
-__all__ = ["Config", "ScannerConfig", "load_config", "parse_config"]
+__all__ = [
+    "DEFAULT_CONFIG",
+    "Config",
+    "ScannerConfig",
+    "default_config_path",
+    "load_config",
+    "load_given_config",
+    "parse_config",
+]
 
 DEFAULT_ON_ERROR = Action.TEMPFAIL
 DEFAULT_TIMEOUT = 60.0
@@ -344,6 +352,25 @@ def _choice(source: str, where: str, key: str, value: Any, choices: Sequence[str
             f"{source}: {where} {key}: expected one of {', '.join(choices)}, got {value!r}"
         )
     return value
+
+
+DEFAULT_CONFIG = "/etc/mxscan/mxscan.toml"
+
+
+def default_config_path() -> Path:
+    """``$MXSCAN_CONFIG`` or /etc/mxscan/mxscan.toml."""
+    return Path(os.environ.get("MXSCAN_CONFIG") or DEFAULT_CONFIG)
+
+
+def load_given_config(path: str | os.PathLike[str] | None) -> Config:
+    """What every command does with ``--config``: that file, or the default
+    one, with a clear error when neither is there."""
+    if path:
+        return load_config(path)
+    default = default_config_path()
+    if not default.exists():
+        raise ConfigError(f"no configuration: give --config FILE or create {default}")
+    return load_config(default)
 
 
 def load_config(path: str | os.PathLike[str]) -> Config:

@@ -12,11 +12,10 @@ import asyncio
 import logging
 import signal
 import sys
-from pathlib import Path
 
 from mxscan.adapters.milter.server import MilterServer, ServerError, drop_privileges
 from mxscan.addresses import Address, parse_address
-from mxscan.config import Config, load_config
+from mxscan.config import Config, load_given_config
 from mxscan.errors import ConfigError
 from mxscan.logline import setup_logging
 from mxscan.metrics import Metrics, MetricsServer
@@ -85,14 +84,7 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
 
 
 def _load(path: str | None) -> Config:
-    if not path:
-        from mxscan.api import default_config_path
-
-        default = default_config_path()
-        if not default.exists():
-            raise ConfigError(f"no configuration: give --config FILE or create {default}")
-        return load_config(default)
-    return load_config(Path(path))
+    return load_given_config(path)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -142,7 +134,7 @@ async def _main(args: argparse.Namespace, config: Config) -> int:
 
     async def reload() -> None:
         try:
-            new = load_config(Path(config_path)).build()
+            new = load_given_config(config_path).build()
         except Exception as exc:  # a bad file must never take the milter down
             log.error("reload failed, keeping the old configuration: %s", exc)
             return

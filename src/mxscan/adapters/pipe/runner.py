@@ -20,14 +20,12 @@ import sys
 import types
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 from typing import BinaryIO
 
 import attrs
 
-from mxscan import ConfigError, Envelope, Message, Result, format_result, load_config
-from mxscan.api import default_config_path
-from mxscan.config import Config
+from mxscan import ConfigError, Envelope, Message, Result, format_result
+from mxscan.config import Config, load_given_config
 from mxscan.engine import Engine
 from mxscan.logline import setup_logging
 
@@ -69,10 +67,7 @@ def _signals() -> Iterator[None]:
 
 
 def _load(path: str | None) -> Config:
-    config_path = Path(path) if path else default_config_path()
-    if not path and not config_path.exists():
-        raise ConfigError(f"no configuration: give --config FILE or create {config_path}")
-    return load_config(config_path)
+    return load_given_config(path)
 
 
 def _quarantine(args: argparse.Namespace) -> Quarantine | None:
