@@ -221,6 +221,7 @@ def test_rc_script_start_reload_stop(rc_base: Path) -> None:
         mxscan_socket_owner="nobody",
         mxscan_socket_group=group,
         mxscan_user="nobody",
+        mxscan_flags="--drain-timeout 5s",
     )
     assert rc("configtest").returncode == 0
     started = rc("start")
@@ -236,6 +237,8 @@ def test_rc_script_start_reload_stop(rc_base: Path) -> None:
         assert stat.S_IMODE(sock.parent.stat().st_mode) == 0o750
         child = int((rc_base / "mxscan.child.pid").read_text())
         assert pwd.getpwuid(os.stat(f"/proc/{child}").st_uid).pw_name == "nobody"  # dropped
+        argv = Path(f"/proc/{child}/cmdline").read_bytes().split(b"\0")
+        assert argv[-3:] == [b"--drain-timeout", b"5s", b""], argv  # mxscan_flags: mxscan's
         assert asyncio.run(send(sock, "discard-me")) == b"d"
 
         reloaded = rc("reload")
