@@ -227,7 +227,7 @@ def test_rc_script_start_reload_stop(rc_base: Path) -> None:
     started = rc("start")
     assert started.returncode == 0, started.stdout + started.stderr
     try:
-        wait_for(lambda: "milter listening" in rc.log.read_text(), "mxscan never listened", rc.log)
+        wait_for(lambda: "ready (pid " in rc.log.read_text(), "mxscan never got ready", rc.log)
         st = sock.stat()
         assert stat.S_ISSOCK(st.st_mode) and stat.S_IMODE(st.st_mode) == 0o660
         assert (pwd.getpwuid(st.st_uid).pw_name, grp.getgrgid(st.st_gid).gr_name) == (

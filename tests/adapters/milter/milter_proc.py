@@ -27,7 +27,8 @@ from typing import Any
 from tests.support.daemons import REPO_ROOT, clamd_inet, clamd_unix, run_dir, spamd_inet
 
 EXAMPLES = REPO_ROOT / "examples"
-LISTENING = "milter listening on"
+#: Logged once sockets are bound, privileges dropped and signal handlers installed.
+READY = "ready (pid "
 SLOWPLUGIN_DIST = REPO_ROOT / "tests" / "data" / "mxscan-slowplugin"
 
 
@@ -198,15 +199,16 @@ class MilterProcess:
         if env.get("PYTHONPATH"):
             paths.append(env["PYTHONPATH"])
         env["PYTHONPATH"] = os.pathsep.join(paths)
-        listening = self.log().count(LISTENING)
+        ready = self.log().count(READY)
         with self.log_path.open("ab") as log:
             self.proc = subprocess.Popen(
                 self.command(), stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=env,
                 cwd=self.dir,
             )  # fmt: skip
-        # Wait for its "listening" line, not for the path: a stale socket may be there.
+        # Wait for its "ready" line, not for the path: a stale socket may be there, and
+        # signals sent before the handlers are installed would kill it.
         deadline = time.monotonic() + timeout
-        while self.log().count(LISTENING) <= listening:
+        while self.log().count(READY) <= ready:
             if self.proc.poll() is not None:
                 raise AssertionError(
                     f"mxscan milter exited {self.proc.returncode} at start:\n{self.log()}"

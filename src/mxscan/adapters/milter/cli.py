@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import signal
 import sys
 
@@ -144,6 +145,9 @@ async def _main(args: argparse.Namespace, config: Config) -> int:
     loop.add_signal_handler(signal.SIGTERM, stop.set)
     loop.add_signal_handler(signal.SIGINT, stop.set)
     loop.add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(reload()))
+    # Only now is it safe to send mail, SIGHUP or SIGTERM: sockets bound, privileges
+    # dropped, handlers installed. Service scripts and tests wait for this line.
+    log.info("ready (pid %d)", os.getpid())
     await stop.wait()
     log.info("stopping: draining scans in flight (up to %ss)", args.drain_timeout)
     await server.stop(args.drain_timeout)
