@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
+from mxscan.body import Body, BodyBuilder
 from mxscan.edits import HeaderEdit
 from mxscan.engine import Engine
 from mxscan.message import Message
@@ -61,6 +62,33 @@ class Slow:
         self.started.set()
         await asyncio.sleep(self.seconds)
         return Verdict(status="slow")
+
+    async def aclose(self) -> None:
+        pass
+
+
+class ReplaceBody:
+    """Replaces the body with ``size`` bytes spooled to disk, and keeps each body it
+    made so a test can check that the milter closed it."""
+
+    name = "rebody"
+    changes_body = True
+
+    def __init__(self, size: int, spool_dir: str | None = None) -> None:
+        self.size = size
+        self.spool_dir = spool_dir
+        self.made: list[Body] = []
+
+    def new_body(self) -> bytes:
+        line = b"replaced body line\r\n"
+        return (line * (self.size // len(line) + 1))[: self.size]
+
+    async def scan(self, message: Message) -> Verdict:
+        builder = BodyBuilder(threshold=64 * 1024, spool_dir=self.spool_dir)
+        builder.write(self.new_body())
+        body = builder.finish()
+        self.made.append(body)
+        return Verdict(body=body, status="rebodied")
 
     async def aclose(self) -> None:
         pass

@@ -15,8 +15,10 @@ import milter_mta as mta
 import milter_scanners as scanners
 import pytest
 
+from mxscan.adapters.milter.constants import Action as Flag
 from mxscan.adapters.milter.server import MilterServer, ServerError
 from mxscan.addresses import InetAddress, UnixAddress
+from mxscan.body import Body
 
 MSG = b"Subject: hello\r\nFrom: <a@example.org>\r\n\r\nbody\r\n"
 
@@ -245,6 +247,61 @@ async def test_inet_listener() -> None:
         await client.handshake()
         replies = await one_message(client)
         assert replies[-1] == (b"c", b"")
+        await client.close()
+    finally:
+        await srv.stop(1)
+
+
+def closed(body: Body) -> bool:
+    try:
+        body.read_at(0, 1)
+    except ValueError:
+        return True
+    return False
+
+
+async def test_replaced_body_is_streamed_then_closed(sock_path: str, tmp_path: Path) -> None:
+    rebody = scanners.ReplaceBody(3 * 1024 * 1024, spool_dir=str(tmp_path))
+    srv = MilterServer(scanners.engine(rebody))
+    await srv.listen(UnixAddress(sock_path))
+    try:
+        client = await mta.MtaClient.open_unix(sock_path)
+        _, data = await client.handshake()
+        assert struct.unpack("!III", data[:12])[1] & int(Flag.CHGBODY)  # asked for, as needed
+        replies = await one_message(client)
+        await client.close()
+    finally:
+        await srv.stop(1)
+    assert [code for code, _ in replies[-2:]] == [b"b", b"c"]
+    assert {code for code, _ in replies[:-1]} == {b"b"}
+    assert all(len(data) <= 65535 for _, data in replies)
+    assert b"".join(data for _, data in replies[:-1]) == rebody.new_body()
+    [body] = rebody.made
+    assert body.spooled and closed(body)
+
+
+async def test_hang_up_while_a_replaced_body_streams(sock_path: str, tmp_path: Path) -> None:
+    rebody = scanners.ReplaceBody(16 * 1024 * 1024, spool_dir=str(tmp_path))
+    srv = MilterServer(scanners.engine(rebody))
+    await srv.listen(UnixAddress(sock_path))
+    try:
+        client = await mta.MtaClient.open_unix(sock_path)
+        await client.handshake()
+        await client.send(mta.mail("s@example.org"), mta.rcpt("r@example.net"))
+        await client.read()
+        await client.send(*mta.message_packets(MSG))
+        # Take the first packet, then go away with 16 MiB still to come.
+        assert (await client.read())[0] == b"b"
+        await client.close()
+        for _ in range(500):  # the server notices the hang-up at its next drain
+            if rebody.made and closed(rebody.made[0]):
+                break
+            await asyncio.sleep(0.01)
+        assert rebody.made and closed(rebody.made[0])
+        # The server goes on serving.
+        client = await mta.MtaClient.open_unix(sock_path)
+        await client.handshake()
+        assert (await one_message(client))[-1] == (b"c", b"")
         await client.close()
     finally:
         await srv.stop(1)

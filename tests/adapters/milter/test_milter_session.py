@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import struct
+from pathlib import Path
 
 import attrs
 import milter_mta as mta
@@ -10,8 +11,9 @@ import pytest
 
 from mxscan.adapters.milter.codec import ProtocolError
 from mxscan.adapters.milter.constants import Action as Flag
-from mxscan.adapters.milter.session import Session
-from mxscan.body import Body
+from mxscan.adapters.milter.outcome import body_packets
+from mxscan.adapters.milter.session import Session, Step
+from mxscan.body import Body, BodyBuilder
 from mxscan.edits import HeaderEdit
 from mxscan.engine import domain_of
 from mxscan.message import Message
@@ -320,22 +322,61 @@ def test_chgbody_is_negotiated_only_when_asked() -> None:
     assert struct.unpack("!III", reply[1][:12])[1] & int(Flag.CHGBODY)
 
 
-def test_replaced_body_is_sent_in_chunks_after_header_edits() -> None:
+def sent(step: Step) -> bytes:
+    """Everything the server writes for a step, the replaced body streamed and closed."""
+    if step.body is None:
+        return step.send
+    try:
+        return step.send + b"".join(body_packets(step.body)) + step.after
+    finally:
+        step.body.close()
+
+
+def test_replaced_body_is_streamed_in_chunks_after_header_edits() -> None:
     s = Session(changes_body=True)
     msg = eom(s)
     body = b"A" * 65535 + b"B" * 65535 + b"tail\r\n"
     r = _replaced(msg, body, edits=(HeaderEdit.add("X", "y"),))
-    out = mta.parse_replies(s.complete(r).send)
-    assert out[0] == (b"h", b"X\0 y\0")
-    assert [code for code, _ in out[1:]] == [b"b", b"b", b"b", b"c"]
+    step = s.complete(r)
+    # The body is not in the step's bytes: the writer streams it from the Body.
+    assert step.body is r.message.body
+    assert mta.parse_replies(step.send) == [(b"h", b"X\0 y\0")]
+    assert mta.parse_replies(step.after) == [(b"c", b"")]
+    out = mta.parse_replies(sent(step))
+    assert [code for code, _ in out] == [b"h", b"b", b"b", b"b", b"c"]
     assert all(len(data) <= 65535 for _, data in out)
     assert b"".join(data for _, data in out[1:4]) == body
+
+
+def test_replaced_spooled_body_streams_from_its_file(tmp_path: Path) -> None:
+    s = Session(changes_body=True)
+    msg = eom(s)
+    builder = BodyBuilder(threshold=1024, spool_dir=str(tmp_path))
+    builder.write(b"x" * 300_000)
+    new = builder.finish()
+    assert new.spooled
+    r = attrs.evolve(result(msg), message=attrs.evolve(msg, body=new), body_replaced=True)
+    step = s.complete(r)
+    packets = body_packets(step.body)  # type: ignore[arg-type]
+    first = next(packets)
+    assert len(first) == 5 + 65535  # one packet at a time, not the whole body
+    rest = b"".join(packets)
+    assert len(first) + len(rest) == 300_000 + 5 * 5
+    step.body.close()  # type: ignore[union-attr]
+
+
+def test_replaced_quarantined_body_goes_between_edits_and_hold() -> None:
+    s = Session(changes_body=True)
+    msg = eom(s)
+    r = _replaced(msg, b"new\r\n", action=Action.QUARANTINE, reason="held")
+    out = mta.parse_replies(sent(s.complete(r)))
+    assert out == [(b"b", b"new\r\n"), (b"q", b"held\0"), (b"c", b"")]
 
 
 def test_empty_replaced_body_is_one_empty_packet() -> None:
     s = Session(changes_body=True)
     msg = eom(s)
-    out = mta.parse_replies(s.complete(_replaced(msg, b"")).send)
+    out = mta.parse_replies(sent(s.complete(_replaced(msg, b""))))
     assert out == [(b"b", b""), (b"c", b"")]
 
 

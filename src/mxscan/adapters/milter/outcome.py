@@ -18,17 +18,22 @@ without SMFIF_CHGBODY the message is tempfailed instead.
 
 A replaced body goes out as SMFIR_REPLBODY packets of at most 65535 bytes, as it
 is: the milter built the message from Postfix's CRLF body, and scanners keep the
-body's own line endings.
+body's own line endings. The packets are not built here: :class:`Replies` carries
+the body itself, and the writer streams it from its spool file packet by packet
+(:func:`body_packets`), so a replaced 100 MB body is never held in memory.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+
+import attrs
 
 from mxscan.adapters.milter import replies
 from mxscan.adapters.milter.constants import BODY_CHUNK_SIZE
 from mxscan.adapters.milter.constants import Action as Flag
+from mxscan.body import Body
 from mxscan.edits import EditKind, HeaderEdit
 from mxscan.verdict import Action, Result, SmtpReply
 
@@ -112,53 +117,67 @@ def reply_for(reply: SmtpReply) -> bytes:
     return replies.reply_code(reply.code, reply.status, reply.text)
 
 
+@attrs.frozen
+class Replies:
+    """End-of-message replies: ``head``, then ``body`` as SMFIR_REPLBODY packets (when
+    a scanner replaced it), then ``tail``. Whoever writes them streams the body with
+    :func:`body_packets` and then closes it."""
+
+    head: bytes
+    body: Body | None = None
+    tail: bytes = b""
+
+
 def encode_result(
     result: Result,
     header_names: Sequence[str],
     recipients: Sequence[str],
     actions: Flag,
     leading_space: bool,
-) -> bytes:
-    """Every reply packet for end-of-message, ending with the final decision."""
+) -> Replies:
+    """Every reply for end-of-message, ending with the final decision."""
     verdict = result.verdict
     action = verdict.action
     if action is Action.REJECT or action is Action.TEMPFAIL:
         reply = verdict.smtp_reply
-        return reply_for(reply) if reply else replies.tempfail()
+        return Replies(reply_for(reply) if reply else replies.tempfail())
     if action is Action.DISCARD:
-        return replies.discard()
+        return Replies(replies.discard())
     if result.body_replaced and not actions & Flag.CHGBODY:
         log.error(
             "%s: a scanner replaced the body but the MTA did not grant CHGBODY: tempfailing",
             result.message.envelope.queue_id or "NOQUEUE",
         )
-        return replies.tempfail()
+        return Replies(replies.tempfail())
     out = bytearray()
     editor = HeaderEditor(header_names, actions, leading_space)
     for edit in result.edits:
         out += editor.encode(edit)
     out += _routes(result, recipients, actions)
-    if result.body_replaced:
-        out += replace_body(result)
     if action is Action.QUARANTINE:
         if actions & Flag.QUARANTINE:
-            out += replies.quarantine(verdict.reason or verdict.token)
+            tail = replies.quarantine(verdict.reason or verdict.token)
         else:
             # Holding was asked for and cannot be done: let Postfix retry rather
             # than deliver mail a scanner wanted held.
             log.warning("MTA did not grant QUARANTINE: tempfailing instead")
-            return replies.tempfail()
-    out += replies.continue_()
-    return bytes(out)
+            return Replies(replies.tempfail())
+    else:
+        tail = b""
+    tail += replies.continue_()
+    body = result.message.body if result.body_replaced else None
+    return Replies(bytes(out), body, tail)
 
 
-def replace_body(result: Result) -> bytes:
-    """The new body as SMFIR_REPLBODY packets (an empty body is one empty packet,
-    which tells Postfix the body is now empty)."""
-    out = bytearray()
-    for chunk in result.message.body.chunks(BODY_CHUNK_SIZE):
-        out += replies.replace_body(chunk)
-    return bytes(out) or replies.replace_body(b"")
+def body_packets(body: Body) -> Iterator[bytes]:
+    """The new body as SMFIR_REPLBODY packets, read from the body one packet at a time
+    (an empty body is one empty packet, which tells Postfix the body is now empty)."""
+    empty = True
+    for chunk in body.chunks(BODY_CHUNK_SIZE):
+        empty = False
+        yield replies.replace_body(chunk)
+    if empty:
+        yield replies.replace_body(b"")
 
 
 def _routes(result: Result, recipients: Sequence[str], actions: Flag) -> bytes:

@@ -22,6 +22,7 @@ from typing import Protocol
 
 from mxscan.adapters.milter import replies
 from mxscan.adapters.milter.codec import ProtocolError
+from mxscan.adapters.milter.outcome import body_packets
 from mxscan.adapters.milter.session import DefaultAction, Session, Step
 from mxscan.addresses import Address, InetAddress, UnixAddress
 from mxscan.body import DEFAULT_SPOOL_THRESHOLD
@@ -190,14 +191,31 @@ class MilterServer:
                 return
             step = session.receive(data)
             while True:
-                if step.send:
-                    writer.write(step.send)
+                await self._write(step, writer)
                 if step.message is None:
                     break
                 step = await self._end_of_message(session, step.message, writer)
             await writer.drain()
             if step.closed:
                 return
+
+    @staticmethod
+    async def _write(step: Step, writer: asyncio.StreamWriter) -> None:
+        """Write a step's replies; a replaced body streams from its spool file one
+        packet at a time, waiting for the MTA to take each, so memory stays flat."""
+        body = step.body
+        if body is None:
+            if step.send:
+                writer.write(step.send)
+            return
+        try:
+            writer.write(step.send)
+            for packet in body_packets(body):
+                writer.write(packet)
+                await writer.drain()
+        finally:
+            body.close()
+        writer.write(step.after)
 
     async def _end_of_message(
         self, session: Session, message: Message, writer: asyncio.StreamWriter

@@ -26,8 +26,8 @@ from mxscan.adapters.milter import codec, replies
 from mxscan.adapters.milter.codec import Decoder, Event, ProtocolError
 from mxscan.adapters.milter.constants import DEFAULT_MAX_PACKET, Command
 from mxscan.adapters.milter.negotiate import Negotiated, Wants, negotiate, wants_for
-from mxscan.adapters.milter.outcome import encode_result
-from mxscan.body import DEFAULT_SPOOL_THRESHOLD, BodyBuilder
+from mxscan.adapters.milter.outcome import Replies, encode_result
+from mxscan.body import DEFAULT_SPOOL_THRESHOLD, Body, BodyBuilder
 from mxscan.header import Header, InvalidHeader
 from mxscan.message import Envelope, Message
 from mxscan.verdict import Result
@@ -58,6 +58,10 @@ class Step:
 
     send: bytes = b""
     """Replies to write, in one write()."""
+    body: Body | None = None
+    """A replaced body to stream after ``send`` (:func:`body_packets`), then close."""
+    after: bytes = b""
+    """Replies to write after ``body``; empty when there is no body."""
     message: Message | None = None
     """End of message reached: scan this, then call complete() or fail()."""
     closed: bool = False
@@ -250,10 +254,14 @@ class Session:
         return self._in_eom
 
     def complete(self, result: Result) -> Step:
-        """Map the scan result to end-of-message replies and go on with the stream."""
+        """Map the scan result to end-of-message replies and go on with the stream.
+
+        A replaced body is not read here: the returned step carries it, and the
+        caller streams it to the MTA and closes it."""
         message = self._require_eom()
         n = self.negotiated
         assert n is not None
+        replaced = result.message.body if result.body_replaced else None
         try:
             reply = encode_result(
                 result,
@@ -264,17 +272,15 @@ class Session:
             )
         except ValueError as exc:
             log.error("cannot encode the result for the MTA (%s): default reply", exc)
-            reply = self.default_reply()
-        finally:
-            if result.body_replaced and result.message.body is not message.body:
-                # A scanner's new body may be a spool file: it has been sent.
-                result.message.body.close()
+            reply = Replies(self.default_reply())
+        if replaced is not None and reply.body is not replaced and replaced is not message.body:
+            replaced.close()  # refused or not sent: nobody else will close it
         return self._after_eom(reply)
 
     def fail(self, exc: BaseException | None = None) -> Step:
         """The scan could not be done: answer with the configured default action."""
         self._require_eom()
-        return self._after_eom(self.default_reply())
+        return self._after_eom(Replies(self.default_reply()))
 
     def default_reply(self) -> bytes:
         if self.default_action == "accept":
@@ -288,15 +294,20 @@ class Session:
             raise RuntimeError("no message is waiting for a result")
         return self._in_eom
 
-    def _after_eom(self, reply: bytes) -> Step:
+    def _after_eom(self, reply: Replies) -> Step:
         message = self._in_eom
         self._in_eom = None
-        if message is not None:
-            message.close()
+        if message is not None and message.body is not reply.body:
+            message.close()  # (a body streamed back is closed by whoever streams it)
         self.messages += 1
         self._reset_message()
         step = self._run()
-        step.send = reply + step.send
+        if reply.body is None:
+            step.send = reply.head + reply.tail + step.send
+        else:
+            step.body = reply.body
+            step.after = reply.tail + step.send
+            step.send = reply.head
         return step
 
     # -- teardown ------------------------------------------------------------
