@@ -3,9 +3,13 @@ status line on stdout, and what reaches sendmail, for every action and failure."
 
 from __future__ import annotations
 
+import array
+import fcntl
 import os
 import signal
+import termios
 import time
+from typing import IO
 
 import pytest
 from pipe_helpers import PipeRunner, fake_config
@@ -360,18 +364,25 @@ def test_sigterm_mid_scan_defers_and_reinjects_nothing(pipe: PipeRunner) -> None
     assert proc.stdin is not None
     proc.stdin.write(MESSAGE)
     proc.stdin.close()
-    deadline = time.monotonic() + 20
+    deadline = time.monotonic() + 60
     while not started.exists():
         assert time.monotonic() < deadline, "the scan never started"
         assert proc.poll() is None, proc.stderr.read() if proc.stderr else b""
         time.sleep(0.02)
     proc.send_signal(signal.SIGTERM)
-    assert proc.wait(timeout=10) == 75
+    assert proc.wait(timeout=60) == 75
     assert proc.stdout is not None and proc.stderr is not None
     out, err = proc.stdout.read(), proc.stderr.read()
     assert out.startswith(b"4.3.0 mxscan pipe: terminated by a signal")
     assert b"Traceback" not in out + err
     assert pipe.sent() == []
+
+
+def _unread(pipe: IO[bytes]) -> int:
+    """Bytes written to ``pipe`` that the reader has not taken yet (FIONREAD)."""
+    count = array.array("i", [0])
+    fcntl.ioctl(pipe.fileno(), termios.FIONREAD, count)
+    return count[0]
 
 
 def test_sigterm_while_reading_stdin_defers(pipe: PipeRunner) -> None:
@@ -380,9 +391,16 @@ def test_sigterm_while_reading_stdin_defers(pipe: PipeRunner) -> None:
     assert proc.stdin is not None
     proc.stdin.write(MESSAGE[:20])
     proc.stdin.flush()
-    time.sleep(1.0)  # let the interpreter start and block in read()
+    # Once mxscan has taken those bytes out of the pipe it is reading stdin (its
+    # SIGTERM handler is installed before it reads). A fixed sleep was a guess: on a
+    # loaded machine the interpreter could still be starting, and die of the signal.
+    deadline = time.monotonic() + 60
+    while _unread(proc.stdin) > 0:
+        assert time.monotonic() < deadline, "mxscan pipe never read its stdin"
+        assert proc.poll() is None, proc.stderr.read() if proc.stderr else b""
+        time.sleep(0.02)
     proc.send_signal(signal.SIGTERM)
-    out, _ = proc.communicate(timeout=10)
+    out, _ = proc.communicate(timeout=60)
     assert proc.returncode == 75
     assert out.startswith(b"4.3.0 ")
     assert pipe.sent() == []
