@@ -212,9 +212,15 @@ def test_bad_lines_warn_or_refuse_in_strict_mode(caplog: pytest.LogCaptureFixtur
     [
         ({}, "needs 'file'"),
         ({"rules": "/x/ OK", "file": "/x"}, "not both"),
-        ({"rules": "/x/ OK", "type": "cdb"}, "type must be"),
+        ({"rules": "/x/ OK", "type": "cdb"}, "^type: expected one of pcre, regexp, got 'cdb'"),
         ({"file": "/nonexistent/header_checks"}, "cannot read"),
-        ({"rules": "/x/ OK", "match_limit": 0}, "match_limit"),
+        ({"rules": "/x/ OK", "match_limit": 0}, "^match_limit: expected a whole number >= 1"),
+        ({"rules": "/x/ OK", "depth_limit": "9"}, "^depth_limit: expected a whole number"),
+        ({"rules": "/x/ OK", "header_size_limit": -1}, "^header_size_limit: expected a whole"),
+        ({"rules": "/x/ OK", "header_size_limit": True}, "^header_size_limit: expected a whole"),
+        ({"rules": "/x/ OK", "strict": "yes"}, "^strict: expected true or false, got 'yes'"),
+        ({"rules": 3}, "^rules: expected a string, got 3"),
+        ({"rules": "/x/ OK", "mime_file": 3}, "^mime_file: expected a path, got 3"),
     ],
 )
 def test_config_errors_are_clear(options: dict[str, object], message: str) -> None:

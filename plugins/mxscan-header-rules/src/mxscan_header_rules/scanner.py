@@ -37,6 +37,7 @@ from mxscan import (
     Route,
     SmtpReply,
     Verdict,
+    options,
 )
 
 from . import _pcre2
@@ -166,6 +167,15 @@ def _eol(body: Body, end: int) -> bytes:
     return b""
 
 
+def _whole(option: str, value: Any, *, minimum: int) -> Any:
+    """A whole number of at least ``minimum`` (None: the default)."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ConfigError(f"{option}: expected a whole number >= {minimum}, got {value!r}")
+    return value
+
+
 def _show(key: bytes) -> str:
     """A header for a log line: at most 200 characters, newlines as Postfix
     prints them."""
@@ -233,27 +243,14 @@ class HeaderRules:
         timeout: float | None = None,
     ) -> None:
         self.name = name
+        # Error texts name the option only: the core puts the file and
+        # [scanner.NAME] in front, as for every plugin (mxscan.options).
         if type is not None and type not in ("pcre", "regexp"):
-            raise ConfigError(f'scanner {name}: type must be "pcre" or "regexp", got {type!r}')
-        for label, value in (("match_limit", match_limit), ("depth_limit", depth_limit)):
-            if value is not None and (
-                not isinstance(value, int) or isinstance(value, bool) or value < 1
-            ):
-                raise ConfigError(
-                    f"scanner {name}: {label} must be a positive integer, got {value!r}"
-                )
-        if (
-            not isinstance(header_size_limit, int)
-            or isinstance(header_size_limit, bool)
-            or header_size_limit < 0
-        ):
-            raise ConfigError(
-                f"scanner {name}: header_size_limit must be a number of bytes (0: no limit), "
-                f"got {header_size_limit!r}"
-            )
-        self._size_limit = header_size_limit
-        if not isinstance(strict, bool):
-            raise ConfigError(f"scanner {name}: strict must be true or false, got {strict!r}")
+            raise ConfigError(f"type: expected one of pcre, regexp, got {type!r}")
+        match_limit = _whole("match_limit", match_limit, minimum=1)
+        depth_limit = _whole("depth_limit", depth_limit, minimum=1)
+        self._size_limit = _whole("header_size_limit", header_size_limit, minimum=0)
+        strict = options.flag("strict", strict)
         self._kind: TableKind | None = type  # type: ignore[assignment]
         self._strict = strict
         self._limits = {"match_limit": match_limit, "depth_limit": depth_limit}
@@ -279,23 +276,21 @@ class HeaderRules:
         default: Table | None = None,
     ) -> Table | None:
         if file is not None and rules is not None:
-            raise ConfigError(f"scanner {self.name}: give {prefix}file or {prefix}rules, not both")
+            raise ConfigError(f"give {prefix}file or {prefix}rules, not both")
         if file is None and rules is None:
             if required:
-                raise ConfigError(
-                    f"scanner {self.name}: needs 'file' (a header_checks table) or 'rules'"
-                )
+                raise ConfigError("needs 'file' (a header_checks table) or 'rules'")
             return default
         try:
             if file is not None:
                 if not isinstance(file, str | os.PathLike):
-                    raise ConfigError(f"scanner {self.name}: {prefix}file must be a path")
+                    raise ConfigError(f"{prefix}file: expected a path, got {file!r}")
                 if os.fspath(file) == "":
                     return None
                 table = load_table(file, self._kind, **self._limits)
             else:
                 if not isinstance(rules, str):
-                    raise ConfigError(f"scanner {self.name}: {prefix}rules must be a string")
+                    raise ConfigError(f"{prefix}rules: expected a string, got {rules!r}")
                 if rules.strip() == "" and not required:
                     return None
                 table = parse_table(
@@ -305,12 +300,12 @@ class HeaderRules:
                     **self._limits,
                 )
         except (TableError, _pcre2.Pcre2Unavailable) as exc:
-            raise ConfigError(f"scanner {self.name}: {exc}") from None
+            raise ConfigError(str(exc)) from None
         if table.warnings:
             if self._strict:
                 listed = "\n  ".join(table.warnings)
                 raise ConfigError(
-                    f"scanner {self.name}: bad lines in {table.name} (strict = true):\n  {listed}"
+                    f"bad lines in {table.name} (strict = true):\n  {listed}"
                 )
             for warning in table.warnings:
                 log.warning("%s", warning)
