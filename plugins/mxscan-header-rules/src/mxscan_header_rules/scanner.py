@@ -304,9 +304,7 @@ class HeaderRules:
         if table.warnings:
             if self._strict:
                 listed = "\n  ".join(table.warnings)
-                raise ConfigError(
-                    f"bad lines in {table.name} (strict = true):\n  {listed}"
-                )
+                raise ConfigError(f"bad lines in {table.name} (strict = true):\n  {listed}")
             for warning in table.warnings:
                 log.warning("%s", warning)
         return table
