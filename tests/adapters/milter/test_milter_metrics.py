@@ -185,29 +185,50 @@ async def test_in_flight_gauge_and_pipeline_failures(tmp_path: Path) -> None:
         await server.stop(1)
 
 
+async def start_with_metrics(
+    cfg: Path, sock: Path
+) -> tuple[asyncio.subprocess.Process, int, bytes]:
+    """``mxscan milter --metrics`` on a free port, once it logged ``ready``: the
+    process, the port and its log so far. free_port() was free a moment ago, but
+    another process may take it before mxscan binds it: that start is retried."""
+    for _ in range(5):
+        port = free_port()
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "mxscan", "milter", "--config", str(cfg), "--listen",
+            f"unix:{sock}", "--metrics", f"inet:127.0.0.1:{port}",
+            stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        assert proc.stderr is not None
+        seen = b""
+        while b"ready (pid " not in seen:  # bound, handlers installed: SIGHUP is safe
+            line = await asyncio.wait_for(proc.stderr.readline(), 30)
+            if not line:
+                break
+            seen += line
+        else:
+            return proc, port, seen
+        await asyncio.wait_for(proc.wait(), 30)
+        if b"cannot listen on" not in seen:
+            raise AssertionError(f"mxscan milter exited before it was ready:\n{seen.decode()}")
+    raise AssertionError(f"no free port for --metrics in 5 tries:\n{seen.decode()}")
+
+
 async def test_mxscan_milter_metrics_option(tmp_path: Path) -> None:
     """The CLI wiring: --metrics serves the counts of the process's own messages,
     and SIGHUP (a new engine) keeps counting into the same series."""
     cfg = tmp_path / "c.toml"
     cfg.write_text(RULES)
     sock = tmp_path / "m.sock"
-    port = free_port()
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "mxscan", "milter", "--config", str(cfg), "--listen",
-        f"unix:{sock}", "--metrics", f"inet:127.0.0.1:{port}",
-        stderr=asyncio.subprocess.PIPE,
-    )  # fmt: skip
+    proc, port, seen = await start_with_metrics(cfg, sock)
     assert proc.stderr is not None
     try:
-        line = b""
-        while b"metrics listening on" not in line:
-            line = await asyncio.wait_for(proc.stderr.readline(), 30)
-            assert line, "mxscan milter exited before serving metrics"
-        assert f"inet:127.0.0.1:{port}".encode() in line
+        assert f"metrics listening on inet:127.0.0.1:{port}".encode() in seen
         assert (await send(str(sock), "discard-me"))[-1][0] == b"d"
         proc.send_signal(signal.SIGHUP)
+        line = b""
         while b"reloaded" not in line:
             line = await asyncio.wait_for(proc.stderr.readline(), 30)
+            assert line, "mxscan milter exited instead of reloading"
         assert (await send(str(sock), "hello"))[-1][0] == b"c"
         got = await asyncio.to_thread(scrape, InetAddress("127.0.0.1", port))
         assert value(got, "mxscan_messages_total", action="discard") == 1
