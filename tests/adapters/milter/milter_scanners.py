@@ -94,6 +94,25 @@ class ReplaceBody:
         pass
 
 
+class Gate:
+    """Holds each scan until released: a scan is in flight for exactly as long as
+    the test wants, however slow the machine."""
+
+    name = "gate"
+
+    def __init__(self) -> None:
+        self.entered = asyncio.Event()
+        self.release = asyncio.Event()
+
+    async def scan(self, message: Message) -> Verdict:
+        self.entered.set()
+        await self.release.wait()
+        return Verdict(status="clean")
+
+    async def aclose(self) -> None:
+        pass
+
+
 class Broken:
     name = "broken"
 

@@ -58,24 +58,6 @@ class AlwaysDiscard:
         pass
 
 
-class Gate:
-    """Holds each scan until released, so a scrape can see a message in flight."""
-
-    name = "gate"
-
-    def __init__(self) -> None:
-        self.entered = asyncio.Event()
-        self.release = asyncio.Event()
-
-    async def scan(self, message: Message) -> Verdict:
-        self.entered.set()
-        await self.release.wait()
-        return Verdict(status="clean")
-
-    async def aclose(self) -> None:
-        pass
-
-
 async def send(sock: str, subject: str) -> list[tuple[bytes, bytes]]:
     client = await mta.MtaClient.open_unix(sock)
     try:
@@ -156,7 +138,7 @@ async def test_counts_after_known_messages(
 
 async def test_in_flight_gauge_and_pipeline_failures(tmp_path: Path) -> None:
     metrics = Metrics()
-    gate = Gate()
+    gate = scanners.Gate()
     server = MilterServer(metrics.instrument(Engine(Pipeline([[gate]]))))
     sock = str(tmp_path / "g.sock")
     await server.listen(UnixAddress(sock))
