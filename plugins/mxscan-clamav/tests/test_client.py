@@ -164,7 +164,7 @@ async def test_bad_replies_are_errors_naming_the_address(
     fake = await fake_clamd(answer(reply))
     async with asyncio.timeout(GUARD):
         with pytest.raises(error) as info:
-            await ClamdClient(fake.address, timeout=2).instream([b"data"])
+            await ClamdClient(fake.address, timeout=10).instream([b"data"])
     assert str(info.value).startswith(f"clamd at {fake.address}: ")
     assert words in str(info.value)
 
