@@ -144,8 +144,12 @@ def _exchange(addr: Address, request: bytes, timeout: float) -> bytes:
         return b"".join(chunks)
 
 
-def clamd_alive(address: str | None = None, timeout: float = 2.0) -> bool:
-    """True if clamd answers zPING with PONG at the address (default: the unix socket)."""
+def clamd_alive(address: str | None = None, timeout: float = 10.0) -> bool:
+    """True if clamd answers zPING with PONG at the address (default: the unix socket).
+
+    The timeout is generous: an absent clamd is refused at once, but a present one
+    may queue the PING behind scans a previous test left running (MaxThreads 4),
+    and under MXSCAN_REQUIRE_DAEMONS=1 a slow PONG would fail the test."""
     try:
         reply = _exchange(parse_address(address or clamd_unix()), b"zPING\0", timeout)
     except (OSError, ValueError):
@@ -153,8 +157,9 @@ def clamd_alive(address: str | None = None, timeout: float = 2.0) -> bool:
     return reply.rstrip(b"\0\n") == b"PONG"
 
 
-def spamd_alive(address: str | None = None, timeout: float = 5.0) -> bool:
-    """True if spamd answers a SPAMC PING with ``SPAMD/x.y 0 PONG``."""
+def spamd_alive(address: str | None = None, timeout: float = 15.0) -> bool:
+    """True if spamd answers a SPAMC PING with ``SPAMD/x.y 0 PONG`` (generous timeout:
+    the PING may wait for a free child, see clamd_alive)."""
     try:
         reply = _exchange(
             parse_address(address or spamd_inet()), b"PING SPAMC/1.5\r\n\r\n", timeout

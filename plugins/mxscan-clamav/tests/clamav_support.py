@@ -220,7 +220,7 @@ def clamd_up(addresses: list[str]) -> str | None:
     async def ping() -> str | None:
         for address in addresses:
             try:
-                await ClamdClient(address, timeout=5, connect_timeout=2).ping()
+                await ClamdClient(address, timeout=15, connect_timeout=10).ping()
             except ClamdError as exc:
                 return str(exc)
         return None
