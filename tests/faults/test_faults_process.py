@@ -140,8 +140,21 @@ def test_sigkill_mid_scan_defers_then_delivers_once_after_restart(
 # ---------------------------------------------------------------- SIGTERM, SIGHUP
 
 
-def slow_config(seconds: float) -> dict[str, Any]:
-    return plain_config({"slow": {"plugin": "sleep", "seconds": seconds}})
+def slow_config(seconds: float, started: Path) -> dict[str, Any]:
+    """The ``sleep`` scanner, appending a line to ``started`` as each scan begins."""
+    return plain_config(
+        {"slow": {"plugin": "sleep", "seconds": seconds, "started_file": str(started)}}
+    )
+
+
+def wait_scanning(milter: MilterProcess, started: Path, scans: int = 1) -> None:
+    """Until ``scans`` scans have begun: then a signal certainly lands mid-scan (the
+    SMTP transaction through Postfix can take more than a guessed sleep on CI)."""
+    deadline = time.monotonic() + 60
+    while not started.exists() or started.read_text().count("scanning") < scans:
+        assert time.monotonic() < deadline, f"no scan began:\n{milter.log()}"
+        assert milter.proc is not None and milter.proc.poll() is None, milter.log()
+        time.sleep(0.02)
 
 
 def test_sigterm_mid_scan_lets_the_scan_finish(
@@ -150,13 +163,15 @@ def test_sigterm_mid_scan_lets_the_scan_finish(
     milters: list[MilterProcess],
     slowplugin_site: Path,
 ) -> None:
-    milter = MilterProcess(slow_config(3), socket_dir(), pythonpath=[slowplugin_site])
+    directory = socket_dir()
+    started = directory / "scanning"
+    milter = MilterProcess(slow_config(3, started), directory, pythonpath=[slowplugin_site])
     milters.append(milter.start())
     postfix = make_postfix(main_overrides={"smtpd_milters": milter.address})
     token = f"sigterm-{uuid.uuid4().hex[:8]}"
     with ThreadPoolExecutor(1) as pool:
         pending = pool.submit(smtp_send, postfix.smtp_port, message(token))
-        time.sleep(1.5)  # the SMTP transaction takes milliseconds: now it is scanning
+        wait_scanning(milter, started)
         milter.proc.send_signal(signal.SIGTERM)  # type: ignore[union-attr]
         reply = pending.result(timeout=60)
     assert reply.code == 250, reply
@@ -173,14 +188,16 @@ def test_sighup_with_broken_config_keeps_the_old_one_mid_scan(
     milters: list[MilterProcess],
     slowplugin_site: Path,
 ) -> None:
-    milter = MilterProcess(slow_config(2), socket_dir(), pythonpath=[slowplugin_site])
+    directory = socket_dir()
+    started = directory / "scanning"
+    milter = MilterProcess(slow_config(2, started), directory, pythonpath=[slowplugin_site])
     milters.append(milter.start())
     postfix = make_postfix(main_overrides={"smtpd_milters": milter.address})
     cursor = LogCursor(milter.log_path)
     first = f"sighup-a-{uuid.uuid4().hex[:8]}"
     with ThreadPoolExecutor(1) as pool:
         pending = pool.submit(smtp_send, postfix.smtp_port, message(first))
-        time.sleep(0.8)
+        wait_scanning(milter, started)
         milter.config_path.write_text('[scanner.slow]\nplugin = "sleep"\nseconds = \n')
         milter.proc.send_signal(signal.SIGHUP)  # type: ignore[union-attr]
         lines = list(cursor.wait("reload failed"))
@@ -227,6 +244,15 @@ async def _milter_hang_up(path: str, body_bytes: int, abort: bool) -> None:
     await client.close()
 
 
+def unix_connections(path: Path) -> int:
+    """Connections accepted on the unix socket at ``path`` and still open: Linux lists
+    each under the listener's path in /proc/net/unix (the listener has __SO_ACCEPTCON)."""
+    lines = Path("/proc/net/unix").read_text().splitlines()[1:]
+    return sum(
+        1 for line in lines if line.split()[-1] == str(path) and line.split()[3] != "00010000"
+    )
+
+
 def test_clients_hanging_up_leak_no_file_descriptors(
     make_postfix: MakePostfix,
     smtp_sink: SMTPSink,
@@ -243,7 +269,12 @@ def test_clients_hanging_up_leak_no_file_descriptors(
     postfix = make_postfix(main_overrides={"smtpd_milters": milter.address})
     assert smtp_send(postfix.smtp_port, message("warm-up")).code == 250
     wait_count(smtp_sink, "warm-up")
-    time.sleep(0.5)
+    # The baseline only once smtpd's milter connection is closed on mxscan's side
+    # too (a fixed sleep could catch its descriptor, which never comes back).
+    deadline = time.monotonic() + 60
+    while unix_connections(milter.sock):
+        assert time.monotonic() < deadline, "smtpd's milter connection never closed"
+        time.sleep(0.05)
     before = fd_targets(milter.pid)
 
     for _ in range(10):
@@ -251,7 +282,7 @@ def test_clients_hanging_up_leak_no_file_descriptors(
     for i in range(10):
         asyncio.run(_milter_hang_up(str(milter.sock), 3_000_000, abort=bool(i % 2)))
 
-    deadline = time.monotonic() + 20
+    deadline = time.monotonic() + 60
     while fd_targets(milter.pid) != before:
         assert time.monotonic() < deadline, (before, fd_targets(milter.pid))
         time.sleep(0.2)
