@@ -112,7 +112,7 @@ def apply_edits(headers: Iterable[Header], edits: Iterable[HeaderEdit], eol: byt
             # The last header had no line ending (message cut short): it needs
             # one before anything can follow it.
             result[-1] = Header(result[-1].raw + eol)
-        new = Header.build(edit.name, edit.value, eol)
+        new = Header._checked(edit.name, edit.value, eol)
         if edit.kind is EditKind.ADD:
             result.append(new)
         elif edit.kind is EditKind.INSERT:
@@ -127,5 +127,5 @@ def apply_edits(headers: Iterable[Header], edits: Iterable[HeaderEdit], eol: byt
                 result.append(new)
             else:
                 old = result[position]
-                result[position] = Header.build(edit.name, edit.value, old.eol or eol)
+                result[position] = Header._checked(edit.name, edit.value, old.eol or eol)
     return result
