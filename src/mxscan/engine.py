@@ -81,9 +81,8 @@ class Engine:
     async def scan(self, message: Message) -> Result:
         groups = self.group(message.envelope.recipients) or {DEFAULT_POLICY: ()}
         if len(groups) == 1:
-            ((policy, recipients),) = groups.items()
-            result = await self.pipeline(policy).run(message)
-            return attrs.evolve(result, policy=policy, recipients=recipients)
+            (policy,) = groups  # every recipient: the message's envelope as it is
+            return await self._run_group(policy, message)
         runs = []
         for policy, recipients in groups.items():
             envelope = attrs.evolve(message.envelope, recipients=recipients)
@@ -103,7 +102,10 @@ class Engine:
 
     async def _run_group(self, policy: str, message: Message) -> Result:
         result = await self.pipeline(policy).run(message)
-        return attrs.evolve(result, policy=policy, recipients=message.envelope.recipients)
+        recipients = message.envelope.recipients
+        if result.policy == policy and result.recipients == recipients:
+            return result  # as Pipeline.run leaves it for the default policy
+        return attrs.evolve(result, policy=policy, recipients=recipients)
 
     async def aclose(self) -> None:
         """Close each scanner instance once: policies share unchanged ones."""
