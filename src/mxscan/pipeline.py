@@ -29,6 +29,9 @@ log = logging.getLogger("mxscan")
 ON_ERROR_ACTIONS = (Action.ACCEPT, Action.TEMPFAIL, Action.REJECT)
 
 _ERROR_REJECT = SmtpReply(554, "5.7.0", "Message could not be scanned")
+# What combine() says when nothing objects (verdicts are immutable: share them).
+_ACCEPTED = Verdict(scanner="mxscan", reason="accepted by every scanner", status="accept")
+_NO_SCANNERS = Verdict(scanner="mxscan", reason="no scanners", status="accept")
 
 
 def _check_on_error(_: object, __: object, value: Action) -> None:
@@ -131,8 +134,7 @@ def combine(verdicts: Sequence[Verdict]) -> Verdict:
         if worst is None or verdict.action > worst.action:
             worst = verdict
     if worst is None or worst.action is Action.ACCEPT:
-        reason = "accepted by every scanner" if verdicts else "no scanners"
-        return Verdict(Action.ACCEPT, scanner="mxscan", reason=reason, status="accept")
+        return _ACCEPTED if verdicts else _NO_SCANNERS
     return attrs.evolve(worst, edits=())
 
 
