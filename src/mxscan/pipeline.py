@@ -79,8 +79,7 @@ async def _run_step(step: Step, message: Message) -> Verdict:
     loop = asyncio.get_running_loop()
     start = loop.time()
     verdict = await _scan(step, message)
-    # One evolve per step: it is the pipeline's main per-message cost.
-    return attrs.evolve(verdict, scanner=step.name, shadow=step.shadow, elapsed=loop.time() - start)
+    return verdict._recorded(step.name, step.shadow, loop.time() - start)
 
 
 async def _scan(step: Step, message: Message) -> Verdict:

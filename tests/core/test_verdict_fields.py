@@ -1,0 +1,51 @@
+"""Verdict._recorded (the pipeline's stamp: name, shadow, elapsed) writes every
+field out by hand for speed: a field added to Verdict must be added there."""
+
+from __future__ import annotations
+
+import attrs
+
+from mxscan import Action, HeaderEdit, Route, SmtpReply, Verdict
+from mxscan.body import Body
+
+STAMPED = {"scanner", "shadow", "elapsed"}
+
+
+def test_recorded_knows_every_field() -> None:
+    assert {f.name for f in attrs.fields(Verdict)} == {
+        *STAMPED, "action", "reason", "status", "score", "findings", "edits", "reply",
+        "routes", "body",
+    }  # fmt: skip
+
+
+def test_recorded_keeps_everything_but_the_stamp() -> None:
+    verdict = Verdict(
+        action=Action.REJECT,
+        scanner="from-scanner",
+        reason="why",
+        status="infected(X)",
+        score=7.5,
+        findings=("a", "b"),
+        edits=(HeaderEdit.add("X-A", "1"),),
+        reply=SmtpReply(550, "5.7.1", "no"),
+        routes=(Route("bcc", "audit@example.com"),),
+        body=Body(b"new body"),
+        shadow=False,
+        elapsed=None,
+    )
+    recorded = verdict._recorded("configured-name", True, 0.25)
+    assert recorded == attrs.evolve(verdict, scanner="configured-name", shadow=True, elapsed=0.25)
+    for field in attrs.fields(Verdict):
+        if field.name not in STAMPED:
+            assert getattr(recorded, field.name) is getattr(verdict, field.name), field.name
+
+
+@attrs.frozen
+class _Extended(Verdict):
+    extra: str = ""
+
+
+def test_recorded_keeps_a_subclass_and_its_fields() -> None:
+    recorded = _Extended(status="x", extra="kept")._recorded("name", False, 0.5)
+    assert isinstance(recorded, _Extended)
+    assert (recorded.extra, recorded.status, recorded.scanner) == ("kept", "x", "name")
