@@ -107,8 +107,8 @@ async def _run_stage(stage: Sequence[Step], message: Message) -> list[Verdict]:
     their own: what gather() did, without the first step's task, the gathering
     future and a loop pass (a fifth of a no-op scan in ``bench_core``).
     Cancelling the caller still cancels every step."""
-    if len(stage) <= 1:
-        return [await _run_step(step, message) for step in stage]
+    if not stage:
+        return []
     loop = asyncio.get_running_loop()
     tasks = [loop.create_task(_run_step(step, message)) for step in stage[1:]]
     try:
