@@ -15,18 +15,17 @@ import attrs
 __all__ = ["Header", "InvalidHeader", "header_name_length", "validate_name", "validate_value"]
 
 
-_HEADER_START = re.compile(rb"([\x21-\x39\x3b-\x7e]+)[ \t]*:")
-_FIELD = rb"[\x21-\x39\x3b-\x7e]+[ \t]*:[^\n]*+\n?+(?:[ \t][^\n]*+\n?+)*+"
-#: A whole field: a line that starts a header (the rule above) and the
-#: continuation lines (leading space or tab) that fold it; and a run of them,
-#: a header block. The in-memory parser uses both so that splitting a header
-#: costs two regex passes instead of Python steps per line.
+#: A field name: printable ASCII but the colon (Postfix's is_header()).
+_NAME_CHARS = rb"[\x21-\x39\x3b-\x7e]+"
+_NAME = re.compile(_NAME_CHARS.decode())  # validate_name's rule, on str
+_HEADER_START = re.compile(rb"(" + _NAME_CHARS + rb")[ \t]*:")
+#: A whole field: a line that starts a header and the continuation lines
+#: (leading space or tab) that fold it; and a run of them, a header block. The
+#: in-memory parser uses both so that splitting a header costs two regex
+#: passes instead of Python steps per line.
+_FIELD = _NAME_CHARS + rb"[ \t]*:[^\n]*+\n?+(?:[ \t][^\n]*+\n?+)*+"
 HEADER_FIELD = re.compile(_FIELD)
 HEADER_BLOCK = re.compile(rb"(?:" + _FIELD + rb")*+")
-
-
-#: What ``validate_name`` allows: printable ASCII but the colon.
-_NAME = re.compile(r"[\x21-\x39\x3b-\x7e]+")
 
 
 class InvalidHeader(ValueError):
