@@ -105,7 +105,7 @@ async def _run_stage(stage: Sequence[Step], message: Message) -> list[Verdict]:
 
     The first step runs in the calling task, the others each in a task of
     their own: what gather() did, without the first step's task, the gathering
-    future and a loop pass (a fifth of a no-op scan in ``bench_core``).
+    future and a loop pass (about 10 us of a 70 us no-op scan in ``bench_core``).
     Cancelling the caller still cancels every step."""
     if not stage:
         return []
