@@ -8,12 +8,26 @@ import sys
 import time
 from pathlib import Path
 
+USAGE = """Usage: python -m benchmarks [BENCH ...]
+
+Runs every benchmark module (or the ones named) and prints its figures; a
+benchmark whose daemon is missing reports FAILED and the others go on (exit 1).
+Daemons: bash scripts/daemons start. Benchmarks:
+"""
+
 
 def main(argv: list[str]) -> int:
     here = Path(__file__).parent
-    names = argv or sorted(
-        m.name for m in pkgutil.iter_modules([str(here)]) if m.name.startswith("bench_")
-    )
+    known = sorted(m.name for m in pkgutil.iter_modules([str(here)]) if m.name.startswith("bench_"))
+    if any(arg in ("-h", "--help") for arg in argv):
+        print(USAGE + "".join(f"  {name}\n" for name in known), end="")
+        return 0
+    unknown = [name for name in argv if name not in known]
+    if unknown:
+        print(f"benchmarks: no such benchmark: {', '.join(unknown)} "
+              f"(known: {', '.join(known)})", file=sys.stderr)  # fmt: skip
+        return 2
+    names = argv or known
     failed = 0
     for name in names:
         module = importlib.import_module(f"benchmarks.{name}")

@@ -109,7 +109,7 @@ def main() -> None:
     print(f"Engine.scan, 3 no-op scanners in 2 stages: {noop_rate:,.0f} msg/s "
           f"(target >= {TARGET:,})")  # fmt: skip
     print(f"Engine.scan, 20 header edits:              {edit_rate:,.0f} msg/s")
-    print(f"mxscan.scan() (new event loop per call):   {_sync_rate(noop, data):,.0f} msg/s")
+    print(f"mxscan.scan() (blocking, per-thread loop): {_sync_rate(noop, data):,.0f} msg/s")
     for size in (1_000_000, 10_000_000, 100_000_000):
         base, peak = peak_rss_kib(size)
         print(f"peak RSS scanning+writing a {size / 1e6:.0f} MB message: {peak / 1024:.1f} MiB "

@@ -2,13 +2,27 @@
 
 from __future__ import annotations
 
+import asyncio
+import gc
 import io
 import os
+import threading
 from pathlib import Path
 
 import pytest
 
-from mxscan import Action, ConfigError, Envelope, HeaderEdit, Pipeline, ascan, scan
+from mxscan import (
+    Action,
+    ConfigError,
+    Engine,
+    Envelope,
+    HeaderEdit,
+    Message,
+    Pipeline,
+    Verdict,
+    ascan,
+    scan,
+)
 
 from .fakes import FakeScanner
 
@@ -72,3 +86,67 @@ def test_spool_settings_of_the_config_are_used(tmp_path: Path, testplugin: Path)
     small = scan(b"Subject: x\r\n\r\nshort\r\n", config=config)
     assert not small.message.body.spooled
     assert result.message.as_bytes() == big
+
+
+class LoopRecorder:
+    """Records the loop each scan runs on, and whether a scan was cancelled."""
+
+    name = "loops"
+
+    def __init__(self, sleep: float = 0.0, interrupt: bool = False) -> None:
+        self.loops: list[asyncio.AbstractEventLoop] = []
+        self.sleep = sleep
+        self.interrupt = interrupt
+        self.cancelled = 0
+        self.finished = 0
+
+    async def scan(self, message: Message) -> Verdict:
+        loop = asyncio.get_running_loop()
+        self.loops.append(loop)
+        if self.interrupt:  # as Ctrl-C does: raised by the loop, outside the scan's task
+
+            def ctrl_c() -> None:
+                raise KeyboardInterrupt
+
+            loop.call_soon(ctrl_c)
+        try:
+            await asyncio.sleep(self.sleep)
+        except asyncio.CancelledError:
+            self.cancelled += 1
+            raise
+        self.finished += 1
+        return Verdict()
+
+    async def aclose(self) -> None:
+        pass
+
+
+def test_scan_keeps_one_loop_per_thread() -> None:
+    recorder = LoopRecorder()
+    engine = Engine(Pipeline([[recorder]]))
+    scan(DATA, config=engine)
+    scan(DATA, config=engine)
+    first, second = recorder.loops
+    assert first is second and not first.is_closed()  # an Engine's loop-bound state survives
+    # The caller's own asyncio use is unaffected, and scan() still works after it.
+    assert asyncio.run(ascan(DATA, config=engine)).action is Action.ACCEPT
+    scan(DATA, config=engine)
+    assert recorder.loops[3] is first
+    # Another thread gets a loop of its own, closed when the thread ends.
+    thread = threading.Thread(target=scan, args=(DATA,), kwargs={"config": engine})
+    thread.start()
+    thread.join()
+    other = recorder.loops[4]
+    assert other is not first
+    gc.collect()
+    assert other.is_closed()
+
+
+def test_ctrl_c_mid_scan_cancels_the_scan_and_the_next_call_works() -> None:
+    interrupted = LoopRecorder(sleep=30, interrupt=True)
+    with pytest.raises(KeyboardInterrupt):
+        scan(DATA, config=Pipeline([[interrupted]]))
+    assert (interrupted.cancelled, interrupted.finished) == (1, 0)  # not left to run later
+    fine = LoopRecorder(sleep=0.01)
+    assert scan(DATA, config=Pipeline([[fine]])).action is Action.ACCEPT
+    assert fine.finished == 1 and interrupted.finished == 0
