@@ -218,6 +218,9 @@ def test_bad_lines_warn_or_refuse_in_strict_mode(caplog: pytest.LogCaptureFixtur
         ({"rules": "/x/ OK", "depth_limit": "9"}, "^depth_limit: expected a whole number"),
         ({"rules": "/x/ OK", "header_size_limit": -1}, "^header_size_limit: expected a whole"),
         ({"rules": "/x/ OK", "header_size_limit": True}, "^header_size_limit: expected a whole"),
+        # None is "the default" for the PCRE limits only: it used to pass the check
+        # and then crash every scan comparing None with the key length.
+        ({"rules": "/x/ OK", "header_size_limit": None}, "^header_size_limit: expected a whole"),
         ({"rules": "/x/ OK", "strict": "yes"}, "^strict: expected true or false, got 'yes'"),
         ({"rules": 3}, "^rules: expected a string, got 3"),
         ({"rules": "/x/ OK", "mime_file": 3}, "^mime_file: expected a path, got 3"),

@@ -167,9 +167,9 @@ def _eol(body: Body, end: int) -> bytes:
     return b""
 
 
-def _whole(option: str, value: Any, *, minimum: int) -> Any:
-    """A whole number of at least ``minimum`` (None: the default)."""
-    if value is None:
+def _whole(option: str, value: Any, *, minimum: int, optional: bool = True) -> Any:
+    """A whole number of at least ``minimum`` (None, when ``optional``: the default)."""
+    if value is None and optional:
         return None
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
         raise ConfigError(f"{option}: expected a whole number >= {minimum}, got {value!r}")
@@ -249,7 +249,8 @@ class HeaderRules:
             raise ConfigError(f"type: expected one of pcre, regexp, got {type!r}")
         match_limit = _whole("match_limit", match_limit, minimum=1)
         depth_limit = _whole("depth_limit", depth_limit, minimum=1)
-        self._size_limit = _whole("header_size_limit", header_size_limit, minimum=0)
+        # No None here: 0 is "no limit", and None would fail every scan later.
+        self._size_limit = _whole("header_size_limit", header_size_limit, minimum=0, optional=False)
         strict = options.flag("strict", strict)
         self._kind: TableKind | None = type  # type: ignore[assignment]
         self._strict = strict
