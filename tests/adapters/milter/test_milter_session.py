@@ -398,3 +398,28 @@ def test_reject_with_replaced_body_sends_only_the_decision() -> None:
     msg = eom(s)
     out = mta.parse_replies(s.complete(_replaced(msg, b"x\r\n", action=Action.REJECT)).send)
     assert out == [(b"y", b"550 5.7.1 Message rejected\0")]
+
+
+def test_replaced_body_is_closed_when_pipelined_input_after_eom_is_bad(
+    tmp_path: Path,
+) -> None:
+    # complete() hands the replaced body to the writer in the step it returns; if
+    # going on with the events queued behind EOM fails, there is no step and no
+    # writer, so complete() itself must close it (and the message it replaced).
+    s = Session(changes_body=True)
+    start(s)
+    envelope(s, "r@example.net")
+    step = s.receive(
+        b"".join(mta.message_packets(RAW)) + mta.mail("s@example.org") + mta.header(b"a b", b"x")
+    )
+    assert step.message is not None
+    builder = BodyBuilder(threshold=16, spool_dir=str(tmp_path))
+    builder.write(b"y" * 1000)
+    new = builder.finish()
+    assert new.spooled and new._file is not None
+    r = attrs.evolve(
+        result(step.message), message=attrs.evolve(step.message, body=new), body_replaced=True
+    )
+    with pytest.raises(ProtocolError):
+        s.complete(r)
+    assert new._file.closed

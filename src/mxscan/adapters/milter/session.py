@@ -301,7 +301,13 @@ class Session:
             message.close()  # (a body streamed back is closed by whoever streams it)
         self.messages += 1
         self._reset_message()
-        step = self._run()
+        try:
+            step = self._run()
+        except BaseException:
+            # Bad input queued behind EOM: no step will carry the body to a writer.
+            if reply.body is not None:
+                reply.body.close()
+            raise
         if reply.body is None:
             step.send = reply.head + reply.tail + step.send
         else:
