@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import io
 import os
+import selectors
 import threading
 import weakref
 from collections.abc import Coroutine
@@ -103,11 +104,16 @@ class _ThreadLoop:
     caller reuses has bound to the first loop (an open connection, a queue) tied
     to a closed one. The loop is never made the thread's current loop, so the
     caller's own asyncio use is unaffected; it is closed when the thread ends.
+
+    A forked child does not use its parent's loop: the epoll set and self-pipe
+    would be shared with the parent and the executor's threads are not there
+    (:func:`_thread_loop` makes a new one when the pid changes).
     """
 
     def __init__(self) -> None:
+        self.pid = os.getpid()
         self.loop = asyncio.new_event_loop()
-        weakref.finalize(self, self.loop.close)
+        self.close = weakref.finalize(self, _close_loop, self.loop, self.pid)
 
     def run(self, coro: Coroutine[Any, Any, T]) -> T:
         task = self.loop.create_task(coro)
@@ -120,7 +126,29 @@ class _ThreadLoop:
                 task.cancel()
                 with contextlib.suppress(BaseException):
                     self.loop.run_until_complete(task)
+            elif not task.cancelled():
+                # Raised in the scan itself: it is re-raised here, so mark it
+                # seen (asyncio.run does) or asyncio logs "Task exception was
+                # never retrieved" when the loop closes.
+                task.exception()
             raise
+
+
+def _close_loop(loop: asyncio.AbstractEventLoop, pid: int) -> None:
+    """Close a thread's loop when its thread ends (or at exit).
+
+    In a forked child the loop's epoll set is the parent's: ``loop.close()``
+    would unregister the parent's self-pipe from it, and the parent's loop
+    would no longer wake for results from threads. So the child first swaps in
+    a private selector, and closing then releases only its own descriptors.
+    """
+    if os.getpid() != pid:
+        selector = getattr(loop, "_selector", None)  # a selector loop's (not uvloop)
+        if isinstance(selector, selectors.BaseSelector):
+            selector.close()  # closes this process's epoll descriptor; no epoll_ctl
+            setattr(loop, "_selector", selectors.DefaultSelector())  # noqa: B010
+    if not loop.is_running():  # (inherited from a thread that was mid-scan at fork)
+        loop.close()
 
 
 _local = threading.local()
@@ -128,7 +156,9 @@ _local = threading.local()
 
 def _thread_loop() -> _ThreadLoop:
     runner: _ThreadLoop | None = getattr(_local, "runner", None)
-    if runner is None:
+    if runner is None or runner.pid != os.getpid():
+        if runner is not None:
+            runner.close()  # inherited over fork: let it go without touching the parent's
         runner = _local.runner = _ThreadLoop()
     return runner
 

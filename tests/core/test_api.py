@@ -6,6 +6,8 @@ import asyncio
 import gc
 import io
 import os
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -150,3 +152,90 @@ def test_ctrl_c_mid_scan_cancels_the_scan_and_the_next_call_works() -> None:
     fine = LoopRecorder(sleep=0.01)
     assert scan(DATA, config=Pipeline([[fine]])).action is Action.ACCEPT
     assert fine.finished == 1 and interrupted.finished == 0
+
+
+INTERRUPT_SCRIPT = """
+from mxscan import Pipeline, scan
+
+class Interrupted:
+    name = "interrupted"
+    async def scan(self, message):
+        raise KeyboardInterrupt  # as Ctrl-C landing while the scan's own code runs
+    async def aclose(self):
+        pass
+
+try:
+    scan(b"Subject: hi\\r\\n\\r\\n", config=Pipeline([[Interrupted()]]))
+except KeyboardInterrupt:
+    print("interrupted")
+# At exit the thread's loop is closed and frees the finished task: asyncio logs
+# "Task exception was never retrieved" then if nobody looked at its exception.
+"""
+
+
+def run_script(code: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=120,  # a guard against a hang, not a measurement
+        check=True,
+    )
+
+
+def test_ctrl_c_inside_the_scan_leaves_no_error_at_exit() -> None:
+    done = run_script(INTERRUPT_SCRIPT)
+    assert done.stdout == "interrupted\n"
+    assert "never retrieved" not in done.stderr
+
+
+FORK_SCRIPT = """
+import asyncio, os, queue, sys, threading
+from mxscan import Pipeline, Verdict, scan
+from mxscan.pipeline import Step
+
+class ToThread:
+    name = "to-thread"
+    async def scan(self, message):
+        # Woken by a worker thread through the loop's self-pipe and epoll set.
+        await asyncio.to_thread(lambda: None)
+        return Verdict(status="woken")
+    async def aclose(self):
+        pass
+
+config = Pipeline([[Step(ToThread(), timeout=600)]])
+DATA = b"Subject: hi\\r\\n\\r\\nbody\\r\\n"
+jobs, done = queue.Queue(), queue.Queue()
+
+def worker():  # another thread, with a loop of its own, alive across the fork
+    while jobs.get():
+        done.put(scan(DATA, config=config).verdicts[0].status)
+
+threading.Thread(target=worker, daemon=True).start()
+jobs.put(1)
+print("thread", done.get(), flush=True)
+print("before", scan(DATA, config=config).verdicts[0].status, flush=True)
+pid = os.fork()
+if pid == 0:
+    print("child", scan(DATA, config=config).verdicts[0].status, flush=True)
+    sys.exit(0)  # a normal exit: atexit closes what the child holds
+os.waitpid(pid, 0)
+print("parent", scan(DATA, config=config).verdicts[0].status, flush=True)
+jobs.put(1)
+print("thread after", done.get(), flush=True)
+"""
+
+
+def test_scan_works_in_a_forked_child_and_after_it_exits() -> None:
+    # The child must not use the parent's loop (its epoll set, self-pipe and
+    # executor threads are the parent's), nor, exiting, unregister the parent's
+    # self-pipe from the epoll set they share.
+    out = run_script(FORK_SCRIPT).stdout
+    assert out.split("\n") == [
+        "thread woken",
+        "before woken",
+        "child woken",
+        "parent woken",
+        "thread after woken",
+        "",
+    ]
