@@ -199,7 +199,8 @@ class Message:
         separator = b""
         builder = BodyBuilder(threshold=spool_threshold, spool_dir=spool_dir)
         try:
-            pending: bytes | None = None  # the header being collected (may fold)
+            pending: list[bytes] | None = None  # the header being collected (may fold)
+            pending_size = 0
             first = True
             while True:
                 line, whole = reader.readline()
@@ -214,25 +215,28 @@ class Message:
                     builder.write(line)
                     break
                 if pending is not None and line[:1] in (b" ", b"\t"):
-                    pending += line
-                    if len(pending) > MAX_HEADER_LINE:
-                        builder.write(pending)
+                    # Lines collected in a list: bytes += per line was quadratic
+                    # (1.5 MB of folded lines took 13 s).
+                    pending.append(line)
+                    pending_size += len(line)
+                    if pending_size > MAX_HEADER_LINE:
+                        builder.write(b"".join(pending))
                         pending = None
                         break
                     continue
                 if pending is not None:
-                    headers.append(Header._parsed(pending))
+                    headers.append(Header._parsed(b"".join(pending)))
                     pending = None
                 if line in (b"\r\n", b"\n"):
                     separator = line
                     break
                 if header_name_length(line):
-                    pending = line
+                    pending, pending_size = [line], len(line)
                     continue
                 builder.write(line)
                 break
             if pending is not None:
-                headers.append(Header._parsed(pending))
+                headers.append(Header._parsed(b"".join(pending)))
             while True:
                 chunk = stream.read(_READ)
                 if not chunk:
