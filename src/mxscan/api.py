@@ -95,6 +95,10 @@ async def ascan(
         await engine.aclose()
 
 
+#: Seconds a scan interrupted by Ctrl-C gets to finish cancelling.
+CANCEL_GRACE = 5.0
+
+
 class _ThreadLoop:
     """The event loop :func:`scan` runs on in one thread, kept between calls.
 
@@ -123,9 +127,11 @@ class _ThreadLoop:
             # Ctrl-C (or another BaseException) stopped the loop mid-scan: cancel
             # the scan now rather than let it go on during the next call.
             if not task.done():
+                # Bounded: an interrupt that landed inside the callback that was
+                # to wake the scan can leave it never scheduled again.
                 task.cancel()
                 with contextlib.suppress(BaseException):
-                    self.loop.run_until_complete(task)
+                    self.loop.run_until_complete(asyncio.wait({task}, timeout=CANCEL_GRACE))
             elif not task.cancelled():
                 # Raised in the scan itself: it is re-raised here, so mark it
                 # seen (asyncio.run does) or asyncio logs "Task exception was

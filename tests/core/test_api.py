@@ -22,6 +22,7 @@ from mxscan import (
     Message,
     Pipeline,
     Verdict,
+    api,
     ascan,
     scan,
 )
@@ -239,3 +240,28 @@ def test_scan_works_in_a_forked_child_and_after_it_exits() -> None:
         "thread after woken",
         "",
     ]
+
+
+class Stubborn(LoopRecorder):
+    """Ignores the first cancellation and goes on for a while (bad scanner manners)."""
+
+    async def scan(self, message: Message) -> Verdict:
+        try:
+            return await super().scan(message)
+        except asyncio.CancelledError:
+            await asyncio.sleep(1.0)
+            self.finished += 1
+            return Verdict()
+
+
+def test_ctrl_c_does_not_wait_forever_for_a_scan_that_ignores_cancel(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(api, "CANCEL_GRACE", 0.05)
+    stubborn = Stubborn(sleep=30, interrupt=True)
+    with pytest.raises(KeyboardInterrupt):
+        scan(DATA, config=Pipeline([[stubborn]]))
+    assert (stubborn.cancelled, stubborn.finished) == (1, 0)  # gave up waiting for it
+    # The leftover ends during a later call, on the same loop.
+    assert scan(DATA, config=Pipeline([[LoopRecorder(sleep=1.5)]])).action is Action.ACCEPT
+    assert stubborn.finished == 1
