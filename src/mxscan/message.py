@@ -113,7 +113,8 @@ class _LineReader:
         self._stream = stream
 
     def readline(self) -> tuple[bytes, bool]:
-        """One line; the flag is False when the line was cut at MAX_HEADER_LINE."""
+        """One line; the flag is False when the line is longer than MAX_HEADER_LINE
+        (then it may be cut short: the rest follows in the stream)."""
         parts: list[bytes] = []
         size = 0
         while True:
@@ -126,7 +127,8 @@ class _LineReader:
                 break
             if size > MAX_HEADER_LINE:
                 return b"".join(parts), False
-        return b"".join(parts), True
+        # A line read whole may still be over the limit: from_bytes' rule.
+        return b"".join(parts), size <= MAX_HEADER_LINE
 
 
 @attrs.frozen(eq=False)

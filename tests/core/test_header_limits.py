@@ -1,7 +1,9 @@
 """MAX_HEADER_LINE: a field too long to hold in memory ends the header and is
-kept, byte for byte, as the start of the body (the in-memory parser)."""
+kept, byte for byte, as the start of the body, by both parsers."""
 
 from __future__ import annotations
+
+import io
 
 import pytest
 
@@ -39,3 +41,24 @@ def test_fields_within_the_limit_are_headers() -> None:
     assert len(msg.headers) == 4
     assert msg.separator == b"\n"
     assert msg.body.as_bytes() == b"body"
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"Subject: short\r\nX-Long: " + b"y" * 40 + b"\r\nTo: b\r\n\r\nbody\r\n",
+        b"X-Long: " + b"y" * 40 + b"\r\n\r\nbody\r\n",  # the first line
+        b"From " + b"m" * 40 + b"\nA: 1\n\nbody",  # an over-long mbox line
+        b"From x\nA: 1\nX-Folded: start\r\n " + b"z" * 20 + b"\r\n " + b"z" * 20 + b"\r\n\r\nb",
+        b"A: 1\r\nX-Exact: " + b"e" * (40 - 11) + b"\r\n\r\nbody",  # exactly the limit
+    ],
+)
+def test_the_streaming_parser_draws_the_same_line(data: bytes) -> None:
+    """Both parsers put a field over the limit in the body, also when the stream
+    hands it over in one read (a line just over the limit is not 'cut')."""
+    ours = Message.from_bytes(data)
+    streamed = Message.from_stream(io.BytesIO(data))
+    assert [h.raw for h in streamed.headers] == [h.raw for h in ours.headers]
+    assert (streamed.mbox_from, streamed.separator) == (ours.mbox_from, ours.separator)
+    assert streamed.body.as_bytes() == ours.body.as_bytes()
+    assert streamed.as_bytes() == data
