@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import io
-import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -63,10 +61,14 @@ def _sync_rate(pipeline: Pipeline, data: bytes, seconds: float = 1.0) -> float:
 
 PEAK_SCRIPT = textwrap.dedent(
     """
-    import asyncio, resource, sys
+    import asyncio, sys
     import mxscan
+    def vmhwm():  # not ru_maxrss, which carries the parent's size over fork+exec
+        for row in open("/proc/self/status"):
+            if row.startswith("VmHWM:"):
+                return int(row.split()[1])
     path = sys.argv[1]
-    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    base = vmhwm()
     class Reader:
         name = "reader"
         async def scan(self, message):
@@ -78,7 +80,7 @@ PEAK_SCRIPT = textwrap.dedent(
     result = mxscan.scan(path, config=mxscan.Pipeline([[Reader()]]))
     with open("/dev/null", "wb") as out:
         result.message.write_to(out)
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    peak = vmhwm()
     print(base, peak)
     """
 )
@@ -126,9 +128,6 @@ def main() -> None:
         base, peak = peak_rss_kib(size)
         print(f"peak RSS scanning+writing a {size / 1e6:.0f} MB message: {peak / 1024:.1f} MiB "
               f"(interpreter alone {base / 1024:.1f} MiB)")  # fmt: skip
-    print(
-        f"(pid {os.getpid()}, ru_maxrss {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss} KiB)"
-    )
 
 
 if __name__ == "__main__":

@@ -19,6 +19,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from benchmarks import vmhwm_kib
+
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "tests" / "adapters" / "milter"))
 
@@ -43,13 +45,6 @@ def multipart(size: int) -> bytes:
         b"--b0\r\nContent-Type: text/plain\r\n\r\n" + text + b"--b0\r\n"
         b"Content-Type: text/plain\r\nContent-Description: strip-me\r\n\r\nend\r\n--b0--\r\n"
     )
-
-
-def vmhwm_kib(pid: int) -> int:
-    for row in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if row.startswith("VmHWM:"):
-            return int(row.split()[1])
-    raise RuntimeError("no VmHWM in /proc")
 
 
 async def send(sock: str, message: bytes) -> tuple[int, int]:

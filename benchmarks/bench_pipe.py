@@ -10,8 +10,9 @@ same configuration on the same messages in the same run, at concurrency 1 and 4
 (pipe(8)'s maxproc, the number of smtpd processes).
 
 Peak RSS: ``mxscan pipe`` given a 100 MB message (body spooled to disk, streamed
-to the scanners and to sendmail), read with wait4() for that process alone, next
-to the same for a 10 KB message: the difference must stay far below 100 MB.
+to the scanners and to sendmail), read with wait4() for that process alone
+(through a small wrapper: benchmarks.peak_rss_of), next to the same for a 10 KB
+message: the difference must stay far below 100 MB.
 
 The pipe figure is mostly process start-up (interpreter, imports, entry-point
 discovery, building the scanners): the price of pipe(8)'s one-process-per-message
@@ -30,6 +31,8 @@ import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+
+from benchmarks import peak_rss_of
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "tests" / "adapters" / "milter"))
@@ -186,15 +189,10 @@ def start_milter(config: Path, sock: Path) -> subprocess.Popen[bytes]:
 
 
 def peak_rss_kib(config: Path, path: Path) -> int:
-    with path.open("rb") as stdin:
-        proc = subprocess.Popen(
-            pipe_argv(config), stdin=stdin, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-        )
-        _, status, usage = os.wait4(proc.pid, 0)
-        proc.returncode = os.waitstatus_to_exitcode(status)
-    if proc.returncode != 0:
-        raise RuntimeError(f"mxscan pipe exited {proc.returncode} for {path}")
-    return int(usage.ru_maxrss)
+    code, kib = peak_rss_of(pipe_argv(config), path)
+    if code != 0:
+        raise RuntimeError(f"mxscan pipe exited {code} for {path}")
+    return kib
 
 
 def clamd_address() -> str | None:
