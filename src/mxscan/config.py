@@ -125,9 +125,9 @@ class Config:
             # Plugins with their own size handling (on_oversize) get max_size;
             # for the others the core skips the scanner above it.
             try:
-                max_size = parse_size(options.pop("max_size"))
-            except ValueError as exc:
-                raise ConfigError(f"{self.source}: {where} max_size: {exc}") from None
+                max_size = checks.size("max_size", options.pop("max_size"))
+            except ConfigError as exc:
+                raise ConfigError(f"{self.source}: {where} {exc}") from None
         scanner = _instantiate(registry, self.source, sc, options, timeout)
         return Step(
             scanner,

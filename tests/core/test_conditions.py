@@ -138,3 +138,10 @@ def test_config_bad_core_max_size() -> None:
     config = Config.from_toml("[scanner.a]\nplugin = 'plain'\nmax_size = 'huge'\n", source="f")
     with pytest.raises(ConfigError, match=r"f: \[scanner.a\] max_size: expected a size"):
         config.build(registry())
+
+
+def test_config_core_max_size_zero_is_an_error() -> None:
+    # 0 would skip the scanner for every message: refused, as plugins refuse it.
+    config = Config.from_toml("[scanner.a]\nplugin = 'plain'\nmax_size = 0\n", source="f")
+    with pytest.raises(ConfigError, match=r"f: \[scanner.a\] max_size: must be more than 0"):
+        config.build(registry())
