@@ -9,18 +9,12 @@ from __future__ import annotations
 import asyncio
 import time
 
+from benchmarks import REPO
 from mxscan import Message
 from mxscan_header_rules import HeaderRules
 
-SEED = r"""/^From:\s*<>/m                  DISCARD
-/^X\-Spam\-Flag:\s+YES/m        DISCARD
-/^X\-Virus\-Status:\s+Yes/m     DISCARD
-/^X\-Spam\-Level:/m             IGNORE
-/^X\-Spam\-Checker\-Version:/m  IGNORE
-/^X\-Spam\-Status:\s+No/m       IGNORE
-/^X\-Virus\-Scanned:/m          IGNORE
-/^X\-Virus\-Status:\s+Clean/m   IGNORE
-"""
+#: The seed's header_checks file, as shipped in examples/ (comments included).
+SEED = (REPO / "examples" / "header_checks").read_text()
 
 
 def hundred_rules() -> str:
