@@ -84,13 +84,9 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     p.set_defaults(func=run)
 
 
-def _load(path: str | None) -> Config:
-    return load_given_config(path)
-
-
 def run(args: argparse.Namespace) -> int:
     try:
-        config = _load(args.config)
+        config = load_given_config(args.config)
         setup_logging(config.log_target, config.log_facility, config.log_level)
         return asyncio.run(_main(args, config))
     except (ConfigError, ServerError) as exc:

@@ -66,10 +66,6 @@ def _signals() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
-def _load(path: str | None) -> Config:
-    return load_given_config(path)
-
-
 def _quarantine(args: argparse.Namespace) -> Quarantine | None:
     if args.quarantine_to:
         return Quarantine("address", args.quarantine_to)
@@ -207,7 +203,7 @@ def run(args: argparse.Namespace, stdin: BinaryIO | None = None) -> int:
     try:
         with _signals():
             try:
-                config = _load(args.config)
+                config = load_given_config(args.config)
                 if config.log_target == "syslog":
                     setup_logging(config.log_target, config.log_facility, config.log_level)
                     logger.addHandler(buffer)  # setup_logging replaced the handlers
