@@ -36,7 +36,7 @@ from faults_load import Outcome, corpus_files, submit
 from milter_proc import MilterProcess, dump_toml, seed_config, socket_dir
 
 from tests.support.postfix import PostfixInstance
-from tests.support.sink import SMTPSink
+from tests.support.sink import SMTPSink, header_fields
 
 _DROP = re.compile(rb"(?i)(x-corpus-id|x-spam-[^:\s]*|x-virus-[^:\s]*)[ \t]*:")
 # What Postfix adds to a message that lacks them (with the queue id or the time in it).
@@ -54,12 +54,7 @@ def sample(files: Sequence[Path], every: int) -> list[Path]:
 def normalise(data: bytes) -> bytes:
     """Drop Postfix's Received: (first field), the tag, X-Spam-*/X-Virus-* fields."""
     head, sep, body = data.partition(b"\r\n\r\n")
-    fields: list[bytes] = []
-    for line in head.split(b"\r\n"):
-        if line[:1] in (b" ", b"\t") and fields:
-            fields[-1] += b"\r\n" + line
-        else:
-            fields.append(line)
+    fields = header_fields(head)
     if fields and fields[0].startswith(b"Received: "):
         fields = fields[1:]
     kept = [f for f in fields if not _DROP.match(f) and not _POSTFIX_ADDED.match(f)]

@@ -30,6 +30,19 @@ class Delivery:
     received_at: float = field(default_factory=time.time)
 
 
+def header_fields(head: bytes) -> list[bytes]:
+    """A delivered header block (CRLF lines, no blank line) split into fields, each
+    with its folded continuation lines: tests compare fields, not lines, because a
+    filter may add or drop whole fields."""
+    out: list[bytes] = []
+    for line in head.split(b"\r\n"):
+        if line[:1] in (b" ", b"\t") and out:
+            out[-1] += b"\r\n" + line
+        else:
+            out.append(line)
+    return out
+
+
 class _SinkSMTP(SMTP):
     # Tests send pathological messages (very long lines); record, don't police.
     line_length_limit = 1 << 20

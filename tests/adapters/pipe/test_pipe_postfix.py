@@ -25,7 +25,7 @@ from pipe_postfix import (
 )
 
 from tests.support.daemons import eicar_message, gtube_message, ham_message, require_daemon
-from tests.support.sink import Delivery, SMTPSink
+from tests.support.sink import Delivery, SMTPSink, header_fields
 
 pytestmark = [
     pytest.mark.postfix,
@@ -119,17 +119,6 @@ def set_recipient_limit(setup: Setup, limit: str) -> None:
     setup.postfix._run("postfix", "-c", config_dir, "reload")
 
 
-def fields(head: bytes) -> list[bytes]:
-    """Header fields with their folded lines, in order."""
-    out: list[bytes] = []
-    for line in head.split(b"\r\n"):
-        if line[:1] in (b" ", b"\t") and out:
-            out[-1] += b"\r\n" + line
-        else:
-            out.append(line)
-    return out
-
-
 def test_clean_mail_is_delivered_byte_identical_apart_from_added_headers(setup: Setup) -> None:
     original, msgid = unique(ham_message(recipient="rcpt@example.com"), "ham")
     original = original.replace(
@@ -144,8 +133,8 @@ def test_clean_mail_is_delivered_byte_identical_apart_from_added_headers(setup: 
     head, _, body = delivery.data.partition(b"\r\n\r\n")
     orig_head, _, orig_body = original.partition(b"\r\n\r\n")
     assert body == orig_body
-    got = [f for f in fields(head) if not f.startswith(b"Received:")]
-    want = fields(orig_head)
+    got = [f for f in header_fields(head) if not f.startswith(b"Received:")]
+    want = header_fields(orig_head)
     assert got[: len(want)] == want, got
     added = got[len(want) :]
     assert all(f.startswith(b"X-") for f in added), added
