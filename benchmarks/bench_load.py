@@ -22,6 +22,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+from benchmarks import CORPUS
+
 REPO = Path(__file__).resolve().parents[1]
 for extra in ("tests/faults", "tests/adapters/milter", "tests/adapters/pipe"):
     sys.path.insert(0, str(REPO / extra))
@@ -43,7 +45,6 @@ def _print(report: Report) -> None:
 def main() -> None:
     if not (clamd_alive() and spamd_alive()):
         raise RuntimeError("clamd/spamd are not answering: run `bash scripts/daemons start`")
-    corpus = Path(os.environ.get("MXSCAN_CORPUS", str(REPO.parent / "shared" / "corpus")))
     n = int(os.environ.get("MXSCAN_LOAD_N", "1000"))
     daemons = LoadDaemons().start()
     try:
@@ -51,12 +52,12 @@ def main() -> None:
         _print(run_pipe_load(daemons, max(1, n * 3 // 10)))
     finally:
         daemons.stop()
-    report = run_corpus_milter(corpus, every=1)
+    report = run_corpus_milter(CORPUS, every=1)
     print(report.line(), flush=True)
     for problem in (report.differing + report.without_verdict + report.not_accepted)[:20]:
         print(f"corpus PROBLEM: {problem}", flush=True)
     with tempfile.TemporaryDirectory() as tmp:
-        scan, records = run_corpus_scan(corpus, 1, Path(tmp))
+        scan, records = run_corpus_scan(CORPUS, 1, Path(tmp))
     print(scan.line(), flush=True)
     bad = [r for r in records if "error" in r or "action" not in r]
     tracebacks = scan.stderr.count("Traceback")

@@ -26,6 +26,8 @@ import sys
 import time
 from pathlib import Path
 
+from benchmarks import CORPUS
+
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests" / "adapters" / "milter"))
 sys.path.insert(0, str(REPO / "tests" / "faults"))
@@ -42,9 +44,8 @@ FINAL = {b"c", b"a", b"r", b"t", b"d", b"y", b"4", b"f"}
 
 
 def messages() -> list[bytes]:
-    corpus = Path(os.environ.get("MXSCAN_CORPUS", str(REPO.parent / "shared" / "corpus")))
     out = [gtube_message(), eicar_message("base64"), eicar_message("zip")]
-    files = sorted(p for p in corpus.rglob("*") if p.suffix in (".eml", ".msg", ".txt"))
+    files = sorted(p for p in CORPUS.rglob("*") if p.suffix in (".eml", ".msg", ".txt"))
     for path in files[::7]:
         raw = re.sub(rb"\r?\n", b"\r\n", path.read_bytes())
         if b"\r\n\r\n" in raw and len(raw) < 2_000_000 and re.match(rb"[!-9;-~]+:", raw):
