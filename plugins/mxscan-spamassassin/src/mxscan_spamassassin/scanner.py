@@ -119,7 +119,7 @@ class SpamAssassin:
         reply = None
         if decision.action is Action.REJECT:
             reply = SmtpReply(550, "5.7.1", self.reject_message)
-        return _verdict(
+        return Verdict(
             action=decision.action,
             scanner=self.name,
             reason=decision.reason + note,
@@ -145,7 +145,7 @@ class SpamAssassin:
         elif self.on_oversize is OnOversize.REJECT:
             action = Action.REJECT
             reply = SmtpReply(552, "5.3.4", "Message too big for spam checking")
-        return _verdict(
+        return Verdict(
             action=action,
             scanner=self.name,
             reason=reason,
@@ -153,32 +153,3 @@ class SpamAssassin:
             edits=tuple(removals),
             reply=reply,
         )
-
-
-def _verdict(
-    *,
-    action: Action,
-    scanner: str,
-    reason: str,
-    status: str,
-    edits: tuple[HeaderEdit, ...],
-    reply: SmtpReply | None,
-    score: float | None = None,
-    findings: tuple[str, ...] = (),
-) -> Verdict:
-    """Build a Verdict in one place.
-
-    mypy's attrs plugin types ``converter=tuple`` (Verdict.findings/edits) as
-    ``Iterable[_T_co]`` and rejects every argument; the ignores live here, once,
-    until the core gives those fields typed converters.
-    """
-    return Verdict(
-        action=action,
-        scanner=scanner,
-        reason=reason,
-        status=status,
-        score=score,
-        findings=findings,
-        edits=edits,
-        reply=reply,
-    )
