@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from mxscan import Config, ConfigError, Message, Registry, Verdict
-from mxscan.config import CONDITION_KEYS, CORE_KEYS
+from mxscan.config import CONDITION_KEYS, CORE_KEYS, _toml
 from mxscan.plugins import discover
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -176,12 +176,6 @@ def _choice_list(table: str, key: str) -> list[str] | None:
     if table == "scanner" and key in ("on_error", "mode"):
         return _choices(f'{_SCANNER}{key} = "{_PROBE}"\n')
     return None
-
-
-def _toml(value: Any) -> str:
-    from mxscan.config import _toml as render_value
-
-    return render_value(value)
 
 
 def _plugin_rows(factory: Any) -> list[tuple[str, str, str]]:
