@@ -177,6 +177,12 @@ class InstrumentedEngine:
         self.metrics.observe(result, time.monotonic() - start)
         return result
 
+    @property
+    def changes_body(self) -> bool:
+        """The wrapped engine's: the milter asks the MTA for body replacement from it,
+        so without this a scanner's new body would be refused when metrics are on."""
+        return getattr(self.engine, "changes_body", False) is True
+
     def policy_for(self, recipient: str) -> str:
         return self.engine.policy_for(recipient)
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import struct
 import sys
 import urllib.request
 from collections.abc import AsyncIterator
@@ -19,6 +20,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from test_milter_cli import RULES
 
+from mxscan.adapters.milter.constants import Action as Flag
 from mxscan.adapters.milter.server import MilterServer
 from mxscan.addresses import InetAddress, UnixAddress
 from mxscan.conditions import Conditions
@@ -257,3 +259,26 @@ def test_without_prometheus_client_the_error_names_the_extra(
     monkeypatch.setitem(sys.modules, "prometheus_client", None)  # import fails
     with pytest.raises(ConfigError, match=r"pip install 'mxscan\[metrics\]'"):
         Metrics()
+
+
+async def test_instrumented_engine_keeps_body_replacement(tmp_path: Path) -> None:
+    # The milter negotiates SMFIF_CHGBODY from engine.changes_body; the metrics
+    # wrapper must pass it on, or every replaced body would be tempfailed.
+    rebody = scanners.ReplaceBody(100)
+    server = MilterServer(Metrics().instrument(scanners.engine(rebody)))
+    sock = str(tmp_path / "m.sock")
+    await server.listen(UnixAddress(sock))
+    try:
+        client = await mta.MtaClient.open_unix(sock)
+        try:
+            _, data = await client.handshake()
+            assert struct.unpack("!III", data[:12])[1] & int(Flag.CHGBODY)
+            await client.send(mta.mail("s@example.org"), mta.rcpt("r@example.net"))
+            assert await client.read() == (b"c", b"")
+            await client.send(*mta.message_packets(b"Subject: x\r\n\r\nbody\r\n"))
+            replies = await client.read_until_final()
+        finally:
+            await client.close()
+    finally:
+        await server.stop(1)
+    assert replies == [(b"b", rebody.new_body()), (b"c", b"")]
