@@ -20,6 +20,16 @@ def spamassassin_sample() -> tuple[list[bytes], Path]:
     return [d for d in data if 0 < len(d) < SPAMC_MAX], folder
 
 
+def sample_messages(count: int, fallback: list[bytes]) -> tuple[list[bytes], str]:
+    """``count`` messages cycled from the SpamAssassin sample (``fallback`` when the
+    corpus is absent), and a description of where they came from."""
+    data, folder = spamassassin_sample()
+    source = f"{folder} ({len(data)} messages)"
+    if not data:
+        data, source = fallback, "built-in messages (corpus not found)"
+    return [data[i % len(data)] for i in range(count)], source
+
+
 def vmhwm_kib(pid: int | str = "self") -> int:
     """Peak RSS (VmHWM) of a live process, in KiB.
 

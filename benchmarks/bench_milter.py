@@ -37,7 +37,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from benchmarks import spamassassin_sample
+from benchmarks import sample_messages
 from tests.support.daemons import clamd_alive, parse_address, spamd_alive, spamd_inet
 from tests.support.postfix import PostfixInstance
 from tests.support.sink import SMTPSink
@@ -59,9 +59,6 @@ CONCURRENCY = (4, 16)
 
 def load_messages(count: int) -> tuple[list[bytes], str]:
     """Real mail (SpamAssassin public corpus sample) when present, else built-in ham."""
-    data, folder = spamassassin_sample()
-    if data:
-        return [data[i % len(data)] for i in range(count)], f"{folder} ({len(data)} messages)"
     built = [
         b"From: alice@example.org\r\nTo: rcpt@example.com\r\nSubject: note %d\r\n"
         b"Date: Sat, 28 Nov 2026 04:00:00 +0000\r\nMessage-ID: <%d.bench@example.org>\r\n\r\n"
@@ -69,7 +66,7 @@ def load_messages(count: int) -> tuple[list[bytes], str]:
         + b"Hello Bob, this is line %d of a short benchmark message.\r\n" % i * 30
         for i in range(count)
     ]
-    return built, "built-in messages (corpus not found)"
+    return sample_messages(count, built)
 
 
 class Run:

@@ -20,7 +20,7 @@ import sys
 import time
 from collections.abc import Awaitable, Callable
 
-from benchmarks import spamassassin_sample
+from benchmarks import sample_messages
 from mxscan import InetAddress, Message, parse_address
 from mxscan_spamassassin import SpamAssassin
 
@@ -35,15 +35,6 @@ FALLBACK = [
     )
     for i in range(20)
 ]
-
-
-def load_messages(count: int) -> tuple[list[bytes], str]:
-    """Real mail from the SpamAssassin public corpus sample when it is there."""
-    data, folder = spamassassin_sample()
-    source = str(folder)
-    if not data:
-        data, source = FALLBACK, "built-in messages (corpus not found)"
-    return [data[i % len(data)] for i in range(count)], source
 
 
 async def run_at(
@@ -97,7 +88,7 @@ async def bench() -> int:
         raise RuntimeError(f"spamc needs an inet address, got MXSCAN_SPAMD_INET={text}")
     count = int(os.environ.get("MXSCAN_BENCH_MESSAGES", "40"))
     rounds = int(os.environ.get("MXSCAN_BENCH_ROUNDS", "2"))
-    messages, source = load_messages(count)
+    messages, source = sample_messages(count, FALLBACK)
     scanner = SpamAssassin(address=text, timeout=120)
     spamc, plugin = spamc_call(address), plugin_call(scanner)
     await plugin(messages[0])  # fails early, naming the address, when spamd is down
