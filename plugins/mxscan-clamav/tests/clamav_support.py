@@ -21,14 +21,21 @@ import pytest
 import pytest_asyncio
 
 from mxscan_clamav import ClamdClient, ClamdError
-from tests.support.daemons import clamd_inet, clamd_unix, corpus_dir
+from tests.support.daemons import (
+    EICAR_SIGNATURE,
+    clamd_inet,
+    clamd_unix,
+    corpus_dir,
+    daemons_required,
+    eicar_bytes,
+)
 
 REPO = Path(__file__).resolve().parents[3]
 DAEMONS = REPO / "scripts" / "daemons"
 
-# The EICAR test file, from two halves so that no file in the repository is it.
-EICAR = b"X5O!P%@AP[4\\PZX54(P^)7CC)7}$" + b"EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*"
-EICAR_NAME = "Eicar-Test-Signature.UNOFFICIAL"
+# The EICAR test file, joined at run time so that no file in the repository is it.
+EICAR = eicar_bytes()
+EICAR_NAME = EICAR_SIGNATURE
 
 
 # -- the fake clamd ----------------------------------------------------------------
@@ -194,14 +201,17 @@ def dead_unix(tmp_path: Path) -> str:
     return f"unix:{path}"
 
 
+def free_port() -> int:
+    """A 127.0.0.1 port with nothing listening (bound then released)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
 @pytest.fixture
 def closed_port() -> str:
     """A 127.0.0.1 port with nothing listening (bound then released)."""
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    sock.close()
-    return f"inet:127.0.0.1:{port}"
+    return f"inet:127.0.0.1:{free_port()}"
 
 
 # -- the real clamd ----------------------------------------------------------------
@@ -209,7 +219,7 @@ def closed_port() -> str:
 
 def require_daemon(what: str) -> None:
     """Skip, or fail when CI says the daemons must be there."""
-    if os.environ.get("MXSCAN_REQUIRE_DAEMONS") == "1":
+    if daemons_required():
         pytest.fail(f"{what} (MXSCAN_REQUIRE_DAEMONS=1)")
     pytest.skip(f"{what}; start it with: bash scripts/daemons start clamd")
 
@@ -268,10 +278,7 @@ def small_clamd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, 
     if subprocess.run(["sh", "-c", "command -v clamd"], capture_output=True).returncode:
         require_daemon("clamd is not installed")
     reap_orphaned_small_clamds()
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    sock.close()
+    port = free_port()
     run = Path(f"{SMALL_PREFIX}{os.getpid()}")
     env = {
         **os.environ,

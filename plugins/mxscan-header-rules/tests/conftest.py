@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import os
 import shutil
 from pathlib import Path
 
 import pytest
 
-from tests.support.daemons import corpus_dir
+from tests.support.daemons import corpus_dir, daemons_required
 
 
 @pytest.fixture(scope="session")
@@ -17,7 +16,7 @@ def corpus() -> Path:
 
 
 def _require(what: str) -> None:
-    if os.environ.get("MXSCAN_REQUIRE_DAEMONS") == "1":
+    if daemons_required():
         pytest.fail(f"{what} is required (MXSCAN_REQUIRE_DAEMONS=1) but missing")
     pytest.skip(f"{what} not installed")
 

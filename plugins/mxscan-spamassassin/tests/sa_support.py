@@ -3,18 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import pytest
 
-from tests.support.daemons import spamd_alive, spamd_inet
+from tests.support.daemons import GTUBE, daemons_required, spamd_alive, spamd_inet
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
-
-GTUBE = b"XJS*C4JDBQADN1.NSBN3*2IDNEN*GTUBE-STANDARD-ANTI-UBE-TEST-EMAIL*C.34X"
 
 # A plain message from a trusted loopback relay: SpamAssassin scores it -1.0
 # (ALL_TRUSTED), so it is ham at any sane threshold.
@@ -48,7 +45,7 @@ def spamd() -> str:
     address = spamd_inet()
     if not spamd_alive(address):
         why = f"no spamd answering at {address} (start it: bash scripts/daemons start spamd)"
-        if os.environ.get("MXSCAN_REQUIRE_DAEMONS") == "1":
+        if daemons_required():
             pytest.fail(why)
         pytest.skip(why)
     return address
