@@ -23,7 +23,7 @@ from typing import Any
 import pytest
 from faults_support import FaultProxy, LogCursor, alive, fd_count, fd_targets, figure, smtp_send
 from milter_mta import ABORT, MtaClient, connect, helo, mail, message_packets, rcpt
-from milter_proc import MilterProcess, plain_config, socket_dir
+from milter_proc import MilterProcess, milter_group, plain_config, socket_dir
 
 from tests.support.daemons import clamd_inet, require_daemon
 from tests.support.postfix import PostfixInstance
@@ -36,10 +36,9 @@ MakePostfix = Callable[..., PostfixInstance]
 
 @pytest.fixture
 def milters() -> Iterator[list[MilterProcess]]:
-    started: list[MilterProcess] = []
-    yield started
-    for milter in started:
-        milter.stop()
+    """Started milters to stop (and their directories to remove) at teardown."""
+    with milter_group() as started:
+        yield started
 
 
 @pytest.fixture

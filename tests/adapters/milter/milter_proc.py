@@ -20,7 +20,8 @@ import sys
 import tempfile
 import time
 import tomllib
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -156,6 +157,21 @@ def remove_dir(path: Path) -> None:
     """Remove a socket_dir() (configs, logs) unless MXSCAN_KEEP_POSTFIX=1 asks to keep it."""
     if os.environ.get("MXSCAN_KEEP_POSTFIX") != "1":
         shutil.rmtree(path, ignore_errors=True)
+
+
+@contextmanager
+def milter_group() -> Iterator[list[MilterProcess]]:
+    """A list for the milters a test starts: on exit, whatever the test did, each is
+    stopped and its socket_dir() removed (the body of the e2e tests' ``milters``
+    fixtures)."""
+    started: list[MilterProcess] = []
+    try:
+        yield started
+    finally:
+        for milter in started:
+            milter.stop()
+        for directory in {milter.dir for milter in started}:
+            remove_dir(directory)
 
 
 class MilterProcess:

@@ -14,7 +14,7 @@ from email.utils import formatdate
 from pathlib import Path
 
 import pytest
-from milter_proc import MilterProcess, plain_config, remove_dir, seed_config, socket_dir
+from milter_proc import MilterProcess, milter_group, plain_config, seed_config, socket_dir
 
 from tests.support.daemons import clamd_stream_max_bytes, require_daemon
 from tests.support.postfix import PostfixInstance
@@ -32,13 +32,9 @@ def milter_dir() -> Path:
 
 @pytest.fixture
 def milters() -> Iterator[list[MilterProcess]]:
-    """Started milters to stop at teardown, whatever the test did."""
-    started: list[MilterProcess] = []
-    yield started
-    for milter in started:
-        milter.stop()
-    for directory in {milter.dir for milter in started}:
-        remove_dir(directory)
+    """Started milters to stop (and their directories to remove) at teardown."""
+    with milter_group() as started:
+        yield started
 
 
 def message(token: str, body: bytes = b"Nothing to see here.\r\n") -> bytes:
