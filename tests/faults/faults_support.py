@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from tests.support.daemons import clamd_inet, spamd_inet
+from tests.support.daemons import clamd_inet, require_daemon, spamd_inet
 from tests.support.postfix import free_port
 
 if TYPE_CHECKING:
@@ -95,13 +95,24 @@ class FaultProxy:
             self.mode = None
 
 
-def scanner_proxies() -> dict[str, FaultProxy]:
-    """A (not yet started) proxy in front of the test clamd and one in front of spamd,
-    keyed by mxscan's scanner name."""
-    return {
+@contextmanager
+def scanner_proxies() -> Iterator[dict[str, FaultProxy]]:
+    """A proxy in front of the test clamd (clamd_inet()) and one in front of spamd,
+    keyed by mxscan's scanner name, started in mode ``pass``; stopped on exit.
+    Skips (fails under MXSCAN_REQUIRE_DAEMONS=1) when a daemon they front is absent."""
+    for kind in ("clamd-inet", "spamd"):
+        require_daemon(kind)
+    proxies = {
         "clamav": FaultProxy(clamd_inet().removeprefix("inet:")),
         "spamassassin": FaultProxy(spamd_inet().removeprefix("inet:")),
     }
+    try:
+        for proxy in proxies.values():
+            proxy.start("pass")
+        yield proxies
+    finally:
+        for proxy in proxies.values():
+            proxy.stop()
 
 
 # ---------------------------------------------------------------- /proc probes

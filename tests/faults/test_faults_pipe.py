@@ -35,22 +35,19 @@ class Rig:
 
 @pytest.fixture(scope="module")
 def rig() -> Iterator[Rig]:
-    for kind in ("postfix", "clamd-inet", "spamd"):  # the proxies front clamd_inet()
-        require_daemon(kind)
-    proxies = scanner_proxies()
-    sink = SMTPSink().start()
-    try:
-        for proxy in proxies.values():
-            proxy.start("pass")
-        text = pipe_config(clamd=proxies["clamav"].address, spamd=proxies["spamassassin"].address)
-        text = text.replace('timeout = "20s"', 'timeout = "3s"')
-        assert proxies["spamassassin"].address in text and 'timeout = "3s"' in text
-        with logged_pipe_postfix(sink.port, text) as (postfix, log):
-            yield Rig(postfix, sink, proxies, log)
-    finally:
-        for proxy in proxies.values():
-            proxy.stop()
-        sink.stop()
+    require_daemon("postfix")
+    with scanner_proxies() as proxies:
+        sink = SMTPSink().start()
+        try:
+            text = pipe_config(
+                clamd=proxies["clamav"].address, spamd=proxies["spamassassin"].address
+            )
+            text = text.replace('timeout = "20s"', 'timeout = "3s"')
+            assert proxies["spamassassin"].address in text and 'timeout = "3s"' in text
+            with logged_pipe_postfix(sink.port, text) as (postfix, log):
+                yield Rig(postfix, sink, proxies, log)
+        finally:
+            sink.stop()
 
 
 def copies(rig: Rig, msgid: bytes) -> int:

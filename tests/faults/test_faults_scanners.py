@@ -50,27 +50,22 @@ def config(proxies: dict[str, FaultProxy]) -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def rig() -> Iterator[Rig]:
-    for kind in ("postfix", "clamd-inet", "spamd"):  # the proxies front clamd_inet()
-        require_daemon(kind)
-    proxies = scanner_proxies()
-    sink = SMTPSink().start()
-    milter = MilterProcess(config(proxies), socket_dir(), name="faults")
-    postfix: PostfixInstance | None = None
-    try:
-        for proxy in proxies.values():
-            proxy.start("pass")
-        milter.start()
-        postfix = PostfixInstance(
-            relay_port=sink.port, main_overrides={"smtpd_milters": milter.address}
-        ).start()
-        yield Rig(postfix, sink, milter, proxies, LogCursor(milter.log_path))
-    finally:
-        if postfix is not None:
-            postfix.remove()
-        milter.stop()
-        for proxy in proxies.values():
-            proxy.stop()
-        sink.stop()
+    require_daemon("postfix")
+    with scanner_proxies() as proxies:
+        sink = SMTPSink().start()
+        milter = MilterProcess(config(proxies), socket_dir(), name="faults")
+        postfix: PostfixInstance | None = None
+        try:
+            milter.start()
+            postfix = PostfixInstance(
+                relay_port=sink.port, main_overrides={"smtpd_milters": milter.address}
+            ).start()
+            yield Rig(postfix, sink, milter, proxies, LogCursor(milter.log_path))
+        finally:
+            if postfix is not None:
+                postfix.remove()
+            milter.stop()
+            sink.stop()
 
 
 def ham(token: str) -> bytes:
