@@ -254,7 +254,9 @@ async def test_slow_clamd_through_the_pipeline_reports_our_error(
     """The scanner's deadline is just under the pipeline's, so the log line names
     the clamd and what it was doing."""
     fake = await fake_clamd(never_answer)
-    step = Step(ClamAV("clamav", address=fake.address, timeout=1.0), timeout=1.0)
+    # 10 s, not 1 s: our deadline is 5% (at most 1 s) under the pipeline's, and a
+    # loop stalled past both (a loaded CI machine) lets the pipeline's win.
+    step = Step(ClamAV("clamav", address=fake.address, timeout=10.0), timeout=10.0)
     async with asyncio.timeout(GUARD):
         result = await Pipeline([[step]]).run(message())
     assert result.action is Action.TEMPFAIL

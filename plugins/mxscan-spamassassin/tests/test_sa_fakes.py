@@ -92,9 +92,11 @@ async def test_slow_spamd_in_the_pipeline_tempfails_naming_the_address(
     never_answers: FakeSpamd,
 ) -> None:
     # The core passes the same timeout to the plugin and to the step: the
-    # plugin's own deadline must fire first so the log names the spamd.
-    scanner = SpamAssassin(address=never_answers.address, timeout=1)
-    result = await Pipeline([[Step(scanner, timeout=1)]]).run(message())
+    # plugin's own deadline must fire first so the log names the spamd. 10 s gives
+    # it the full 0.5 s lead (5% of 1 s is 50 ms, which a loop stalled on a loaded
+    # CI machine can overrun, letting the pipeline's deadline win).
+    scanner = SpamAssassin(address=never_answers.address, timeout=10)
+    result = await Pipeline([[Step(scanner, timeout=10)]]).run(message())
     assert result.verdict.action is Action.TEMPFAIL
     (verdict,) = result.verdicts
     assert verdict.status == "error(failed)"
