@@ -35,7 +35,8 @@ EXIT_ERROR = 2
 ADAPTER_COMMANDS = ("mxscan.adapters.milter.cli", "mxscan.adapters.pipe")
 
 
-def _config_arg(parser: argparse.ArgumentParser) -> None:
+def config_arg(parser: argparse.ArgumentParser) -> None:
+    """``-c/--config``, worded alike for every subcommand (adapters' too)."""
     parser.add_argument(
         "-c",
         "--config",
@@ -63,7 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
         "not be read.",
     )
     scan.add_argument("files", nargs="+", metavar="FILE")
-    _config_arg(scan)
+    config_arg(scan)
     scan.add_argument("--json", action="store_true", help="print JSON instead of a table")
     scan.add_argument("-f", "--sender", default="", help="envelope sender (default: <>)")
     scan.add_argument(
@@ -85,12 +86,12 @@ def build_parser() -> argparse.ArgumentParser:
         description="Print the effective configuration as TOML: every value, including "
         "plugin defaults, followed by where it came from (file, [defaults] or default).",
     )
-    _config_arg(show)
+    config_arg(show)
     show.set_defaults(func=cmd_config_show)
     check = config_commands.add_parser(
         "check", help="validate the configuration and load every plugin; exit 0 if good"
     )
-    _config_arg(check)
+    config_arg(check)
     check.set_defaults(func=cmd_config_check)
     config.set_defaults(func=lambda args: _usage(config))
 

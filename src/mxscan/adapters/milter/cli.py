@@ -16,6 +16,7 @@ import sys
 
 from mxscan.adapters.milter.server import MilterServer, ServerError, drop_privileges
 from mxscan.addresses import Address, parse_address
+from mxscan.cli import config_arg
 from mxscan.config import Config, load_given_config
 from mxscan.errors import ConfigError
 from mxscan.logline import setup_logging
@@ -58,7 +59,7 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         help="run as a Postfix milter (smtpd_milters = unix:/path)",
         description="Serve the scanning pipeline with the Sendmail/Postfix milter protocol.",
     )
-    p.add_argument("-c", "--config", metavar="FILE", help="TOML configuration")
+    config_arg(p)
     p.add_argument(
         "-l", "--listen", action="append", type=_address, metavar="ADDR",
         help="unix:/path or inet:host:port (repeatable; default unix:/run/mxscan/milter.sock)",

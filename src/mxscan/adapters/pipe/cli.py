@@ -12,6 +12,8 @@ import argparse
 import sys
 from typing import Any, NoReturn
 
+from mxscan.cli import config_arg
+
 from .exitcodes import ExitCode, dsn_line
 from .output import write_fd
 from .reinject import DEFAULT_SENDMAIL, DEFAULT_TIMEOUT
@@ -96,7 +98,7 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     # Swap the class in place: the subparsers object decides the class, and only
     # this subcommand must never exit with argparse's status 2.
     p.__class__ = _PipeArgumentParser
-    p.add_argument("-c", "--config", metavar="FILE", help="TOML configuration")
+    config_arg(p)
     p.add_argument(
         "-f",
         "--sender",
