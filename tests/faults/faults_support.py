@@ -139,14 +139,6 @@ def status_kib(pid: int, field: str) -> int:
     raise KeyError(field)
 
 
-def alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0]
-    except (OSError, IndexError):
-        return False
-    return state != "Z"
-
-
 # ---------------------------------------------------------------- SMTP
 
 

@@ -21,12 +21,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from faults_support import FaultProxy, LogCursor, alive, fd_count, fd_targets, figure, smtp_send
+from faults_support import FaultProxy, LogCursor, fd_count, fd_targets, figure, smtp_send
 from milter_mta import ABORT, MtaClient, connect, helo, mail, message_packets, rcpt
 from milter_proc import MilterProcess, milter_group, plain_config, socket_dir
 
 from tests.support.daemons import clamd_inet, require_daemon
-from tests.support.postfix import PostfixInstance
+from tests.support.postfix import PostfixInstance, process_alive
 from tests.support.sink import SMTPSink
 
 pytestmark = [pytest.mark.faults, pytest.mark.postfix]
@@ -208,7 +208,7 @@ def test_sighup_with_broken_config_keeps_the_old_one_mid_scan(
     wait_count(smtp_sink, first)
     wait_count(smtp_sink, second)
     assert milter.log().count("slow=slept(2) action=accept") == 2  # both scanned, old config
-    assert alive(milter.pid)
+    assert process_alive(milter.pid)
     assert "Traceback" not in milter.log()
 
 
@@ -330,7 +330,7 @@ def test_unwritable_spool_directory_tempfails_and_loses_nothing(
     assert "cannot spool the message body" in milter.log()
     assert "Traceback" not in milter.log()
     assert postfix.queue() == [] and count(smtp_sink, token) == 0
-    assert alive(milter.pid)
+    assert process_alive(milter.pid)
     small = f"spool-small-{uuid.uuid4().hex[:8]}"
     assert smtp_send(postfix.smtp_port, message(small)).code == 250
     wait_count(smtp_sink, small)

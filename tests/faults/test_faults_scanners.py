@@ -20,11 +20,11 @@ from email.utils import formatdate
 from typing import Any
 
 import pytest
-from faults_support import FaultProxy, LogCursor, alive, scanner_proxies, smtp_send
+from faults_support import FaultProxy, LogCursor, scanner_proxies, smtp_send
 from milter_proc import MilterProcess, seed_config, socket_dir
 
 from tests.support.daemons import require_daemon
-from tests.support.postfix import PostfixInstance
+from tests.support.postfix import PostfixInstance, process_alive
 from tests.support.sink import SMTPSink
 
 pytestmark = [pytest.mark.faults, pytest.mark.postfix, pytest.mark.clamd, pytest.mark.spamd]
@@ -123,7 +123,7 @@ def test_daemon_fault_tempfails_then_delivers_once(rig: Rig, scanner: str, fault
         assert took < 30, f"the {SCAN_TIMEOUT} scan timeout did not bound the wait ({took:.1f}s)"
     assert rig.postfix.queue() == []  # Postfix accepted nothing unscanned
     assert arrived(rig.sink, token) == 0
-    assert alive(rig.milter.pid)
+    assert process_alive(rig.milter.pid)
 
     # The daemon is back: the client's retry goes through, exactly once.
     again = smtp_send(rig.postfix.smtp_port, message)

@@ -26,11 +26,11 @@ from email.utils import formatdate
 from pathlib import Path
 
 import pytest
-from faults_support import LogCursor, alive, figure, smtp_send
+from faults_support import LogCursor, figure, smtp_send
 from milter_proc import MilterProcess, plain_config, socket_dir
 
 from tests.support.daemons import require_daemon
-from tests.support.postfix import PostfixInstance
+from tests.support.postfix import PostfixInstance, process_alive
 from tests.support.sink import SMTPSink
 
 pytestmark = [pytest.mark.faults, pytest.mark.postfix]
@@ -181,7 +181,7 @@ def test_rule_text_with_a_bare_cr_cannot_inject_a_header(rig: Rig) -> None:
     assert b"Bcc" not in data and b"X-Added" not in data and b"\r" not in data.replace(b"\r\n", b"")
     lines = list(cursor.wait(" action="))
     assert any("refusing PREPEND" in x or "bad PREPEND" in x for x in lines), lines
-    assert alive(rig.milters["inject"].pid)
+    assert process_alive(rig.milters["inject"].pid)
 
 
 # ---------------------------------------------------------------- ReDoS
@@ -203,6 +203,6 @@ def test_catastrophic_backtracking_pattern_cannot_hang_the_milter(rig: Rig) -> N
     assert data.count(b"X-Seen: yes\r\n") == 2  # both tables' second rule applied
     lines = list(cursor.wait(" action=accept"))
     assert any("match limit exceeded" in x for x in lines), lines
-    assert alive(rig.milters["redos"].pid)
+    assert process_alive(rig.milters["redos"].pid)
     figure(f"\nhostile pattern through Postfix + milter: {took:.2f}s for the SMTP transaction")
     assert took < 60  # a hang would hit smtplib's timeout instead

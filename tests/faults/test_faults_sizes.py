@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from email.utils import formatdate
 
 import pytest
-from faults_support import LogCursor, alive, figure, smtp_send, status_kib
+from faults_support import LogCursor, figure, smtp_send, status_kib
 from milter_mta import (
     EOH,
     EOM,
@@ -36,7 +36,7 @@ from milter_mta import (
 from milter_proc import MilterProcess, seed_config, socket_dir
 
 from tests.support.daemons import require_daemon
-from tests.support.postfix import PostfixInstance
+from tests.support.postfix import PostfixInstance, process_alive
 from tests.support.sink import SMTPSink
 
 pytestmark = [pytest.mark.faults, pytest.mark.postfix, pytest.mark.clamd, pytest.mark.spamd]
@@ -117,7 +117,7 @@ def run(rig: Rig, token: str, message: bytes) -> tuple[str, bytes, float, int]:
     line = verdict_line(rig)
     data = wait_delivered(rig, token)
     growth = status_kib(rig.milter.pid, "VmHWM") - before
-    assert alive(rig.milter.pid)
+    assert process_alive(rig.milter.pid)
     assert "Traceback" not in rig.milter.log()
     figure(
         f"\n{token}: {len(message) / MiB:.1f} MiB accepted in {took:.1f}s; "
@@ -196,7 +196,7 @@ def test_one_megabyte_header(rig: Rig) -> None:
     assert " action=accept" in line, line
     growth = status_kib(rig.milter.pid, "VmHWM") - before
     assert growth < 100 * 1024, f"peak RSS grew {growth} KiB for a 1 MB header"
-    assert alive(rig.milter.pid)
+    assert process_alive(rig.milter.pid)
 
     # Past the milter protocol's packet limit: the connection is dropped with one
     # log line (Postfix would apply milter_default_action), the process lives on.
@@ -204,7 +204,7 @@ def test_one_megabyte_header(rig: Rig) -> None:
     too_big = [*packets[:4], header(b"X-Huge", value * 3), EOH, EOM]
     asyncio.run(_milter_exchange(str(rig.milter.sock), too_big))
     assert any("protocol error" in x for x in rig.log.wait("protocol error"))
-    assert alive(rig.milter.pid)
+    assert process_alive(rig.milter.pid)
     token = f"after-huge-{uuid.uuid4().hex[:6]}"
     assert smtp_send(rig.postfix.smtp_port, head(token) + b"\r\nhello\r\n").code == 250
     wait_delivered(rig, token)

@@ -36,7 +36,7 @@ DEFAULT_RELAY_DOMAINS = ("example.com", "example.net", "example.jp")
 _live_instances: set[PostfixInstance] = set()
 
 
-def _process_running(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
     """True if pid is a live process. A zombie counts as gone: a daemonised master's
     parent is pid 1, which may reap it only a second or so after it exited."""
     try:
@@ -416,7 +416,7 @@ class PostfixInstance:
             pid = int(text)
         except (OSError, ValueError):
             return None
-        return pid if _process_running(pid) else None
+        return pid if process_alive(pid) else None
 
     def stop(self, timeout: float = 20) -> None:
         """Stop master and its children; SIGKILL if they linger. Safe to call twice."""
