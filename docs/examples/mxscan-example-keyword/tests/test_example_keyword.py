@@ -48,6 +48,8 @@ async def test_keyword_straddling_two_body_chunks_is_found() -> None:
         ({"keywords": ["ok", ""]}, "every keyword must be a non-empty string"),
         ({"keywords": ["x"], "where": "headers"}, "where: expected one of subject, body, both"),
         ({"keywords": ["x"], "action": "explode"}, "action: expected one of"),
+        ({"keywords": ["x"], "reply": 5}, "reply: expected one printable line"),
+        ({"keywords": ["x"], "reply": "two\r\nlines"}, "reply: expected one printable line"),
     ],
 )
 def test_bad_options_name_the_option(options: dict[str, object], error: str) -> None:

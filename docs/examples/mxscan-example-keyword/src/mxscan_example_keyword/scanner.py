@@ -16,7 +16,9 @@ WHERE = ("subject", "body", "both")
 
 
 class Keyword:
-    """Acts on messages that contain any of ``keywords`` (case-insensitive).
+    """Acts on messages that contain any of ``keywords`` (case-insensitive; in
+    the body only for ASCII letters, since the body is bytes in whatever charset
+    and transfer encoding the sender chose).
 
     Options (TOML keys of ``[scanner.NAME]``): ``keywords`` (a list of strings,
     required), ``where`` (``subject``, ``body`` or ``both``), ``action`` (what a
@@ -42,6 +44,8 @@ class Keyword:
             self.action = mxscan.Action.parse(action)
         except ValueError as exc:
             raise mxscan.ConfigError(f"action: {exc}") from None
+        # One printable line: it goes into the SMTP reply (mxscan.options says so).
+        reply = mxscan.options.line("reply", reply)
         self.reply = (
             mxscan.SmtpReply(550, "5.7.1", reply) if self.action is mxscan.Action.REJECT else None
         )
