@@ -29,7 +29,7 @@ __all__ = ["InstrumentedEngine", "Metrics", "MetricsServer"]
 #: Seconds; scanners take from a millisecond (header rules) to a minute (timeouts).
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 
-_TOKEN = re.compile(r"(?:shadow:)?(error|skipped)\(([^)]*)\)")
+_TOKEN = re.compile(r"(?:shadow:)?(error|skipped|unchecked)\(([^)]*)\)")
 
 
 class _Engine(Protocol):
@@ -83,6 +83,13 @@ class Metrics:
             ["scanner", "reason"],
             registry=r,
         )
+        self.unchecked = prom.Counter(
+            "mxscan_unchecked",
+            "Messages not fully scanned, by the limit that stopped the scan: the core's "
+            "MIME limits (scanner mime) or a scanner's own (clamd's Heuristics.Limits.*).",
+            ["scanner", "limit"],
+            registry=r,
+        )
         self.latency = prom.Histogram(
             "mxscan_scanner_duration_seconds",
             "Time each scanner took per message (skipped scans are not observed).",
@@ -115,6 +122,8 @@ class Metrics:
             match = _TOKEN.fullmatch(verdict.token)
             if match and match[1] == "error":
                 self.errors.labels(scanner=verdict.scanner, kind=match[2]).inc()
+            elif match and match[1] == "unchecked":
+                self.unchecked.labels(scanner=verdict.scanner, limit=match[2]).inc()
             elif match:
                 self.skipped.labels(scanner=verdict.scanner, reason=match[2]).inc()
             if verdict.elapsed is not None:
