@@ -19,6 +19,7 @@ __all__ = [
     "DEFAULT_REJECT_MESSAGE",
     "Heuristics",
     "OnInfected",
+    "OnLimits",
     "OnOversize",
     "Options",
     "format_reject_message",
@@ -66,6 +67,26 @@ class OnOversize(enum.Enum):
         }[self]
 
 
+class OnLimits(enum.Enum):
+    """What happens to a message clamd stopped scanning at one of its limits
+    (``Heuristics.Limits.Exceeded.*``): not infected, and not clean either,
+    since the rest of it was never looked at. Logged as ``unchecked(LIMIT)``."""
+
+    TEMPFAIL = "tempfail"
+    REJECT = "reject"
+    QUARANTINE = "quarantine"
+    ACCEPT_AND_TAG = "accept-and-tag"
+
+    @property
+    def action(self) -> Action:
+        return {
+            OnLimits.TEMPFAIL: Action.TEMPFAIL,
+            OnLimits.REJECT: Action.REJECT,
+            OnLimits.QUARANTINE: Action.QUARANTINE,
+            OnLimits.ACCEPT_AND_TAG: Action.ACCEPT,
+        }[self]
+
+
 class Heuristics(enum.Enum):
     """How clamd's ``Heuristics.*`` detections count when they are the only ones.
 
@@ -87,6 +108,7 @@ class Options:
     on_infected: OnInfected
     max_size: int | None
     on_oversize: OnOversize
+    on_limits: OnLimits
     add_headers: bool
     reject_message: str
     heuristics: Heuristics
@@ -102,6 +124,7 @@ class Options:
         on_infected: object = "discard",
         max_size: object = None,
         on_oversize: object = "accept-and-log",
+        on_limits: object = "tempfail",
         add_headers: object = True,
         reject_message: object = DEFAULT_REJECT_MESSAGE,
         heuristics: object = "infected",
@@ -115,6 +138,7 @@ class Options:
             on_infected=checks.choice("on_infected", on_infected, OnInfected),
             max_size=None if max_size is None else checks.size("max_size", max_size),
             on_oversize=checks.choice("on_oversize", on_oversize, OnOversize),
+            on_limits=checks.choice("on_limits", on_limits, OnLimits),
             add_headers=checks.flag("add_headers", add_headers),
             reject_message=_reject_message(reject_message),
             heuristics=checks.choice("heuristics", heuristics, Heuristics),
