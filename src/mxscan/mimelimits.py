@@ -84,7 +84,7 @@ class Exceeded:
 
     @property
     def reason(self) -> str:
-        return f"MIME {LIMITS[self.limit]} over {self.maximum} (mime.{self.limit})"
+        return f"{LIMITS[self.limit]} over {self.maximum} (mime.{self.limit})"
 
 
 def _check_count(_: object, attribute: attrs.Attribute[int], value: int) -> None:
