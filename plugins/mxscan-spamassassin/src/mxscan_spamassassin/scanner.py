@@ -18,7 +18,7 @@ from . import options
 from .client import ask_spamd
 from .edits import forged_removals, sent_fields, spam_header_edits, subject_edits
 from .levels import Levels, decide
-from .oversize import OnOversize, head_at_line
+from .oversize import OnOversize, truncated, truncated_status
 
 __all__ = ["SpamAssassin"]
 
@@ -103,8 +103,11 @@ class SpamAssassin:
         if size > self.max_size:
             if self.on_oversize is not OnOversize.TRUNCATE:
                 return self._oversize(message, size, removals)
-            data = head_at_line(to_scan.chunks(), self.max_size)
-            note = f" (first {len(data)} of {size} bytes scanned: over max_size {self.max_size})"
+            data = truncated(to_scan, self.max_size)
+            note = (
+                f" (truncated: header and the first {len(data) - len(to_scan.head_bytes())}"
+                f" body bytes scanned, {len(data)} of {size}: over max_size {self.max_size})"
+            )
         else:
             data = to_scan.as_bytes()
         _, answer = await ask_spamd(
@@ -123,7 +126,7 @@ class SpamAssassin:
             action=decision.action,
             scanner=self.name,
             reason=decision.reason + note,
-            status=decision.status,
+            status=truncated_status(decision.status) if note else decision.status,
             score=answer.score,
             findings=answer.tests,
             edits=tuple(edits),
