@@ -7,8 +7,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from mxscan import Action, Engine, Message, Pipeline, ascan, format_result
-from mxscan.mimelimits import Exceeded, MimeLimits
+from mxscan import Action, Engine, Message, MimeLimits, Pipeline, ascan, format_result
+from mxscan.mimelimits import Exceeded
 from tests.support import hostile
 
 from .fakes import FakeScanner
