@@ -6,6 +6,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from mxscan import Action, Engine, Message, MimeLimits, Pipeline, ascan, format_result
 from mxscan.mimelimits import Exceeded
@@ -278,3 +280,69 @@ async def test_unchecked_verdicts_are_counted_by_limit() -> None:
     assert value("mxscan_unchecked_total", scanner="mime", limit="max_depth") == 1
     assert value("mxscan_messages_total", action="reject") == 2
     assert value("mxscan_verdicts_total", scanner="mime", action="reject", mode="enforce") == 2
+
+
+# -- against generated MIME trees ------------------------------------------------
+
+Tree = tuple  # ("leaf",) | ("multipart", [children]) | ("message", child)
+
+trees = st.recursive(
+    st.just(("leaf",)),
+    lambda inner: st.one_of(
+        st.tuples(st.just("multipart"), st.lists(inner, min_size=1, max_size=4)),
+        st.tuples(st.just("message"), inner),
+    ),
+    max_leaves=25,
+)
+
+
+def figures(tree: Tree, depth: int = 0, nesting: int = 0) -> tuple[int, int, int]:
+    """(deepest multipart nesting, parts, deepest message/rfc822 nesting)."""
+    if tree[0] == "leaf":
+        return depth, 0, nesting
+    if tree[0] == "message":
+        return figures(tree[1], depth, nesting + 1)
+    found = [figures(child, depth + 1, nesting) for child in tree[1]]
+    return (
+        max(f[0] for f in found),
+        len(tree[1]) + sum(f[1] for f in found),
+        max(f[2] for f in found),
+    )
+
+
+def render(tree: Tree, eol: bytes, counter: list[int]) -> tuple[bytes, bytes]:
+    """(Content-Type header lines, body) of ``tree``."""
+    if tree[0] == "leaf":
+        return b"Content-Type: text/plain" + eol, b"some text" + eol + b"-- not a boundary" + eol
+    if tree[0] == "message":
+        head, body = render(tree[1], eol, counter)
+        inner = b"Subject: inner" + eol + head + eol + body
+        return b"Content-Type: message/rfc822" + eol, inner
+    counter[0] += 1
+    boundary = b"b%d=_x" % counter[0]
+    out = [b"preamble" + eol]
+    for child in tree[1]:
+        head, body = render(child, eol, counter)
+        out.append(b"--" + boundary + eol + head + eol + body)
+    out.append(b"--" + boundary + b"--" + eol + b"epilogue" + eol)
+    ctype = b"Content-Type: multipart/mixed;" + eol + b'\tboundary="' + boundary + b'"' + eol
+    return ctype, b"".join(out)
+
+
+@settings(deadline=None, max_examples=150)
+@given(trees, st.sampled_from([b"\r\n", b"\n"]), st.integers(min_value=1, max_value=97))
+def test_generated_trees_cross_each_limit_exactly_at_their_figure(
+    tree: Tree, eol: bytes, chunk: int
+) -> None:
+    head, body = render(tree, eol, [0])
+    message = Message.from_bytes(b"Subject: t" + eol + head + eol + body)
+    ctype = (message.get("Content-Type") or "").encode()
+    big = 10**6
+    for key, value in zip(("max_depth", "max_parts", "max_nesting"), figures(tree), strict=True):
+        others = {k: big for k in ("max_depth", "max_parts", "max_nesting") if k != key}
+        at = MimeLimits(**{key: max(value, 1)}, **others)
+        assert at.check_body(_split(message.body.as_bytes(), chunk), content_type=ctype) is None
+        if value >= 2:
+            below = MimeLimits(**{key: value - 1}, **others)
+            got = below.check_body(_split(message.body.as_bytes(), chunk), content_type=ctype)
+            assert got == Exceeded(key, value - 1)
