@@ -4,6 +4,10 @@ whether a clamd reports its limits at all."""
 
 from __future__ import annotations
 
+import asyncio
+import json
+from pathlib import Path
+
 import pytest
 from clamav_support import EICAR_NAME, FakeFactory, answer
 
@@ -11,6 +15,7 @@ from mxscan import Action, ConfigError, Message
 from mxscan_clamav import ClamAV, LimitsProbe
 from mxscan_clamav.probe import PROBE_DEPTH, probe_file
 from tests.support import hostile
+from tests.support.daemons import corpus_dir
 
 MESSAGE = (
     b"From: a@example.org\r\nTo: b@example.net\r\nSubject: x\r\n"
@@ -154,3 +159,43 @@ async def test_the_probe_against_real_clamds(
     assert silent.signatures == ()
     assert silent.problem is not None
     assert f"nested {PROBE_DEPTH} zips deep" in silent.problem
+
+
+@pytest.mark.clamd
+@pytest.mark.corpus
+async def test_real_mail_is_unchecked_only_where_clamd_really_stopped(
+    alerting_clamd: dict[str, str], silent_clamd: dict[str, str]
+) -> None:
+    """The 1,000 real messages of the corpus with AlertExceedsMax on: clean (the
+    project's signatures know only EICAR), or ``unchecked`` only where clamd
+    really did not scan the rest: EICAR appended to that message's body is then
+    missed too, while a clamd without AlertExceedsMax (which parses on past its
+    mail-parser limits) finds it. No false ``unchecked``."""
+    listing = corpus_dir("postmap-oracle", "header_keys.jsonl")
+    # split on "\n" only: splitlines() would also cut at separators inside the JSON
+    lines = [line for line in listing.read_text().split("\n") if line]
+    paths = [corpus_dir() / json.loads(line)["path"] for line in lines]
+    assert len(paths) == 1000
+    alerting = ClamAV(address=alerting_clamd["unix"], timeout=60)
+    silent = ClamAV(address=silent_clamd["unix"], timeout=60)
+    semaphore = asyncio.Semaphore(4)
+
+    async def one(path: Path) -> tuple[Path, str]:
+        async with semaphore:
+            message = Message.from_file(path)
+            try:
+                return path, (await alerting.scan(message)).token
+            finally:
+                message.close()
+
+    async with asyncio.timeout(600):
+        tokens = await asyncio.gather(*(one(p) for p in paths))
+    others = [(p, t) for p, t in tokens if t != "clean"]
+    assert all(t.startswith("unchecked(") for _, t in others), others
+    assert len(others) <= 5, others  # a handful of pathological messages at most
+    for path, token in others:
+        data = path.read_bytes()
+        eol = b"\r\n" if b"\r\n" in data else b"\n"
+        with_eicar = Message.from_bytes(data + eol + hostile.payload(True) + eol)
+        assert (await alerting.scan(with_eicar)).token == token, path
+        assert (await silent.scan(with_eicar)).token == f"infected({EICAR_NAME})", path
