@@ -142,6 +142,10 @@ class Message:
     mbox_from: bytes = b""
     separator: bytes = b"\r\n"
     _cache: dict[str, Any] = attrs.field(factory=dict, init=False, repr=False)
+    #: The input's last header when it had no line end and an edit gave it one
+    #: (so a field could follow it); kept across edits so that edits which
+    #: cancel out give the input's bytes back, without a line end it never had.
+    _bare_last: Header | None = attrs.field(default=None, repr=False, alias="_bare_last")
 
     # -- construction -----------------------------------------------------
 
@@ -330,8 +334,14 @@ class Message:
         edits = tuple(edits)
         if not edits:
             return self
-        headers = apply_edits(self.headers, edits, self.eol)
-        return attrs.evolve(self, headers=tuple(headers))
+        bare = self._bare_last
+        if bare is None and self.headers and not self.headers[-1].eol:
+            bare = self.headers[-1]
+        eol = self.eol
+        headers = apply_edits(self.headers, edits, eol)
+        if bare is not None and headers and headers[-1].raw == bare.raw + eol:
+            headers[-1] = bare
+        return attrs.evolve(self, headers=tuple(headers), _bare_last=bare)
 
     def with_envelope(self, envelope: Envelope) -> Message:
         return attrs.evolve(self, envelope=envelope)
