@@ -257,3 +257,26 @@ async def test_oversize_tempfail_and_reject(
     assert verdict.action is action
     assert verdict.status == "skipped(oversize)"
     assert str(verdict.reply) == reply
+
+
+async def test_prev_subject_only_when_mxscan_rewrote_the_subject() -> None:
+    """A spamd with ``rewrite_header Subject`` sends X-Spam-Prev-Subject; mxscan
+    keeps the Subject unless ``subject_tag`` says otherwise, and then only."""
+    answer = (
+        b"Subject: *****SPAM***** lunch\n"
+        b"X-Spam-Prev-Subject: lunch\n"
+        b"X-Spam-Flag: YES\n"
+        b"X-Spam-Status: Yes, score=1000.0 required=5.0 tests=GTUBE autolearn=no\n\n"
+    )
+    async with FakeSpamd(Canned(spamd_reply(1000.0, 5.0, answer))) as fake:
+        untouched = await SpamAssassin(address=fake.address, timeout=5).scan(message())
+        tagged = await SpamAssassin(address=fake.address, timeout=5, subject_tag="[SPAM]").scan(
+            message()
+        )
+    assert [e.name for e in untouched.edits] == ["X-Spam-Flag", "X-Spam-Status"]
+    assert [str(e) for e in tagged.edits] == [
+        "add X-Spam-Prev-Subject: lunch",
+        "add X-Spam-Flag: YES",
+        "add X-Spam-Status: Yes, score=1000.0 required=5.0 tests=GTUBE autolearn=no",
+        "change Subject[1]: [SPAM] lunch",
+    ]

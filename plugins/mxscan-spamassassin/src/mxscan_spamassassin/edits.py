@@ -68,10 +68,19 @@ def _status(value: str, decision: Decision) -> str:
 
 
 def spam_header_edits(
-    answer: SpamdAnswer, decision: Decision, sent: frozenset[tuple[str, str]] = frozenset()
+    answer: SpamdAnswer,
+    decision: Decision,
+    sent: frozenset[tuple[str, str]] = frozenset(),
+    *,
+    subject_rewritten: bool = False,
 ) -> list[HeaderEdit]:
     """SpamAssassin's X-Spam-* fields as edits, in SA's order, made to agree with
-    the decision (X-Spam-Flag and X-Spam-Report only on spam)."""
+    the decision (X-Spam-Flag and X-Spam-Report only on spam).
+
+    X-Spam-Prev-Subject comes from a spamd with ``rewrite_header Subject``, but
+    mxscan never takes spamd's Subject: the field is kept only when mxscan
+    rewrote the Subject itself (``subject_tag``), else it would name a
+    "previous" subject that is the current one."""
     if not decision.tag:
         return []
     fields: list[tuple[str, str]] = []
@@ -83,6 +92,8 @@ def spam_header_edits(
         if (lowered, value) in sent:
             continue
         if lowered in ("x-spam-flag", "x-spam-report") and not decision.is_spam:
+            continue
+        if lowered == "x-spam-prev-subject" and not subject_rewritten:
             continue
         if lowered == "x-spam-flag":
             value = "YES"

@@ -111,10 +111,13 @@ class SpamAssassin:
             self.addresses, data, timeout=self._budget(), user=self.user, compress=self.compress
         )
         decision = decide(answer, self.levels)
+        subject = subject_edits(message.get("Subject"), self.subject_tag, decision)
         edits = [
             *removals,
-            *spam_header_edits(answer, decision, sent_fields(to_scan.headers)),
-            *subject_edits(message.get("Subject"), self.subject_tag, decision),
+            *spam_header_edits(
+                answer, decision, sent_fields(to_scan.headers), subject_rewritten=bool(subject)
+            ),
+            *subject,
         ]
         reply = None
         if decision.action is Action.REJECT:
