@@ -65,6 +65,20 @@ class Envelope:
     queue_id: str | None = None
     auth_user: str | None = None
     macros: Mapping[str, str] = attrs.field(factory=dict, converter=_frozen_macros, hash=False)
+    #: The receiving host (Postfix's ``myhostname``, the milter macro ``j``).
+    receiver: str | None = None
+    #: ``SMTP``, ``ESMTP``, ``ESMTPSA``...; None: ESMTP, plus S/A from the TLS and AUTH facts.
+    protocol: str | None = None
+    tls_version: str | None = None
+    tls_cipher: str | None = None
+    tls_bits: str | None = None
+    #: The SASL mechanism the client authenticated with (``PLAIN``).
+    auth_type: str | None = None
+    #: True when the message already starts with this hop's ``Received:`` line
+    #: (a pipe(8) filter gets mail Postfix has queued); False when the MTA keeps
+    #: it from us (a milter): then scanners that judge the relay, like
+    #: SpamAssassin, are given one built from these facts (``received_header``).
+    received_in_message: bool = False
 
 
 def _line_eol(line: bytes) -> bytes:

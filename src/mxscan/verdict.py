@@ -11,6 +11,7 @@ import attrs
 
 from .body import Body
 from .edits import HeaderEdit
+from .header import fold_long_lines
 
 if TYPE_CHECKING:
     from .message import Message
@@ -79,8 +80,23 @@ def _strs(value: Iterable[str]) -> tuple[str, ...]:
     return (value,) if isinstance(value, str) else tuple(value)
 
 
+def _fitted(edit: HeaderEdit) -> HeaderEdit:
+    """The edit with a value whose lines all fit in 998 bytes (RFC 5322)."""
+    if edit.value is None:
+        return edit
+    value = fold_long_lines(edit.name, edit.value)
+    return edit if value is edit.value else attrs.evolve(edit, value=value)
+
+
 def _edits(value: Iterable[HeaderEdit]) -> tuple[HeaderEdit, ...]:
-    return tuple(value)
+    """Every header mxscan writes fits RFC 5322's line limit, whatever the
+    scanner built: folded here, once, so that the milter (whose MTA would
+    break the line mid-word) and the written message agree."""
+    edits = tuple(value)
+    fitted = tuple(_fitted(edit) for edit in edits)
+    if all(a is b for a, b in zip(fitted, edits, strict=True)):
+        return edits  # a tuple given is kept as it is (the pipeline re-stamps verdicts)
+    return fitted
 
 
 def _routes(value: Iterable[Route]) -> tuple[Route, ...]:

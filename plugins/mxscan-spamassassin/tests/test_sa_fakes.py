@@ -12,6 +12,7 @@ import logging
 import zlib
 from collections.abc import AsyncIterator
 
+import attrs
 import pytest
 from sa_support import CLEAN, FakeSpamd, free_port, read_request, spam_message, spamd_reply
 
@@ -280,3 +281,60 @@ async def test_prev_subject_only_when_mxscan_rewrote_the_subject() -> None:
         "add X-Spam-Status: Yes, score=1000.0 required=5.0 tests=GTUBE autolearn=no",
         "change Subject[1]: [SPAM] lunch",
     ]
+
+
+async def test_x_spam_report_keeps_spamassassins_line_breaks() -> None:
+    """One rule per line, as spamd folds it (report_safe 0): as one line the
+    report of a message with many rule hits runs past 998 bytes."""
+    rules = [f"*  0.5 RULE_{i:02d} Description of rule number {i} that hit" for i in range(30)]
+    answer = (
+        b"X-Spam-Flag: YES\n"
+        b"X-Spam-Status: Yes, score=15.0 required=5.0 tests=RULE_00,RULE_01,\n"
+        b"\tRULE_02 autolearn=no\n"
+        b"X-Spam-Report: \n" + b"".join(b"\t" + r.encode() + b"\n" for r in rules) + b"\n"
+    )
+    async with FakeSpamd(Canned(spamd_reply(15.0, 5.0, answer))) as fake:
+        verdict = await SpamAssassin(address=fake.address, timeout=5).scan(message())
+    report = next(e.value for e in verdict.edits if e.name == "X-Spam-Report")
+    assert report == "\r\n" + "\r\n".join("\t" + r for r in rules)
+    status = next(e.value for e in verdict.edits if e.name == "X-Spam-Status")
+    assert status == "Yes, score=15.0 required=5.0 tests=RULE_00,RULE_01,RULE_02 autolearn=no"
+    out = message().apply(verdict.edits)
+    field = next(h for h in out.headers if h.name == "X-Spam-Report")
+    assert field.raw.split(b"\r\n")[:2] == [b"X-Spam-Report: ", b"\t" + rules[0].encode()]
+    assert max(len(line) for line in out.head_bytes().split(b"\r\n")) <= 998
+
+
+async def test_spamd_gets_this_hops_received_line_and_the_message_does_not(
+    good: tuple[FakeSpamd, Canned],
+) -> None:
+    """Behind a milter, Postfix keeps its own Received: line from us: spamd
+    gets one built from the envelope in front of the message, the delivered
+    message gets only the X-Spam-* edits."""
+    from mxscan import Envelope, received_header
+
+    fake, canned = good
+    envelope = Envelope(
+        sender="alice@example.com",
+        recipients=("bob@example.net",),
+        client_address="198.51.100.7",
+        client_name="mail.example.com",
+        helo="mail.example.com",
+        queue_id="4XyZ1234",
+        receiver="mx.example.net",
+    )
+    original = message().with_envelope(envelope)
+    verdict = await SpamAssassin(address=fake.address, timeout=5).scan(original)
+    _, _, sent = canned.requests[0].partition(b"\r\n\r\n")
+    trace = received_header(envelope)
+    assert trace is not None
+    assert sent.startswith(b"Received: from mail.example.com (mail.example.com [198.51.100.7])\r\n")
+    assert sent[len(trace.raw) :] == CLEAN
+    assert not any(e.name.lower() == "received" for e in verdict.edits)
+    delivered = original.apply(verdict.edits).as_bytes()
+    assert delivered.startswith(CLEAN.partition(b"\r\n\r\n")[0])
+    assert delivered.endswith(CLEAN.partition(b"\r\n\r\n")[2])
+    # The pipe adapter's mail already has Postfix's line: nothing is added.
+    recorded = attrs.evolve(envelope, received_in_message=True)
+    await SpamAssassin(address=fake.address, timeout=5).scan(message().with_envelope(recorded))
+    assert canned.requests[1].partition(b"\r\n\r\n")[2] == CLEAN

@@ -12,7 +12,7 @@ from collections.abc import Iterable, Sequence
 
 from mxscan import Header, HeaderEdit
 
-from .answer import SpamdAnswer, unfold
+from .answer import KEEP_FOLDED, SpamdAnswer, refold, unfold
 from .levels import Decision, format_score
 
 __all__ = ["forged_removals", "sent_fields", "spam_header_edits", "subject_edits"]
@@ -46,7 +46,8 @@ def sent_fields(headers: Iterable[Header]) -> frozenset[tuple[str, str]]:
     for header in headers:
         if header.name.lower().startswith(PREFIX):
             raw = header.raw_value.decode("utf-8", "surrogateescape")
-            result.add((header.name.lower(), unfold(raw)))
+            lowered = header.name.lower()
+            result.add((lowered, refold(raw) if lowered in KEEP_FOLDED else unfold(raw)))
     return frozenset(result)
 
 

@@ -12,6 +12,7 @@ from mxscan import (
     SmtpReply,
     Verdict,
     parse_addresses,
+    received_header,
 )
 
 from . import options
@@ -107,6 +108,12 @@ class SpamAssassin:
             note = f" (first {len(data)} of {size} bytes scanned: over max_size {self.max_size})"
         else:
             data = to_scan.as_bytes()
+        # The relay that connected, which a milter's MTA keeps from us: for
+        # spamd's eyes only, never an edit (the delivered bytes stay as they are).
+        trace = received_header(message.envelope, eol=message.eol)
+        if trace is not None:
+            mbox = len(to_scan.mbox_from)  # an mbox "From " line stays first
+            data = data[:mbox] + trace.raw + data[mbox:]
         _, answer = await ask_spamd(
             self.addresses, data, timeout=self._budget(), user=self.user, compress=self.compress
         )
