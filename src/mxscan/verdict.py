@@ -131,14 +131,21 @@ class Verdict:
     shadow: bool = False
     #: Set by the pipeline: seconds the scanner took.
     elapsed: float | None = None
+    #: Set by the pipeline: seconds of ``elapsed`` spent waiting for a free
+    #: slot (``max_concurrent``); None when the scanner has no bound.
+    waited: float | None = None
 
-    def _recorded(self, scanner: str, shadow: bool, elapsed: float) -> Verdict:
+    def _recorded(
+        self, scanner: str, shadow: bool, elapsed: float, waited: float | None = None
+    ) -> Verdict:
         """This verdict as the pipeline records it. Every field written out:
         attrs.evolve() looks them all up by name, which cost twice as much, on
         every step of every message. test_verdict_fields makes a new field fail
         until it is added here."""
         if type(self) is not Verdict:  # a subclass may have fields of its own
-            return attrs.evolve(self, scanner=scanner, shadow=shadow, elapsed=elapsed)
+            return attrs.evolve(
+                self, scanner=scanner, shadow=shadow, elapsed=elapsed, waited=waited
+            )
         return Verdict(
             action=self.action,
             scanner=scanner,
@@ -152,6 +159,7 @@ class Verdict:
             body=self.body,
             shadow=shadow,
             elapsed=elapsed,
+            waited=waited,
         )
 
     @property

@@ -338,3 +338,51 @@ async def test_spamd_gets_this_hops_received_line_and_the_message_does_not(
     recorded = attrs.evolve(envelope, received_in_message=True)
     await SpamAssassin(address=fake.address, timeout=5).scan(message().with_envelope(recorded))
     assert canned.requests[1].partition(b"\r\n\r\n")[2] == CLEAN
+
+
+async def test_max_concurrent_bounds_the_connections_spamd_sees() -> None:
+    """Twelve scans at once, max_concurrent = 3: spamd never has more than
+    three connections (the rest wait in mxscan, not in spamd's backlog), and
+    every scan gets its answer."""
+    from mxscan import Config
+
+    open_now = peak = 0
+    release = asyncio.Event()
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal open_now, peak
+        open_now += 1
+        peak = max(peak, open_now)
+        try:
+            await read_request(reader)
+            await release.wait()
+            writer.write(spamd_reply(-1.0, 5.0, b"X-Spam-Status: No, score=-1.0\n\n"))
+            await writer.drain()
+        finally:
+            open_now -= 1
+
+    async with FakeSpamd(handler) as fake:
+        engine = Config.from_toml(
+            f'[scanner.sa]\nplugin = "spamassassin"\naddress = "{fake.address}"\n'
+            "max_concurrent = 3\ntimeout = 30\n"
+        ).build()
+        scans = [asyncio.create_task(engine.scan(message())) for _ in range(12)]
+        for _ in range(200):  # until the first three are in
+            if fake.connections >= 3:
+                break
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0.2)  # room for a fourth, if the bound let one through
+        assert fake.connections == 3
+        release.set()
+        results = await asyncio.wait_for(asyncio.gather(*scans), 60)
+        await engine.aclose()
+    assert peak == 3
+    assert fake.connections == 12
+    assert all(r.verdicts[0].status == "ham(-1.0)" for r in results)
+
+
+def test_the_default_is_spamds_max_children_default() -> None:
+    from mxscan import Pipeline
+
+    (step,) = Pipeline([[SpamAssassin(address="inet:127.0.0.1:1")]]).steps
+    assert step.slots is not None and step.slots.size == 5

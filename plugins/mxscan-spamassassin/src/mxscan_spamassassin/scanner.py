@@ -41,6 +41,10 @@ class SpamAssassin:
     ``on_oversize``, ``reject_message``.
     """
 
+    #: The core's ``max_concurrent`` default: spamd's own ``--max-children``
+    #: default, so that no scan waits in spamd's backlog while its timeout runs.
+    max_concurrent = 5
+
     def __init__(
         self,
         name: str = "spamassassin",
