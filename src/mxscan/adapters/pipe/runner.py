@@ -20,7 +20,7 @@ import sys
 import types
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 import attrs
 
@@ -78,7 +78,7 @@ def _quarantine(args: argparse.Namespace) -> Quarantine | None:
 def _with_trace(envelope: Envelope, message: Message) -> Envelope:
     """Fields the command line left empty, from Postfix's top Received: line."""
     facts = trace_facts(message.headers)
-    fill = {
+    fill: dict[str, Any] = {
         field: facts[key]
         for field, key in (
             ("client_address", "address"),
