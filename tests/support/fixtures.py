@@ -73,5 +73,5 @@ def postfix_instance(make_postfix: Callable[..., PostfixInstance]) -> PostfixIns
 def tagging_spamd() -> Iterator[str]:
     """A spamd of the tests' own with TAGGING_SPAMD_CONFIG; its address."""
     require_daemon("spamd")
-    with own_spamd(TAGGING_SPAMD_CONFIG) as address:
-        yield address
+    with own_spamd(TAGGING_SPAMD_CONFIG) as spamd:
+        yield spamd.address

@@ -19,11 +19,12 @@ import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 from tests.support.daemons import run_dir, spamd_alive
 
-__all__ = ["own_spamd"]
+__all__ = ["OwnSpamd", "own_spamd"]
 
 SPAMD_USER = os.environ.get("MXSCAN_SPAMD_USER", "debian-spamd")
 START_TIMEOUT = 120.0  # rule compilation on a loaded 2-core machine
@@ -35,10 +36,16 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+@dataclass(frozen=True)
+class OwnSpamd:
+    address: str  # inet:127.0.0.1:PORT
+    pid: int  # the parent; its children are the ones with this parent pid
+
+
 @contextmanager
-def own_spamd(config: str, *, max_children: int = 1) -> Iterator[str]:
-    """Start a spamd with the shared site config plus ``config``; yield its
-    ``inet:`` address. Raises RuntimeError (with spamd's log) if it cannot start."""
+def own_spamd(config: str, *, max_children: int = 1) -> Iterator[OwnSpamd]:
+    """Start a spamd with the shared site config plus ``config``. Raises
+    RuntimeError (with spamd's log) if it cannot start."""
     site = run_dir() / "spamassassin"
     if not site.is_dir() or shutil.which("spamd") is None:
         raise RuntimeError(f"no spamd or no {site}: run bash scripts/daemons start spamd")
@@ -76,7 +83,7 @@ def own_spamd(config: str, *, max_children: int = 1) -> Iterator[str]:
             if process.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"own spamd did not start: {log.read_text()[-2000:]}")
             time.sleep(0.5)
-        yield address
+        yield OwnSpamd(address, process.pid)
     finally:
         process.terminate()
         try:
