@@ -386,3 +386,26 @@ def test_the_default_is_spamds_max_children_default() -> None:
 
     (step,) = Pipeline([[SpamAssassin(address="inet:127.0.0.1:1")]]).steps
     assert step.slots is not None and step.slots.size == 5
+
+
+@pytest.mark.parametrize("on_oversize", ["accept", "truncate"])
+async def test_the_received_line_follows_an_mbox_from_line_and_precedes_a_truncated_copy(
+    good: tuple[FakeSpamd, Canned], on_oversize: str
+) -> None:
+    from mxscan import Envelope, received_header
+
+    fake, canned = good
+    envelope = Envelope(recipients=("bob@example.net",), client_address="192.0.2.1")
+    data = b"From alice@example.com Sat Nov 28 04:00:00 2026\r\n" + CLEAN
+    scanner = SpamAssassin(
+        address=fake.address, timeout=5, max_size=len(data) - 10, on_oversize=on_oversize
+    )
+    if on_oversize == "accept":
+        scanner.max_size = len(data)  # not oversize: the whole copy
+    await scanner.scan(Message.from_bytes(data, envelope=envelope))
+    _, _, sent = canned.requests[0].partition(b"\r\n\r\n")
+    trace = received_header(envelope)
+    assert trace is not None
+    mbox, _, rest = data.partition(b"\r\n")
+    assert sent.startswith(mbox + b"\r\n" + trace.raw)
+    assert data.startswith(mbox + b"\r\n" + sent[len(mbox) + 2 + len(trace.raw) :])
