@@ -406,6 +406,6 @@ async def test_the_received_line_follows_an_mbox_from_line_and_precedes_a_trunca
     _, _, sent = canned.requests[0].partition(b"\r\n\r\n")
     trace = received_header(envelope)
     assert trace is not None
-    mbox, _, rest = data.partition(b"\r\n")
+    mbox = data.partition(b"\r\n")[0]
     assert sent.startswith(mbox + b"\r\n" + trace.raw)
     assert data.startswith(mbox + b"\r\n" + sent[len(mbox) + 2 + len(trace.raw) :])
