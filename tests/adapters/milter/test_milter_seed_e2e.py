@@ -174,7 +174,8 @@ def scanner_headers(data: bytes) -> list[str]:
 def test_gtube_is_discarded(stack: Stack, setup: str) -> None:
     message = gtube_message().replace(b"<gtube@", f"<gtube-{setup}@".encode())
     queue_id = stack.send(setup, message)
-    stack.assert_discarded(setup, queue_id, f"gtube-{setup}@".encode(), "spamassassin=spam(1000")
+    # 1000 for GTUBE, -1 for ALL_TRUSTED: spamd sees the loopback client (issue 21).
+    stack.assert_discarded(setup, queue_id, f"gtube-{setup}@".encode(), "spamassassin=spam(999.0)")
 
 
 @pytest.mark.parametrize("wrapping", ["base64", "zip"])
