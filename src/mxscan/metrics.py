@@ -111,7 +111,7 @@ def _distinct_steps(engine: object) -> list[Step]:
 
 
 class Metrics:
-    """The counters, gauges and histograms, fed one :class:`Result` at a time."""
+    """The counters, gauges and histograms, fed one [`Result`][mxscan.Result] at a time."""
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         prom = _import_prometheus()
@@ -318,7 +318,7 @@ class MetricsServer:
 
 
 class InstrumentedEngine:
-    """An engine that feeds :class:`Metrics`; adapters use it in place of the engine."""
+    """An engine that feeds ``Metrics``; adapters use it in place of the engine."""
 
     def __init__(self, engine: _Engine, metrics: Metrics) -> None:
         self.engine = engine
