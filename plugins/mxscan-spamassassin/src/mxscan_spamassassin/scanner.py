@@ -20,6 +20,7 @@ from .client import ask_spamd
 from .edits import forged_removals, sent_fields, spam_header_edits, subject_edits
 from .levels import Levels, decide
 from .oversize import OnOversize, head_at_line
+from .ping import ping_spamd
 
 __all__ = ["SpamAssassin"]
 
@@ -122,6 +123,10 @@ class SpamAssassin:
 
     async def aclose(self) -> None:
         """Nothing to release: aiospamc opens one connection per request."""
+
+    async def ping(self) -> None:
+        """mxscan's optional health-probe hook: spamd's PING, the addresses in order."""
+        await ping_spamd(self.addresses, timeout=self._budget())
 
     async def scan(self, message: Message) -> Verdict:
         removals: list[HeaderEdit] = (
