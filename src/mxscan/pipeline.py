@@ -57,10 +57,11 @@ class Step:
     shadow: bool = False
     #: ``max_concurrent``: scans of this scanner in flight at once (waiting for
     #: a slot counts in ``timeout``); by default what the plugin declares.
-    slots: Slots | None = attrs.field(
-        default=attrs.Factory(lambda step: default_slots(step.scanner), takes_self=True),
-        eq=False,
-    )
+    slots: Slots | None = attrs.field(eq=False)
+
+    @slots.default
+    def _plugins_slots(self) -> Slots | None:
+        return default_slots(self.scanner)
 
     @property
     def name(self) -> str:
