@@ -96,3 +96,10 @@ def test_folding_any_value_fits_and_is_a_valid_fold(value: str) -> None:
     out = Message.from_bytes(b"A: 1\r\n\r\n").apply([edit])
     assert max(len(line) for line in lines_of(out)) <= MAX_LINE
     assert len(out.headers) == 2
+
+
+def test_a_folded_edit_prints_on_one_line() -> None:
+    """str(edit) goes into log lines: a fold must not split the log record."""
+    edit = HeaderEdit.add("X-Spam-Report", "\r\n\t* 1.0 A\r\n\t* 2.0 B")
+    assert str(edit) == "add X-Spam-Report: \\r\\n\t* 1.0 A\\r\\n\t* 2.0 B"
+    assert "\n" not in str(HeaderEdit.change("X", 1, "a\r\n b"))
