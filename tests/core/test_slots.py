@@ -140,3 +140,13 @@ async def test_the_wait_shows_in_the_metrics() -> None:
         "mxscan_scanner_wait_seconds_count", {"scanner": "gate"}
     )
     assert count == 3
+
+
+@pytest.mark.parametrize(
+    ("limit", "shown"),
+    [("max_concurrent = 4", "max_concurrent = 4  # file"),
+     ("", "max_concurrent = 7  # default of plugin keyed")],
+)  # fmt: skip
+def test_config_show_says_where_the_bound_comes_from(limit: str, shown: str) -> None:
+    text = Config.from_toml(CONFIG.format(limit=limit)).render(Registry({"keyed": Keyed}))
+    assert shown in text.splitlines()
