@@ -87,8 +87,10 @@ async def test_the_plugins_declared_default_applies_and_none_means_no_bound() ->
 
 
 class Keyed(Gate):
+    max_concurrent = 7  # a class attribute: config show reads it without building
+
     def __init__(self, name: str = "gate", keyword: str = "") -> None:
-        super().__init__(name, max_concurrent=7)
+        super().__init__(name)
         self.keyword = keyword
 
 
