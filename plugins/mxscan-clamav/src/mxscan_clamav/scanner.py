@@ -39,6 +39,9 @@ class ClamAV:
     scan is one connection to clamd, opened to the next address in turn.
     """
 
+    #: The core's ``max_concurrent`` default: clamd's own ``MaxThreads`` default.
+    max_concurrent = 10
+
     def __init__(
         self,
         name: str = "clamav",
