@@ -156,7 +156,8 @@ class RspamdClient:
         )  # fmt: skip
         if status in (200, 204):
             return "learned"
-        if status == 208:
+        if status == 208 or (status == 404 and b"already learned" in body):
+            # rspamd 3.4 says so with a 404 and its reason.
             return "already learned"
         if status in (401, 403):
             raise ScannerError(f"rspamd controller at {address} refused the password ({status})")

@@ -31,12 +31,14 @@ DEFAULT_REJECT_MESSAGE = "Message rejected as spam"
 
 #: rspamd's actions and what they become by default. "reject" is REJECT (as
 #: rspamd's own milter does; set ``actions.reject = "discard"`` to drop silently),
-#: "soft reject" and "greylist" are a temporary failure (Postfix retries),
-#: the rest are accepted with rspamd's headers.
+#: "soft reject" is a temporary failure (Postfix retries), the rest are accepted
+#: with rspamd's headers. "greylist" is accepted too: rspamd returns it from the
+#: score alone, and without its greylist module (Redis) remembering the first
+#: try, a tempfail would recur on every retry until the mail bounced.
 DEFAULT_ACTIONS: Mapping[str, Action] = {
     "reject": Action.REJECT,
     "soft reject": Action.TEMPFAIL,
-    "greylist": Action.TEMPFAIL,
+    "greylist": Action.ACCEPT,
     "rewrite subject": Action.ACCEPT,
     "add header": Action.ACCEPT,
     "no action": Action.ACCEPT,
