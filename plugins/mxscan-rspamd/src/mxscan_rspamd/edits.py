@@ -64,14 +64,17 @@ def _removal_edits(headers: Sequence[Header], name: str, which: int) -> list[Hea
     return []
 
 
-def milter_edits(answer: RspamdAnswer, headers: Sequence[Header]) -> list[HeaderEdit]:
+def milter_edits(
+    answer: RspamdAnswer, headers: Sequence[Header], *, adds: bool = True
+) -> list[HeaderEdit]:
     """rspamd's ``milter`` block as edits, removals first (as rspamd's own milter
-    applies them), against ``headers``: the message as rspamd saw it."""
+    applies them), against ``headers``: the message as rspamd saw it. With
+    ``adds`` false only the removals (the plugin's ``add_headers = false``)."""
     edits: list[HeaderEdit] = []
     for name, which in answer.remove_headers:
         edits += _removal_edits(headers, name, which)
-    for add in answer.add_headers:
-        edits.append(_add(add))
+    if adds:
+        edits += [_add(add) for add in answer.add_headers]
     return edits
 
 

@@ -75,6 +75,7 @@ class Options:
     max_size: int
     on_oversize: OnOversize
     remove_existing: bool
+    add_headers: bool
     rewrite_subject: bool
     reject_message: str | None
     settings_id: str | None
@@ -114,6 +115,7 @@ def parse(
     max_size: object,
     on_oversize: object,
     remove_existing: object,
+    add_headers: object,
     rewrite_subject: object,
     reject_message: object,
     settings_id: object,
@@ -135,6 +137,7 @@ def parse(
         max_size=checks.size("max_size", max_size),
         on_oversize=checks.choice("on_oversize", on_oversize, OnOversize),
         remove_existing=checks.flag("remove_existing", remove_existing),
+        add_headers=checks.flag("add_headers", add_headers),
         rewrite_subject=checks.flag("rewrite_subject", rewrite_subject),
         reject_message=_maybe_line("reject_message", reject_message),
         settings_id=_maybe_line("settings_id", settings_id),

@@ -56,6 +56,7 @@ class Rspamd:
         max_size: int | str = opts.DEFAULT_MAX_SIZE,
         on_oversize: str = "accept",
         remove_existing: bool = True,
+        add_headers: bool = True,
         rewrite_subject: bool = True,
         reject_message: str | None = None,
         settings_id: str | None = None,
@@ -78,6 +79,7 @@ class Rspamd:
             max_size=max_size,
             on_oversize=on_oversize,
             remove_existing=remove_existing,
+            add_headers=add_headers,
             rewrite_subject=rewrite_subject,
             reject_message=reject_message,
             settings_id=settings_id,
@@ -132,7 +134,7 @@ class Rspamd:
                 f"rspamd answered action {answer.action!r}, which [scanner.{self.name}] actions "
                 f"does not map (mapped: {mapped})"
             ) from None
-        edits = [*removals, *milter_edits(answer, scanned.headers)]
+        edits = [*removals, *milter_edits(answer, scanned.headers, adds=self.options.add_headers)]
         if self.options.rewrite_subject and answer.subject is not None:
             edits.append(HeaderEdit.change("Subject", 1, unfold("Subject", answer.subject)))
         reply = None
