@@ -34,6 +34,7 @@ PAGE = ROOT / "docs" / "reference" / "configuration.md"
 PLUGINS = {
     "clamav": "../clamav.md",
     "spamassassin": "../spamassassin.md",
+    "rspamd": "../rspamd.md",
     "header-rules": "../header-rules.md",
     "example-keyword": "../plugins.md",
 }

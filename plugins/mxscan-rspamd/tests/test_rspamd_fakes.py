@@ -233,3 +233,22 @@ async def test_learn_with_a_wrong_password_says_so() -> None:
         ):
             await scanner.learn(message(), spam=True)
         await scanner.aclose()
+
+
+async def test_add_headers_false_keeps_only_rspamds_removals() -> None:
+    milter = {
+        "add_headers": {"X-Spamd-Result": {"value": "default: False [0.50 / 15.00]", "order": -1}},
+        "remove_headers": {"X-Old-Scan": 0},
+    }
+    async with FakeRspamd(Canned(http_reply(checkv2(milter=milter)))) as fake:
+        tagged = Rspamd(address=fake.address, timeout=5)
+        quiet = Rspamd(address=fake.address, timeout=5, add_headers=False)
+        original = message(CLEAN.replace(b"Subject:", b"X-Old-Scan: 1\r\nSubject:"))
+        with_headers = original.apply((await tagged.scan(original)).edits)
+        without = original.apply((await quiet.scan(original)).edits)
+        await tagged.aclose()
+        await quiet.aclose()
+    assert with_headers.get_all("X-Spamd-Result") == ["default: False [0.50 / 15.00]"]
+    assert without.get_all("X-Spamd-Result") == []
+    assert without.get_all("X-Old-Scan") == [] and with_headers.get_all("X-Old-Scan") == []
+    assert without.as_bytes() == CLEAN
