@@ -14,6 +14,10 @@ Setups (one Postfix, one smtpd listener each, an aiosmtpd sink behind it):
 
 Goals (issue 18): clamav+rspamd >= 0.9x rspamd milter, >= 3x clamav+sa.
 
+Then memory: the plugin alone, in a fresh process, scanning a spooled message of
+1 MiB and of 30 MiB against the private rspamd: its peak RSS must not grow with
+the message (the body is streamed from the spool file).
+
 Environment: MXSCAN_BENCH_RSPAMD_N (messages per run, default 200),
 MXSCAN_BENCH_RSPAMD_ROUNDS (runs per figure, setups alternating, default 2),
 MXSCAN_BENCH_RSPAMD_CONCURRENCY (SMTP sessions, default 4). Needs root and the
@@ -22,15 +26,15 @@ private clamd, spamd and rspamd (``bash scripts/daemons start``).
 
 from __future__ import annotations
 
+import asyncio
+import json
 import os
-import shutil
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 from benchmarks.bench_milter import Run, load_messages, measure, smtp_worker
@@ -39,16 +43,22 @@ from tests.support.daemons import (
     clamd_unix,
     rspamd_alive,
     rspamd_inet,
-    run_dir,
     spamd_alive,
 )
 from tests.support.postfix import PostfixInstance
+from tests.support.rspamd import private_rspamd
 from tests.support.sink import SMTPSink
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "tests" / "adapters" / "milter"))
 
-from milter_proc import MilterProcess, remove_dir, seed_config, socket_dir  # noqa: E402
+from milter_proc import (  # noqa: E402
+    MilterProcess,
+    remove_dir,
+    rspamd_seed_config,
+    seed_config,
+    socket_dir,
+)
 
 TICK = os.sysconf("SC_CLK_TCK")
 
@@ -59,49 +69,66 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / TICK
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@contextmanager
-def rspamd_own_milter() -> Iterator[str]:
-    """A second private rspamd whose proxy worker is the milter; yields its address."""
-    run = Path(tempfile.mkdtemp(prefix="bench-rspamd-"))
-    run.chmod(0o755)
-    (run / "rspamd" / "db").mkdir(parents=True)
-    for cached in (run_dir() / "rspamd" / "db").glob("*.hs*"):  # no second compile
-        shutil.copy(cached, run / "rspamd" / "db")
-    port = _free_port()
-    env = {
-        **os.environ,
-        "MXSCAN_RUN_DIR": str(run),
-        "MXSCAN_RSPAMD_PORT": str(_free_port()),
-        "MXSCAN_RSPAMD_CONTROLLER_PORT": str(_free_port()),
-        "MXSCAN_RSPAMD_MILTER_PORT": str(port),
-        "MXSCAN_RSPAMD_CLAMD": clamd_unix().removeprefix("unix:"),
-    }
-    script = str(REPO / "scripts" / "daemons")
-    try:
-        subprocess.run(["bash", script, "start", "rspamd"], env=env, check=True, timeout=300)
-        yield f"inet:127.0.0.1:{port}"
-    finally:
-        subprocess.run(["bash", script, "stop", "rspamd"], env=env, check=False, timeout=120)
-        shutil.rmtree(run, ignore_errors=True)
-
-
 def rspamd_config() -> dict[str, object]:
-    data = seed_config(spamassassin=False, header_rules=False)
-    scanners = data["scanner"]
-    assert isinstance(scanners, dict)
-    scanners["rspamd"] = {
-        "plugin": "rspamd",
-        "address": rspamd_inet(),
-        "actions": {"reject": "discard"},
-    }
+    """clamav + rspamd in one stage, rspamd's headers added (what its milter adds)."""
+    data = rspamd_seed_config(add_headers=True)
+    data["scanner"] = {k: v for k, v in data["scanner"].items() if k in ("clamav", "rspamd")}
     data["stage"] = [{"run": ["clamav", "rspamd"]}]
     return data
+
+
+def write_message(path: Path, size: int) -> None:
+    """A plain-text message of about ``size`` bytes, written without holding it."""
+    line = b"An ordinary line of a long report, nothing to see here, move along.\r\n"
+    with path.open("wb") as out:
+        out.write(b"From: alice@example.com\r\nTo: bob@example.net\r\nSubject: big\r\n\r\n")
+        for _ in range(size // len(line)):
+            out.write(line)
+
+
+def rss_child(path: str, address: str) -> None:
+    """Child process: parse + scan one message with the plugin; memory as JSON."""
+    from mxscan_rspamd import Rspamd
+
+    from benchmarks import vmhwm_kib
+    from mxscan import Message
+
+    async def scan() -> str:
+        scanner = Rspamd(address=address, timeout=300)
+        try:
+            return (await scanner.scan(message)).status
+        finally:
+            await scanner.aclose()
+
+    baseline = vmhwm_kib()
+    message = Message.from_file(path)
+    start = time.perf_counter()
+    status = asyncio.run(scan())
+    seconds = time.perf_counter() - start
+    print(json.dumps({"baseline_kib": baseline, "peak_kib": vmhwm_kib(), "size": message.size,
+                      "spooled": message.body.spooled, "status": status, "scan_s": seconds}))  # fmt: skip
+
+
+def memory() -> None:
+    print("\nplugin alone, one message, fresh process (peak RSS):")
+    with tempfile.TemporaryDirectory(prefix="bench-rspamd-mem-") as workdir:
+        for mib in (1, 30):
+            path = Path(workdir) / f"{mib}.eml"
+            write_message(path, mib * 1024 * 1024)
+            child = subprocess.run(
+                [sys.executable, "-m", "benchmarks.bench_rspamd", "--rss-child", str(path),
+                 rspamd_inet()],
+                capture_output=True, text=True, check=False, cwd=REPO,
+            )  # fmt: skip
+            if child.returncode:
+                raise RuntimeError(f"RSS child failed: {child.stderr.strip()[-500:]}")
+            data = json.loads(child.stdout)
+            growth = (data["peak_kib"] - data["baseline_kib"]) / 1024
+            print(
+                f"  {data['size'] / 1048576:5.1f} MiB message (spooled: {data['spooled']}): "
+                f"peak RSS {data['peak_kib'] / 1024:.1f} MiB, {growth:.1f} MiB over the "
+                f"baseline after imports; rspamd: {data['status']} in {data['scan_s']:.2f}s"
+            )
 
 
 def main() -> None:
@@ -121,7 +148,9 @@ def main() -> None:
     sink = SMTPSink().start()
     postfix: PostfixInstance | None = None
     try:
-        with rspamd_own_milter() as rspamd_milter:
+        with private_rspamd(milter=True, clamd=clamd_unix().removeprefix("unix:")) as own:
+            rspamd_milter = own.milter
+            assert rspamd_milter is not None
             for name, config in configs.items():
                 milters[name] = MilterProcess(
                     config, directory, name=name.replace("+", "-")
@@ -183,7 +212,11 @@ def main() -> None:
             milter.stop()
         sink.stop()
         remove_dir(directory)
+    memory()
 
 
 if __name__ == "__main__":
-    main()
+    if sys.argv[1:2] == ["--rss-child"]:
+        rss_child(sys.argv[2], sys.argv[3])
+    else:
+        main()

@@ -16,6 +16,7 @@ import pytest
 
 from tests.support.daemons import parse_address, require_daemon, rspamd_inet, run_dir
 from tests.support.postfix import process_alive
+from tests.support.rspamd import children
 
 pytestmark = pytest.mark.rspamd
 
@@ -27,16 +28,7 @@ MESSAGE = (
 
 def _rspamd_pids() -> list[int]:
     main = int((run_dir() / "rspamd.pid").read_text().strip())
-    pids = [main]
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                stat = (entry / "stat").read_text()
-            except OSError:
-                continue
-            if int(stat.rsplit(")", 1)[1].split()[1]) == main:
-                pids.append(int(entry.name))
-    return [pid for pid in pids if process_alive(pid)]
+    return [pid for pid in [main, *children(main)] if process_alive(pid)]
 
 
 def _socket_inodes(pid: int) -> set[str]:

@@ -130,12 +130,14 @@ async def test_learning_needs_the_controller_password(rspamd_learning: tuple[str
     good = Rspamd(controller=controller, password=password, timeout=30)
     bad = Rspamd(controller=controller, password="not-" + password, timeout=30)
     try:
-        # Long enough for rspamd's Bayes (11 tokens at least); a new Message-ID
-        # each run, so the first learn is new and the second one is not.
+        # Long enough for rspamd's Bayes (11 tokens at least), and new words each
+        # run (rspamd remembers what it learned by content), so the first learn
+        # is new and the second one is not.
+        words = " ".join(uuid.uuid4().hex[i : i + 6] for i in range(0, 30, 6))
         text = CLEAN.replace(
-            b"Message-ID: <20261128040000.1234@",
-            f"Message-ID: <{uuid.uuid4().hex}@".encode(),
-        ).replace(b"at noon?", b"at noon in the small Italian place near the station, with Carol?")
+            b"at noon?",
+            f"at noon in the small Italian place near the station, with Carol? {words}".encode(),
+        )
         assert await good.learn(message(text), spam=False) == "learned"
         assert await good.learn(message(text), spam=False) == "already learned"
         with pytest.raises(ScannerError, match="refused the password"):

@@ -24,7 +24,7 @@ from email.utils import formatdate
 
 import dkim
 import pytest
-from milter_proc import MilterProcess, remove_dir, seed_config, socket_dir
+from milter_proc import MilterProcess, remove_dir, rspamd_seed_config, seed_config, socket_dir
 from milter_snippets import milter_main_cf
 from test_milter_seed_e2e import (
     FORGED,
@@ -41,7 +41,6 @@ from tests.support.daemons import (
     eicar_message,
     gtube_message,
     require_daemon,
-    rspamd_inet,
 )
 from tests.support.postfix import PostfixInstance
 from tests.support.sink import SMTPSink
@@ -55,24 +54,6 @@ pytestmark = [
 ]
 
 
-def rspamd_seed_config(*, outbound: bool = True, tagged: bool = False) -> dict[str, object]:
-    data = seed_config(spamassassin=False, outbound=outbound)
-    scanners = data["scanner"]
-    assert isinstance(scanners, dict)
-    scanners["rspamd"] = {
-        "plugin": "rspamd",
-        "address": rspamd_inet(),
-        "actions": {"reject": "discard"},
-        "add_headers": tagged,
-    }
-    stages = data["stage"]
-    assert isinstance(stages, list)
-    for stage in stages:
-        if "clamav" in stage["run"]:
-            stage["run"].append("rspamd")
-    return data
-
-
 @pytest.fixture(scope="module")
 def stack() -> Iterator[Stack]:
     for kind in ("postfix", "clamd", "spamd", "rspamd"):
@@ -80,7 +61,7 @@ def stack() -> Iterator[Stack]:
     configs = {
         "sa": seed_config(),
         "rspamd": rspamd_seed_config(),
-        "rspamd_tagged": rspamd_seed_config(outbound=False, tagged=True),
+        "rspamd_tagged": rspamd_seed_config(outbound=False, add_headers=True),
     }
     directory = socket_dir()
     sink = SMTPSink().start()
