@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 from mxscan_rspamd import Rspamd
@@ -252,3 +253,20 @@ async def test_add_headers_false_keeps_only_rspamds_removals() -> None:
     assert without.get_all("X-Spamd-Result") == []
     assert without.get_all("X-Old-Scan") == [] and with_headers.get_all("X-Old-Scan") == []
     assert without.as_bytes() == CLEAN
+
+
+async def test_a_unix_socket_address_and_failover_from_a_missing_one(tmp_path: Path) -> None:
+    canned = Canned(http_reply(checkv2("add header", 7.0)))
+    path = tmp_path / "rspamd.sock"
+    server = await asyncio.start_unix_server(canned, path=str(path))
+    try:
+        missing = f"unix:{tmp_path / 'absent.sock'}"
+        scanner = Rspamd(address=[missing, f"unix:{path}"], timeout=5)
+        verdict = await scanner.scan(message())
+        await scanner.aclose()
+    finally:
+        server.close()
+        await server.wait_closed()
+    assert verdict.status == "add-header(7.00/15.00)"
+    ((line, _, body),) = canned.requests
+    assert line == b"POST /checkv2 HTTP/1.1" and body == CLEAN

@@ -196,7 +196,7 @@ class RspamdClient:
                     return await self._once(session, endpoint, path, chunks, request_headers)
             except aiohttp.ClientConnectorError as error:
                 failures.append(f"{endpoint.address}: {_why(error)}")
-            except (aiohttp.ConnectionTimeoutError, aiohttp.ServerTimeoutError):
+            except aiohttp.ServerTimeoutError:  # only sock_connect is set: a connect timeout
                 failures.append(
                     f"{endpoint.address}: no connection within {self.connect_timeout:g}s"
                 )
