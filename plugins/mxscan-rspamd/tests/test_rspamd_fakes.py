@@ -270,3 +270,31 @@ async def test_a_unix_socket_address_and_failover_from_a_missing_one(tmp_path: P
     assert verdict.status == "add-header(7.00/15.00)"
     ((line, _, body),) = canned.requests
     assert line == b"POST /checkv2 HTTP/1.1" and body == CLEAN
+
+
+async def test_a_server_that_keeps_the_connection_open_gets_it_reused() -> None:
+    """rspamd 3.4 closes after each answer; a worker or proxy that does not is
+    given every request on the one connection, none lost between them."""
+    served: list[bytes] = []
+
+    async def keep_alive(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while True:
+            try:
+                _, _, body = await read_request(reader)
+            except asyncio.IncompleteReadError:
+                return
+            served.append(body)
+            reply = checkv2()
+            writer.write(
+                b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                b"Content-Length: %d\r\n\r\n" % len(reply) + reply
+            )
+            await writer.drain()
+
+    async with FakeRspamd(keep_alive) as fake:
+        scanner = Rspamd(address=fake.address, timeout=5)
+        for _ in range(3):
+            assert (await scanner.scan(message())).action is Action.ACCEPT
+        await scanner.aclose()
+        assert fake.connections == 1
+    assert served == [CLEAN] * 3
