@@ -29,6 +29,7 @@ from .message import Envelope, Message
 from .mimelimits import MimeLimits
 from .pipeline import Pipeline, Step
 from .plugins import Registry
+from .received import received_header
 from .scanner import Scanner, ScannerError
 from .units import parse_duration, parse_size
 from .verdict import Action, Result, Route, SmtpReply, Verdict
@@ -70,5 +71,6 @@ __all__ = [
     "parse_addresses",
     "parse_duration",
     "parse_size",
+    "received_header",
     "scan",
 ]
