@@ -199,3 +199,17 @@ async def test_real_mail_is_unchecked_only_where_clamd_really_stopped(
         with_eicar = Message.from_bytes(data + eol + hostile.payload(True) + eol)
         assert (await alerting.scan(with_eicar)).token == token, path
         assert (await silent.scan(with_eicar)).token == f"infected({EICAR_NAME})", path
+
+
+def test_each_outcome_choice_takes_the_action_it_names() -> None:
+    from mxscan_clamav.options import OnInfected, OnLimits, OnOversize
+
+    assert {c.value: c.action for c in OnLimits} == {
+        "tempfail": Action.TEMPFAIL,
+        "reject": Action.REJECT,
+        "quarantine": Action.QUARANTINE,
+        "accept-and-tag": Action.ACCEPT,
+    }
+    assert OnInfected.DISCARD.action is Action.DISCARD
+    assert OnInfected.ACCEPT_AND_TAG.action is Action.ACCEPT
+    assert OnOversize.ACCEPT_AND_LOG.action is Action.ACCEPT

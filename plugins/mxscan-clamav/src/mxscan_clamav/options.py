@@ -31,7 +31,16 @@ DEFAULT_ADDRESS = "unix:/run/clamav/clamd.ctl"
 DEFAULT_REJECT_MESSAGE = "Virus found: %s"
 
 
-class OnInfected(enum.Enum):
+class _Outcome(enum.Enum):
+    """A choice whose first word is the action it takes (``accept-and-tag``:
+    accept), so the three outcome options below cannot disagree about it."""
+
+    @property
+    def action(self) -> Action:
+        return Action.parse(str(self.value).partition("-")[0])
+
+
+class OnInfected(_Outcome):
     """What happens to a message clamd found a virus in."""
 
     DISCARD = "discard"
@@ -39,17 +48,8 @@ class OnInfected(enum.Enum):
     QUARANTINE = "quarantine"
     ACCEPT_AND_TAG = "accept-and-tag"
 
-    @property
-    def action(self) -> Action:
-        return {
-            OnInfected.DISCARD: Action.DISCARD,
-            OnInfected.REJECT: Action.REJECT,
-            OnInfected.QUARANTINE: Action.QUARANTINE,
-            OnInfected.ACCEPT_AND_TAG: Action.ACCEPT,
-        }[self]
 
-
-class OnOversize(enum.Enum):
+class OnOversize(_Outcome):
     """What happens to a message too large to scan (``max_size`` or clamd's
     ``StreamMaxLength``). There is no silent choice: each one is logged as
     ``skipped(oversize)`` with a reason."""
@@ -58,16 +58,8 @@ class OnOversize(enum.Enum):
     TEMPFAIL = "tempfail"
     REJECT = "reject"
 
-    @property
-    def action(self) -> Action:
-        return {
-            OnOversize.ACCEPT_AND_LOG: Action.ACCEPT,
-            OnOversize.TEMPFAIL: Action.TEMPFAIL,
-            OnOversize.REJECT: Action.REJECT,
-        }[self]
 
-
-class OnLimits(enum.Enum):
+class OnLimits(_Outcome):
     """What happens to a message clamd stopped scanning at one of its limits
     (``Heuristics.Limits.Exceeded.*``): not infected, and not clean either,
     since the rest of it was never looked at. Logged as ``unchecked(LIMIT)``."""
@@ -76,15 +68,6 @@ class OnLimits(enum.Enum):
     REJECT = "reject"
     QUARANTINE = "quarantine"
     ACCEPT_AND_TAG = "accept-and-tag"
-
-    @property
-    def action(self) -> Action:
-        return {
-            OnLimits.TEMPFAIL: Action.TEMPFAIL,
-            OnLimits.REJECT: Action.REJECT,
-            OnLimits.QUARANTINE: Action.QUARANTINE,
-            OnLimits.ACCEPT_AND_TAG: Action.ACCEPT,
-        }[self]
 
 
 class Heuristics(enum.Enum):
