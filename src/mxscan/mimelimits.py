@@ -77,7 +77,7 @@ _MESSAGE_TYPES = (b"message/rfc822", b"message/global")
 
 @attrs.frozen
 class Exceeded:
-    """Which limit a message crossed, and where."""
+    """Which limit a message crossed (named as its ``[mime]`` key) and its value."""
 
     limit: str
     maximum: int
@@ -128,7 +128,7 @@ class MimeLimits:
         content_type: bytes | None,
         encoding: bytes | None = None,
     ) -> Exceeded | None:
-        """:meth:`check` on a body given in pieces of any size, under a header
+        """[`check`][mxscan.MimeLimits.check] on a body given in pieces of any size, under a header
         whose Content-Type and Content-Transfer-Encoding values are given.
         Reads no further than the chunk where a limit is crossed."""
         walker = _Walker(self)

@@ -11,7 +11,7 @@ above the probe's depth, which the message says).
 
 For ``mxscan config check --connect``: ``await scanner.probe_limits()`` probes
 each of the scanner's clamd addresses on its own (failover would hide one that
-is set up differently) and gives one :class:`LimitsProbe` per address.
+is set up differently) and gives one ``LimitsProbe`` per address.
 """
 
 from __future__ import annotations
@@ -68,8 +68,8 @@ def probe_file(depth: int = PROBE_DEPTH) -> bytes:
 async def probe_limits(
     addresses: Sequence[Address], *, timeout: float = 30.0, connect_timeout: float = 5.0
 ) -> list[LimitsProbe]:
-    """Scan :func:`probe_file` at each address; a clamd that gives no verdict
-    raises :class:`ClamdError` (naming it), as a scan would."""
+    """Scan ``probe_file()`` at each address; a clamd that gives no verdict
+    raises ``ClamdError`` (naming it), as a scan would."""
     probe = probe_file()
     found = []
     for address in addresses:

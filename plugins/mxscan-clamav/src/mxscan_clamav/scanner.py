@@ -116,7 +116,7 @@ class ClamAV:
 
     async def probe_limits(self) -> list[LimitsProbe]:
         """Whether each configured clamd reports scans cut short by its limits
-        (see :mod:`mxscan_clamav.probe`); ``config check --connect`` shows the
+        (see ``mxscan_clamav.probe``); ``config check --connect`` shows the
         ``problem`` of each probe that has one."""
         return await probe_limits(
             self.options.addresses,
