@@ -31,6 +31,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 from .addresses import Address, InetAddress
 from .errors import ConfigError
 from .message import Message
+from .mimelimits import LIMITS as MIME_LIMITS
+from .mimelimits import SCANNER as MIME_SCANNER
 from .verdict import Action, Result
 
 if TYPE_CHECKING:
@@ -218,7 +220,10 @@ class Metrics:
         self._probed: set[str] = set()
 
     def track(self, engine: object) -> None:
-        """Create each configured scanner's error and skip series at 0."""
+        """Create each configured scanner's error and skip series, and the
+        core's MIME limit series, at 0."""
+        for limit in MIME_LIMITS:
+            self.unchecked.labels(scanner=MIME_SCANNER, limit=limit)
         for step in _distinct_steps(engine):
             for kind in ERROR_KINDS:
                 self.errors.labels(scanner=step.name, kind=kind)

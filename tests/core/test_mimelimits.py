@@ -270,6 +270,11 @@ async def test_unchecked_verdicts_are_counted_by_limit() -> None:
 
     metrics = Metrics()
     engine = metrics.instrument(Engine(Pipeline([[FakeScanner("clamav", status="clean")]])))
+    for limit in ("max_depth", "max_parts", "max_nesting"):  # there at 0 before any mail
+        sample = metrics.registry.get_sample_value(
+            "mxscan_unchecked_total", {"scanner": "mime", "limit": limit}
+        )
+        assert sample == 0
     for data in (hostile.many_parts(False), hostile.deep_multipart(True), b"Subject: x\r\n\r\n"):
         await engine.scan(Message.from_bytes(data))
 
