@@ -15,6 +15,7 @@ import json
 import logging
 import os
 import sys
+import time
 from collections.abc import Sequence
 from typing import Any, TextIO
 
@@ -22,7 +23,7 @@ from . import __version__
 from .config import Config, default_config_path, load_given_config
 from .engine import Engine
 from .errors import ConfigError
-from .logline import format_result, setup_logging
+from .logline import format_lines, setup_logging
 from .message import Envelope, Message
 from .plugins import Registry
 from .verdict import Action, Result
@@ -223,13 +224,16 @@ async def _scan_files(
             except OSError as exc:
                 progress.step()
                 return name, OSError(exc.strerror or str(exc))
+            started = time.monotonic()
             try:
                 result = await engine.scan(message)
             finally:
                 message.close()
             progress.step()
             if args.log:
-                logging.getLogger("mxscan").info("%s", format_result(result, queue_id=name))
+                elapsed = time.monotonic() - started
+                for line in format_lines(result, name, elapsed=elapsed, size=message.size):
+                    logging.getLogger("mxscan").info("%s", line)
             return name, result
 
     return list(await asyncio.gather(*(one(name) for name in args.files)))
