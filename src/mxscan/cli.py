@@ -126,9 +126,37 @@ def cmd_config_show(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+class _Warnings(logging.Handler):
+    """Collects the warnings plugins log while they load (a header_checks line
+    that ``strict = false`` lets them skip): ``config check`` fails on any."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+
 def cmd_config_check(args: argparse.Namespace) -> int:
     config = _load(args)
-    asyncio.run(_check_build(config, Registry()))
+    collected = _Warnings()
+    loggers = [logging.getLogger(), logging.getLogger("mxscan")]
+    for logger in loggers:
+        logger.addHandler(collected)
+    try:
+        asyncio.run(_check_build(config, Registry()))
+    finally:
+        for logger in loggers:
+            logger.removeHandler(collected)
+    problems = list(dict.fromkeys(collected.messages))  # once each, in order
+    if problems:
+        for message in problems:
+            print(f"mxscan: error: {message}", file=sys.stderr)
+        print(f"mxscan: error: {config.source}: {len(problems)} problem(s) while "
+              "loading the scanners (strict = false would start with them)",
+              file=sys.stderr)  # fmt: skip
+        return EXIT_ERROR
     print(f"{config.source}: OK ({len(config.scanners)} scanners in {len(config.stages)} stages, "
           f"{len(config.policies)} domain policies)")  # fmt: skip
     return EXIT_OK
