@@ -60,3 +60,42 @@ def test_config_check_passes_a_good_table(tmp_path: Path) -> None:
     assert out.returncode == 0, out.stderr
     assert "OK (1 scanners" in out.stdout
     assert out.stderr == ""
+
+
+def test_config_show_marks_a_missing_table_instead_of_failing(tmp_path: Path) -> None:
+    """Issue 19.4: the configuration is shown, the missing file marked on its line."""
+    missing = tmp_path / "gone" / "header_checks"
+    config = tmp_path / "mxscan.toml"
+    config.write_text(
+        CONFIG.format(table=missing, extra="")
+        + '\n[scanner.other]\nplugin = "header-rules"\nrules = "/^X:/ DUNNO"\n'
+        + '\n[policy."example.net"]\nother.strict = false\n'
+    )
+    env = {k: v for k, v in os.environ.items() if k != "MXSCAN_CONFIG"}
+    out = subprocess.run(
+        [sys.executable, "-m", "mxscan", "config", "show", "-c", str(config)],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+    )
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    marked = [line for line in lines if "ERROR:" in line]
+    assert len(marked) == 1, out.stdout
+    assert marked[0].startswith(f'file = "{missing}"  # file; ERROR: ')
+    assert str(missing) in marked[0].split("ERROR:", 1)[1]
+    # Everything else is still shown, with its origins.
+    assert "[scanner.other]" in lines and '[policy."example.net"]' in lines
+    assert "other.strict = false  # file" in lines
+    assert "strict = true  # default of plugin header-rules" in lines
+    assert "marked ERROR above" in out.stderr and "Traceback" not in out.stderr
+    # config check still fails on it.
+    check = subprocess.run(
+        [sys.executable, "-m", "mxscan", "config", "check", "-c", str(config)],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+    )
+    assert check.returncode == 2 and str(missing) in check.stderr

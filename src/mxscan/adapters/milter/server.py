@@ -269,10 +269,14 @@ class MilterServer:
         for server in self._servers:
             server.close()
         self._remove_sockets()
-        try:
-            await asyncio.wait_for(self._idle.wait(), drain_timeout)
-        except TimeoutError:
-            log.warning("drain timeout: %d scans still running, closing anyway", self._scans)
+        # Nothing in flight (a failed start, an idle stop): nothing to wait for,
+        # and no "drain timeout" to report (wait_for with 0 s times out even on
+        # an event that is already set).
+        if self._scans:
+            try:
+                await asyncio.wait_for(self._idle.wait(), drain_timeout)
+            except TimeoutError:
+                log.warning("drain timeout: %d scans still running, closing anyway", self._scans)
         for task in list(self._connections):
             task.cancel()
         if self._connections:
