@@ -91,9 +91,24 @@ def build_parser() -> argparse.ArgumentParser:
     config_arg(show)
     show.set_defaults(func=cmd_config_show)
     check = config_commands.add_parser(
-        "check", help="validate the configuration and load every plugin; exit 0 if good"
+        "check",
+        help="validate the configuration and load every plugin; exit 0 if good",
+        description="Validate the configuration and load every plugin. Any error, and any "
+        "warning a plugin gives while loading (a header_checks line Postfix would skip), "
+        "fails the check.",
+        epilog="Exit status: 0 good, 2 a problem (each printed on stderr with its file and "
+        "line), or with --connect an address that did not answer.",
     )
     config_arg(check)
+    check.add_argument(
+        "--connect", action="store_true",
+        help="also probe every daemon address (clamd zPING, spamd PING) and print the answer "
+        "and latency of each",
+    )  # fmt: skip
+    check.add_argument(
+        "--connect-timeout", type=_seconds, default=10.0, metavar="SECONDS",
+        help="how long each probe may take (default 10)",
+    )  # fmt: skip
     check.set_defaults(func=cmd_config_check)
     config.set_defaults(func=lambda args: _usage(config))
 
@@ -108,6 +123,16 @@ def build_parser() -> argparse.ArgumentParser:
         module = importlib.import_module(module_name)
         module.add_parser(commands)
     return parser
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds above 0, got {text!r}")
+    return value
 
 
 def _usage(parser: argparse.ArgumentParser) -> int:
@@ -149,11 +174,20 @@ def cmd_config_check(args: argparse.Namespace) -> int:
     loggers = [logging.getLogger(), logging.getLogger("mxscan")]
     for logger in loggers:
         logger.addHandler(collected)
+    connect = getattr(args, "connect", False)
+    probed: list[tuple[str, str, bool, str, float]] = []
     try:
-        asyncio.run(_check_build(config, Registry()))
+        asyncio.run(
+            _check_build(config, Registry(), probed if connect else None, args.connect_timeout)
+        )
     finally:
         for logger in loggers:
             logger.removeHandler(collected)
+    failed = 0
+    for scanner, address, ok, answer, seconds in probed:
+        status = answer if ok else f"FAILED: {answer}"
+        print(f"{scanner} {address}: {status} ({seconds * 1000:.1f} ms)")
+        failed += not ok
     problems = list(dict.fromkeys(collected.messages))  # once each, in order
     if problems:
         for message in problems:
@@ -162,14 +196,54 @@ def cmd_config_check(args: argparse.Namespace) -> int:
               "loading the scanners (strict = false would start with them)",
               file=sys.stderr)  # fmt: skip
         return EXIT_ERROR
+    if failed:
+        print(f"mxscan: error: {failed} of {len(probed)} addresses did not answer",
+              file=sys.stderr)  # fmt: skip
+        return EXIT_ERROR
     print(f"{config.source}: OK ({len(config.scanners)} scanners in {len(config.stages)} stages, "
           f"{len(config.policies)} domain policies)")  # fmt: skip
     return EXIT_OK
 
 
-async def _check_build(config: Config, registry: Registry) -> None:
+async def _check_build(
+    config: Config,
+    registry: Registry,
+    probed: list[tuple[str, str, bool, str, float]] | None = None,
+    timeout: float = 10.0,
+) -> None:
     engine = config.build(registry)
-    await engine.aclose()
+    try:
+        if probed is not None:
+            probed += await _probe_all(engine, timeout)
+    finally:
+        await engine.aclose()
+
+
+async def _probe_all(engine: Engine, timeout: float) -> list[tuple[str, str, bool, str, float]]:
+    """Each probe a plugin offers (its optional ``probes()``: one per daemon
+    address), run concurrently, each timed and bounded by ``timeout``."""
+    seen: set[int] = set()
+    jobs = []
+    for pipeline in (engine.default, *engine.policies.values()):
+        for step in pipeline.steps:
+            probes = getattr(step.scanner, "probes", None)
+            if id(step.scanner) in seen or not callable(probes):
+                continue
+            seen.add(id(step.scanner))
+            jobs += [(step.name, address, probe) for address, probe in probes()]
+
+    async def one(name: str, address: str, probe: Any) -> tuple[str, str, bool, str, float]:
+        start = time.monotonic()
+        try:
+            async with asyncio.timeout(timeout):
+                answer = str(await probe())
+        except TimeoutError:
+            return name, address, False, f"no answer within {timeout:g}s", time.monotonic() - start
+        except Exception as exc:  # down, refused, garbage: the plugin's message says which
+            return name, address, False, str(exc) or type(exc).__name__, time.monotonic() - start
+        return name, address, True, answer, time.monotonic() - start
+
+    return list(await asyncio.gather(*(one(*job) for job in jobs)))
 
 
 def cmd_plugins(args: argparse.Namespace) -> int:

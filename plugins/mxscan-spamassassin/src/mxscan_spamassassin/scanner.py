@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 import logging
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 
 from mxscan import (
     Action,
@@ -15,7 +16,7 @@ from mxscan import (
 )
 
 from . import options
-from .client import ask_spamd
+from .client import ask_spamd, ping
 from .edits import forged_removals, sent_fields, spam_header_edits, subject_edits
 from .levels import Levels, decide
 from .oversize import OnOversize, head_at_line
@@ -83,6 +84,11 @@ class SpamAssassin:
     def __repr__(self) -> str:
         where = ", ".join(str(a) for a in self.addresses)
         return f"SpamAssassin(name={self.name!r}, address=[{where}], levels={self.levels})"
+
+    def probes(self) -> list[tuple[str, Callable[[], Awaitable[str]]]]:
+        """mxscan's optional per-address probe (``config check --connect``): a
+        PING to each spamd, answered ``SPAMD/1.5 0 PONG`` without any rule work."""
+        return [(str(a), functools.partial(ping, a, self._budget())) for a in self.addresses]
 
     def _budget(self) -> float:
         """Our deadline, a little inside the pipeline's step timeout (the same
