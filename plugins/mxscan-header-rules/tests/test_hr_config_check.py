@@ -27,19 +27,19 @@ BROKEN = {
 }  # fmt: skip
 
 
+def mxscan(*args: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if k != "MXSCAN_CONFIG"}
+    return subprocess.run(
+        [sys.executable, "-m", "mxscan", *args], capture_output=True, text=True, env=env
+    )
+
+
 def check(tmp_path: Path, rules: str, extra: str = "") -> subprocess.CompletedProcess[str]:
     table = tmp_path / "header_checks"
     table.write_text("/^X-Fine:/ DUNNO\n" + rules)
     config = tmp_path / "mxscan.toml"
     config.write_text(CONFIG.format(table=table, extra=extra))
-    env = {k: v for k, v in os.environ.items() if k != "MXSCAN_CONFIG"}
-    return subprocess.run(
-        [sys.executable, "-m", "mxscan", "config", "check", "-c", str(config)],
-        capture_output=True,
-        text=True,
-        env=env,
-        check=False,
-    )
+    return mxscan("config", "check", "-c", str(config))
 
 
 @pytest.mark.parametrize("case", list(BROKEN))
@@ -71,14 +71,7 @@ def test_config_show_marks_a_missing_table_instead_of_failing(tmp_path: Path) ->
         + '\n[scanner.other]\nplugin = "header-rules"\nrules = "/^X:/ DUNNO"\n'
         + '\n[policy."example.net"]\nother.strict = false\n'
     )
-    env = {k: v for k, v in os.environ.items() if k != "MXSCAN_CONFIG"}
-    out = subprocess.run(
-        [sys.executable, "-m", "mxscan", "config", "show", "-c", str(config)],
-        capture_output=True,
-        text=True,
-        env=env,
-        check=False,
-    )
+    out = mxscan("config", "show", "-c", str(config))
     assert out.returncode == 0, out.stderr
     lines = out.stdout.splitlines()
     marked = [line for line in lines if "ERROR:" in line]
@@ -91,11 +84,5 @@ def test_config_show_marks_a_missing_table_instead_of_failing(tmp_path: Path) ->
     assert "strict = true  # default of plugin header-rules" in lines
     assert "marked ERROR above" in out.stderr and "Traceback" not in out.stderr
     # config check still fails on it.
-    check = subprocess.run(
-        [sys.executable, "-m", "mxscan", "config", "check", "-c", str(config)],
-        capture_output=True,
-        text=True,
-        env=env,
-        check=False,
-    )
+    check = mxscan("config", "check", "-c", str(config))
     assert check.returncode == 2 and str(missing) in check.stderr

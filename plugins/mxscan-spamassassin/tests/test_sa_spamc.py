@@ -10,6 +10,7 @@ import zlib
 
 import pytest
 from sa_support import CLEAN, FakeSpamd, free_port, read_request, spam_message
+from test_sa_corpus import spamc
 
 from mxscan import ScannerError, parse_address
 from mxscan_spamassassin.client import exchange, ping
@@ -167,17 +168,6 @@ async def test_the_request_is_half_closed_so_a_last_line_without_newline_is_read
         response = await exchange(parse_address(fake.address), Request("CHECK", b"x\n\n0"), 5)
     assert response.spam == SpamResult(False, 0.0, 5.0)
     assert seen[1] == b""
-
-
-def spamc(address: str, *args: str, data: bytes) -> str:
-    host, _, port = address.removeprefix("inet:").rpartition(":")
-    run = subprocess.run(
-        ["spamc", "-d", host, "-p", port, "-t", "60", *args],
-        input=data,
-        capture_output=True,
-        check=False,
-    )
-    return run.stdout.decode().strip()
 
 
 @pytest.mark.spamd
