@@ -88,7 +88,7 @@ def log_value(text: str, limit: int = MAX_VALUE) -> str:
 def log_token(text: str) -> str:
     """``text`` (a queue id, a key) as one bare token that no parser splits:
     unsafe characters become ``\\xNN``, one per UTF-8 byte."""
-    text = _cut(text, 64)
+    text = _cut(text, MAX_VALUE)
 
     def hexes(match: re.Match[str]) -> str:
         raw = match.group().encode("utf-8", "surrogateescape")
