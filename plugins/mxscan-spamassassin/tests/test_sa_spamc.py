@@ -215,3 +215,11 @@ def test_the_plugin_imports_nothing_beyond_mxscan_and_the_standard_library() -> 
     allowed = set(sys.stdlib_module_names) | {"mxscan", "mxscan_spamassassin", "attrs", "attr"}
     foreign = [name for name in run.stdout.split() if name not in allowed]
     assert foreign == []
+
+
+async def test_a_user_that_would_break_the_framing_is_a_scanner_error() -> None:
+    from mxscan_spamassassin.client import ask_spamd
+
+    address = parse_address(f"inet:127.0.0.1:{free_port()}")
+    with pytest.raises(ScannerError, match="cannot ask spamd: SPAMC header User cannot hold"):
+        await ask_spamd([address], CLEAN, timeout=2, user="bob\0x")

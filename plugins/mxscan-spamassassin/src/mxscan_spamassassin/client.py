@@ -46,6 +46,10 @@ async def exchange(address: Address, request: Request, timeout: float) -> Respon
     Raises ``_ConnectFailed`` (connect refused, no socket), ``TimeoutError``,
     ``ProtocolError``, ``SpamdError`` or ``OSError`` (connection lost).
     """
+    return await _send(address, request.to_bytes(), timeout)
+
+
+async def _send(address: Address, payload: bytes, timeout: float) -> Response:
     async with asyncio.timeout(timeout):
         try:
             reader, writer = await open_connection(address, timeout=timeout)
@@ -54,7 +58,7 @@ async def exchange(address: Address, request: Request, timeout: float) -> Respon
         except OSError as error:
             raise _ConnectFailed(_why(error)) from error
         try:
-            writer.write(request.to_bytes())
+            writer.write(payload)
             # Half-close, as spamc does: spamd reads the message by lines, and
             # waits for the end of one without a final newline until EOF.
             if writer.can_write_eof():
@@ -106,14 +110,17 @@ async def ask_spamd(
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
     failures: list[str] = []
-    request = Request("HEADERS", data, user=user, compress=compress)
+    try:  # encoded (and compressed) once for every address
+        payload = Request("HEADERS", data, user=user, compress=compress).to_bytes()
+    except ValueError as error:  # a User: that would break the framing
+        raise ScannerError(f"cannot ask spamd: {error}") from error
     for address in addresses:
         remaining = deadline - loop.time()
         if remaining <= 0:
             failures.append(f"{address}: not tried, the {timeout:g}s timeout was used up")
             continue
         try:
-            response = await exchange(address, request, remaining)
+            response = await _send(address, payload, remaining)
         except _ConnectFailed as error:
             failures.append(f"{address}: {error}")
             continue
