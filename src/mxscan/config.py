@@ -74,7 +74,8 @@ class ScannerConfig:
 
 @attrs.frozen
 class Config:
-    """A validated configuration; :meth:`build` turns it into a running :class:`Engine`."""
+    """A validated configuration; [`build`][mxscan.Config.build] turns it into a
+    running [`Engine`][mxscan.Engine]."""
 
     source: str
     on_error: Action
@@ -185,7 +186,7 @@ class Config:
         self, registry: Registry | None = None, errors: Mapping[str, str] | None = None
     ) -> str:
         """The effective configuration as TOML, each value commented with its
-        origin; ``errors`` (from :meth:`problems`) are marked where they are."""
+        origin; ``errors`` (from ``problems()``) are marked where they are."""
         registry = registry if registry is not None else Registry()
         errors = errors or {}
         out = [
@@ -448,7 +449,7 @@ def load_given_config(path: str | os.PathLike[str] | None) -> Config:
 
 
 def load_config(path: str | os.PathLike[str]) -> Config:
-    """Read and validate a TOML file; every problem is a :class:`ConfigError`."""
+    """Read and validate a TOML file; every problem is a [`ConfigError`][mxscan.ConfigError]."""
     source = str(path)
     try:
         with Path(path).open("rb") as fp:

@@ -39,9 +39,11 @@ def _check(edit: HeaderEdit) -> None:
 
 @attrs.frozen
 class HeaderEdit:
-    """One change to the header. Build it with :meth:`add`, :meth:`insert`,
-    :meth:`change` or :meth:`delete`; a value with CR or LF raises
-    :class:`InvalidHeader` because it would let mail content forge headers."""
+    """One change to the header. Build it with [`add`][mxscan.HeaderEdit.add],
+    [`insert`][mxscan.HeaderEdit.insert], [`change`][mxscan.HeaderEdit.change] or
+    [`delete`][mxscan.HeaderEdit.delete]; a value with CR or LF raises
+    [`InvalidHeader`][mxscan.InvalidHeader] because it would let mail content forge
+    headers."""
 
     kind: EditKind
     name: str

@@ -193,7 +193,12 @@ def format_result(
     elapsed: float | None = None,
     size: int | None = None,
 ) -> str:
-    """:func:`format_lines` as one string, lines joined by newlines."""
+    """The message's log line (docs: Operations, the log line), as the adapters
+    write it: logfmt after the queue id, safe for any sender or MTA text. One
+    line, or one per recipient policy group, joined by newlines, when the
+    recipients fell under different policies. ``elapsed`` is the scan's wall
+    time in seconds; ``size`` the message as received (default: the size of
+    ``result.message``, which has the edits applied)."""
     return "\n".join(format_lines(result, queue_id, elapsed=elapsed, size=size))
 
 

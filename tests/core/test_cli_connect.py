@@ -62,7 +62,7 @@ def test_every_address_of_every_daemon_answers(tmp_path: Path) -> None:
     assert answers(out.stdout) == {
         ("virus", clamd_unix()): "PONG",
         ("virus", clamd_inet()): "PONG",
-        ("spam", spamd_inet()): "SPAMD/1.5 0 PONG",
+        ("spam", spamd_inet()): "PONG",
     }
     assert out.stdout.rstrip().endswith("OK (2 scanners in 1 stages, 0 domain policies)")
 
@@ -75,10 +75,10 @@ def test_a_closed_port_is_named_and_fails_the_check(tmp_path: Path) -> None:
     assert out.returncode == 2
     got = answers(out.stdout)
     assert got["virus", clamd_unix()] == "PONG"
-    assert got["spam", spamd_inet()] == "SPAMD/1.5 0 PONG"
+    assert got["spam", spamd_inet()] == "PONG"
     assert got["virus", dead_clamd].startswith("FAILED: ")
     assert "Connection refused" in got["virus", dead_clamd]
-    assert got["spam", dead_spamd] == f"FAILED: spamd at {dead_spamd}: Connection refused"
+    assert got["spam", dead_spamd] == f"FAILED: spamd PING failed: {dead_spamd}: Connection refused"
     assert "2 of 4 addresses did not answer" in out.stderr
     assert "Traceback" not in out.stderr
 
@@ -99,7 +99,4 @@ def test_a_daemon_that_never_answers_times_out(tmp_path: Path) -> None:
         )  # fmt: skip
     assert out.returncode == 2
     got = answers(out.stdout)
-    assert got["spam", address] in (
-        "FAILED: no answer within 1s",
-        f"FAILED: spamd at {address} did not answer within 1s",
-    )
+    assert got["spam", address] == "FAILED: no answer within 1s"

@@ -119,6 +119,14 @@ class ClamAV:
     async def aclose(self) -> None:
         """Nothing to release: connections last one request (clamd closes them)."""
 
+    async def ping(self) -> None:
+        """mxscan's optional health-probe hook: zPING, answered PONG by a live clamd
+        (the next address in turn, failing over like a scan)."""
+        try:
+            await self.client.ping()
+        except ClamdError as exc:
+            raise ScannerError(str(exc)) from exc
+
     # -- verdicts ------------------------------------------------------------
 
     def _verdict(self, message: Message, result: ScanResult) -> Verdict:

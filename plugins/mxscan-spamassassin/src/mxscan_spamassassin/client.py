@@ -23,7 +23,7 @@ from mxscan import Address, ScannerError, open_connection
 from .answer import SpamdAnswer
 from .spamc import ProtocolError, Request, Response, ResponseParser, SpamdError
 
-__all__ = ["ask_spamd", "exchange", "ping"]
+__all__ = ["ask_spamd", "exchange"]
 
 _READ = 64 * 1024
 
@@ -74,23 +74,6 @@ async def _send(address: Address, payload: bytes, timeout: float) -> Response:
                     return response
         finally:
             writer.close()
-
-
-async def ping(address: Address, timeout: float) -> str:
-    """spamd's answer to PING (``PONG``), or a ``ScannerError`` saying why not."""
-    try:
-        response = await exchange(address, Request("PING"), timeout)
-    except _ConnectFailed as error:
-        raise ScannerError(f"spamd at {address}: {error}") from error
-    except TimeoutError as error:
-        raise ScannerError(f"spamd at {address} did not answer within {timeout:g}s") from error
-    except (ProtocolError, SpamdError) as error:
-        raise ScannerError(f"spamd at {address} answered PING with: {error}") from error
-    except OSError as error:
-        raise ScannerError(f"spamd at {address}: connection lost: {_why(error)}") from error
-    if response.message != "PONG":
-        raise ScannerError(f"spamd at {address} answered PING with {response.message!r}")
-    return f"SPAMD/{response.version} 0 {response.message}"
 
 
 async def ask_spamd(

@@ -8,6 +8,7 @@ from collections.abc import Awaitable, Callable, Sequence
 
 from mxscan import (
     Action,
+    Address,
     HeaderEdit,
     Message,
     SmtpReply,
@@ -16,10 +17,11 @@ from mxscan import (
 )
 
 from . import options
-from .client import ask_spamd, ping
+from .client import ask_spamd
 from .edits import forged_removals, sent_fields, spam_header_edits, subject_edits
 from .levels import Levels, decide
 from .oversize import OnOversize, head_at_line
+from .ping import ping_spamd
 
 __all__ = ["SpamAssassin"]
 
@@ -35,7 +37,7 @@ class SpamAssassin:
 
     Options are keyword arguments, as the core passes ``[scanner.NAME]``:
     ``address`` (one Postfix-style address or a list, tried in order),
-    ``timeout`` (seconds, always passed to aiospamc: its own default is 600 s),
+    ``timeout`` (seconds, the whole exchange with spamd over every address),
     ``user``, ``compress``, ``tag_score``, ``spam_score``, ``discard_score``,
     ``reject_score``, ``subject_tag``, ``remove_existing``, ``max_size``,
     ``on_oversize``, ``reject_message``.
@@ -86,9 +88,13 @@ class SpamAssassin:
         return f"SpamAssassin(name={self.name!r}, address=[{where}], levels={self.levels})"
 
     def probes(self) -> list[tuple[str, Callable[[], Awaitable[str]]]]:
-        """mxscan's optional per-address probe (``config check --connect``): a
-        PING to each spamd, answered ``SPAMD/1.5 0 PONG`` without any rule work."""
-        return [(str(a), functools.partial(ping, a, self._budget())) for a in self.addresses]
+        """mxscan's optional per-address probe (``config check --connect``): the
+        health probe's PING, to each spamd on its own, so each address is judged."""
+        return [(str(a), functools.partial(self._ping_one, a)) for a in self.addresses]
+
+    async def _ping_one(self, address: Address) -> str:
+        await ping_spamd([address], timeout=self._budget())
+        return "PONG"
 
     def _budget(self) -> float:
         """Our deadline, a little inside the pipeline's step timeout (the same
@@ -97,7 +103,11 @@ class SpamAssassin:
         return self.timeout - min(0.5, self.timeout * 0.05)
 
     async def aclose(self) -> None:
-        """Nothing to release: aiospamc opens one connection per request."""
+        """Nothing to release: each request opens (and closes) its own connection."""
+
+    async def ping(self) -> None:
+        """mxscan's optional health-probe hook: spamd's PING, the addresses in order."""
+        await ping_spamd(self.addresses, timeout=self._budget())
 
     async def scan(self, message: Message) -> Verdict:
         removals: list[HeaderEdit] = (

@@ -1,9 +1,9 @@
 """Sans-I/O milter session: one MTA connection's state machine.
 
-Bytes in (:meth:`Session.receive`), bytes out, and at end-of-message a
-:class:`mxscan.Message` for the caller to scan; the caller then hands the
-:class:`mxscan.Result` to :meth:`Session.complete` (or the exception to
-:meth:`Session.fail`). No I/O and no clock here, so every protocol rule is unit-tested
+Bytes in (``Session.receive``), bytes out, and at end-of-message a
+``mxscan.Message`` for the caller to scan; the caller then hands the
+``mxscan.Result`` to ``Session.complete`` (or the exception to
+``Session.fail``). No I/O and no clock here, so every protocol rule is unit-tested
 without sockets.
 
 Message bytes: Postfix sends each header as name + value, folded lines joined by a
@@ -59,7 +59,7 @@ class Step:
     send: bytes = b""
     """Replies to write, in one write()."""
     body: Body | None = None
-    """A replaced body to stream after ``send`` (:func:`body_packets`), then close."""
+    """A replaced body to stream after ``send`` (``body_packets``), then close."""
     after: bytes = b""
     """Replies to write after ``body``; empty when there is no body."""
     message: Message | None = None
