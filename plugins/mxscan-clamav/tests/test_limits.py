@@ -9,9 +9,9 @@ import json
 from pathlib import Path
 
 import pytest
-from clamav_support import EICAR_NAME, FakeFactory, answer
+from clamav_support import EICAR_NAME, FakeFactory, answer, read_stream
 
-from mxscan import Action, ConfigError, Message
+from mxscan import Action, ConfigError, Message, ScannerError
 from mxscan_clamav import ClamAV, LimitsProbe
 from mxscan_clamav.probe import PROBE_DEPTH, probe_file
 from tests.support import hostile
@@ -213,3 +213,29 @@ def test_each_outcome_choice_takes_the_action_it_names() -> None:
     assert OnInfected.DISCARD.action is Action.DISCARD
     assert OnInfected.ACCEPT_AND_TAG.action is Action.ACCEPT
     assert OnOversize.ACCEPT_AND_LOG.action is Action.ACCEPT
+
+
+def ping_then(reply: bytes):  # type: ignore[no-untyped-def]
+    """A clamd that answers PONG to zPING and ``reply`` to a scan."""
+
+    async def behave(fake, request, reader, writer):  # type: ignore[no-untyped-def]
+        if request.command == b"zINSTREAM":
+            await read_stream(request, reader)
+            writer.write(reply)
+        else:
+            writer.write(b"PONG\0")
+        await writer.drain()
+
+    return behave
+
+
+async def test_config_check_probes_ping_and_ask_about_limits(fake_clamd: FakeFactory) -> None:
+    alerting = await fake_clamd(ping_then(found(LIMIT)))
+    silent = await fake_clamd(ping_then(b"stream: OK\0"), transport="inet")
+    scanner = ClamAV(address=[alerting.address, silent.address], timeout=10)
+    (first, probe_ok), (second, probe_silent) = scanner.probes()
+    assert (first, second) == (alerting.address, silent.address)
+    assert await probe_ok() == "PONG, reports its limits"
+    with pytest.raises(ScannerError, match=r"answered OK for a file nested 64 zips deep"):
+        await probe_silent()
+    assert [r.command for r in silent.requests] == [b"zPING", b"zINSTREAM"]

@@ -103,7 +103,9 @@ class ClamAV:
 
     def probes(self) -> list[tuple[str, Callable[[], Awaitable[str]]]]:
         """mxscan's optional per-address probe (``config check --connect``): a
-        zPING to each clamd on its own, no failover, so each address is judged."""
+        zPING to each clamd on its own, no failover, so each address is judged;
+        then the limits probe, since a clamd that answers OK past its limits
+        passes such mail as clean."""
         return [(str(a), functools.partial(self._ping_one, a)) for a in self.client.addresses]
 
     async def _ping_one(self, address: Address) -> str:
@@ -112,9 +114,14 @@ class ClamAV:
         )
         try:
             await one.ping()
+            (limits,) = await probe_limits(
+                [address], timeout=self.client.timeout, connect_timeout=self.client.connect_timeout
+            )
         except ClamdError as exc:
             raise ScannerError(str(exc)) from exc
-        return "PONG"
+        if limits.problem:
+            raise ScannerError(limits.problem)
+        return "PONG, reports its limits"
 
     async def scan(self, message: Message) -> Verdict:
         max_size = self.options.max_size
