@@ -75,15 +75,15 @@ def stack() -> Iterator[Stack]:
     directory = socket_dir()
     sink = SMTPSink().start()
     store = directory / "quarantine.db"
-    config = seed_config(
-        extra_stage={"review": {"plugin": "header-rules", "rules": HOLD_RULE}}
-    )
+    config = seed_config(extra_stage={"review": {"plugin": "header-rules", "rules": HOLD_RULE}})
     config["quarantine"] = {"store": f"sqlite:{store}", "release": f"smtp://127.0.0.1:{sink.port}"}
     milter: MilterProcess | None = None
     postfix: PostfixInstance | None = None
     try:
         milter = MilterProcess(config, directory).start()
-        postfix = PostfixInstance(relay_port=sink.port, main_overrides=milter_main_cf(milter.address))
+        postfix = PostfixInstance(
+            relay_port=sink.port, main_overrides=milter_main_cf(milter.address)
+        )
         postfix.start()
         yield Stack(postfix, sink, milter, store)
     finally:
