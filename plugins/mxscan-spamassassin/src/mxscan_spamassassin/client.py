@@ -31,6 +31,12 @@ from aiospamc.exceptions import (  # type: ignore[import-untyped]
     BadResponse,
     ClientTimeoutException,
 )
+from aiospamc.header_values import (  # type: ignore[import-untyped]
+    ActionOption,
+    MessageClassOption,
+    MessageClassValue,
+    SetOrRemoveValue,
+)
 from aiospamc.requests import Request  # type: ignore[import-untyped]
 from aiospamc.responses import ResponseException  # type: ignore[import-untyped]
 
@@ -38,7 +44,7 @@ from mxscan import Address, ScannerError, UnixAddress
 
 from .answer import SpamdAnswer
 
-__all__ = ["ask_spamd"]
+__all__ = ["ask_spamd", "tell_spamd"]
 
 
 def _why(error: BaseException) -> str:
@@ -50,10 +56,23 @@ def _why(error: BaseException) -> str:
     return str(cause) or type(cause).__name__
 
 
-async def _headers(
-    address: Address, data: bytes, timeout: float, user: str | None, compress: bool
+def _headers_request(data: bytes) -> Any:
+    return Request("HEADERS", body=data)
+
+
+def _tell_request(data: bytes, spam: bool) -> Any:
+    """TELL: learn the message as spam or ham into spamd's local (Bayes) database."""
+    headers = {
+        "Message-class": MessageClassValue(MessageClassOption("spam" if spam else "ham")),
+        "Set": SetOrRemoveValue(ActionOption(local=True, remote=False)),
+    }
+    return Request("TELL", headers=headers, body=data)
+
+
+async def _send(
+    address: Address, request: Any, timeout: float, user: str | None, compress: bool
 ) -> Any:
-    """One HEADERS request through aiospamc's Client.
+    """One request through aiospamc's Client.
 
     Not through ``aiospamc.headers()``: that frontend builds two default SSL
     contexts per call (loading the system CA store, ~20 ms of blocking CPU
@@ -65,7 +84,6 @@ async def _headers(
         manager = UnixConnectionManager(Path(address.path), timeout=limit)
     else:
         manager = TcpConnectionManager(address.host, address.port, timeout=limit)
-    request = Request("HEADERS", body=data)
     if compress:
         request.headers.compress = "zlib"
     if user:
@@ -87,6 +105,42 @@ async def ask_spamd(
     the message and then timed out or answered garbage has had its chance, and
     trying the next one could double the time Postfix waits.
     """
+    address, response = await _first_answer(
+        addresses, lambda: _headers_request(data), timeout, user, compress, "check the message"
+    )
+    spam = response.headers.spam
+    if spam is None:
+        raise ScannerError(f"spamd at {address} answered without a Spam: score header")
+    return address, SpamdAnswer.from_parts(spam.value, spam.score, spam.threshold, response.body)
+
+
+async def tell_spamd(
+    addresses: Sequence[Address],
+    data: bytes,
+    *,
+    spam: bool,
+    timeout: float,
+    user: str | None = None,
+) -> bool:
+    """Teach the first spamd that answers; True when it learned something new
+    (``DidSet: local``), False when its database already had the message as that.
+    spamd refuses TELL (exit code 77, EX_NOPERM) unless started with --allow-tell."""
+    _, response = await _first_answer(
+        addresses, lambda: _tell_request(data, spam), timeout, user, False, "learn the message"
+    )
+    did_set = response.headers.did_set
+    return bool(did_set is not None and did_set.local)
+
+
+async def _first_answer(
+    addresses: Sequence[Address],
+    request: Any,
+    timeout: float,
+    user: str | None,
+    compress: bool,
+    what: str,
+) -> tuple[Address, Any]:
+    """The first spamd's response to ``request()``; failures as ScannerError."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
     failures: list[str] = []
@@ -96,7 +150,7 @@ async def ask_spamd(
             failures.append(f"{address}: not tried, the {timeout:g}s timeout was used up")
             continue
         try:
-            response = await _headers(address, data, remaining, user, compress)
+            response = await _send(address, request(), remaining, user, compress)
         except AIOSpamcConnectionFailed as error:
             failures.append(f"{address}: {_why(error)}")
             continue
@@ -108,8 +162,9 @@ async def ask_spamd(
                 f"spamd at {address} sent an answer that is not the SPAMD protocol: {raw[:80]!r}"
             ) from error
         except ResponseException as error:
+            hint = " (spamd needs --allow-tell)" if error.code == 77 else ""
             raise ScannerError(
-                f"spamd at {address} could not check the message: {error.code} {error}"
+                f"spamd at {address} could not {what}: {error.code} {error}{hint}"
             ) from error
         except OSError as error:
             raise ScannerError(f"spamd at {address}: connection lost: {_why(error)}") from error
@@ -117,10 +172,5 @@ async def ask_spamd(
             raise ScannerError(
                 f"spamd at {address} sent an unreadable answer: {type(error).__name__}: {error}"
             ) from error
-        spam = response.headers.spam
-        if spam is None:
-            raise ScannerError(f"spamd at {address} answered without a Spam: score header")
-        return address, SpamdAnswer.from_parts(
-            spam.value, spam.score, spam.threshold, response.body
-        )
+        return address, response
     raise ScannerError("cannot reach spamd: " + "; ".join(failures))
