@@ -11,7 +11,7 @@ import pytest
 from mxscan.quarantine.sqlite import SqliteStore
 from mxscan.quarantine.store import Store
 
-from .pg import postgres_store
+from .pg import drop_schema, postgres_store
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -25,3 +25,8 @@ async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator
         yield store
     finally:
         await store.aclose()
+        if request.param == "postgresql":
+            from mxscan.quarantine.postgres import PostgresStore
+
+            assert isinstance(store, PostgresStore)
+            await drop_schema(store.url, store.schema)

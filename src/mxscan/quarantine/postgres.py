@@ -15,6 +15,7 @@ import re
 import time
 from collections.abc import AsyncIterator, Iterable, Iterator
 from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from .record import Record
 from .sqlite import where_clause
@@ -85,10 +86,21 @@ def _record(row: Any) -> Record:
     )  # fmt: skip
 
 
+def _split_schema(url: str) -> tuple[str, str | None]:
+    """``?schema=NAME`` is mxscan's (asyncpg would send it to the server as a setting)."""
+    parts = urlsplit(url)
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    schema = next((v for k, v in query if k == "schema"), None)
+    rest = urlencode([(k, v) for k, v in query if k != "schema"], safe="/")
+    return urlunsplit(parts._replace(query=rest)), schema
+
+
 class PostgresStore:
     """A pool of asyncpg connections; ``schema`` (default ``public``) holds the tables."""
 
-    def __init__(self, url: str, *, schema: str = "public", timeout: float = 10.0) -> None:
+    def __init__(self, url: str, *, schema: str | None = None, timeout: float = 10.0) -> None:
+        url, in_url = _split_schema(url)
+        schema = schema or in_url or "public"
         if not _SCHEMA.fullmatch(schema):
             raise ValueError(f"not a plain schema name: {schema!r}")
         self.url = url

@@ -68,7 +68,8 @@ class Record:
         return cls(
             id=new_id(),
             stored_at=time.time(),
-            host=socket.gethostname(),
+            # The MX that took it (Postfix's myhostname), as several share one store.
+            host=env.receiver or socket.gethostname(),
             queue_id=env.queue_id,
             sender=env.sender,
             recipients=tuple(result.recipients or env.recipients),
