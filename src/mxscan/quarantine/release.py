@@ -28,7 +28,7 @@ def sendmail_argv(sendmail: str, sender: str, recipients: Sequence[str]) -> list
     ``--``: a recipient starting with ``-`` is not an option."""
     if not recipients:
         raise ReleaseError("no recipients to release to")
-    return [sendmail, "-G", "-i", "-f", sender or "<>", "--", *recipients]
+    return [sendmail, "-G", "-i", "-f", sender, "--", *recipients]  # "" is the null sender
 
 
 def smtp_data(chunks: Iterable[bytes]) -> Iterator[bytes]:
