@@ -622,6 +622,11 @@ def _parse_policies(
                 raise ConfigError(
                     f"{source}: {where} {scanner}.plugin: a policy changes options, not the plugin"
                 )
+            if "keep_copy" in options:
+                raise ConfigError(
+                    f"{source}: {where} {scanner}.keep_copy: set it in [scanner.{scanner}]: "
+                    "which copies are kept does not depend on the recipient's domain"
+                )
             if "max_concurrent" in options:
                 raise ConfigError(
                     f"{source}: {where} {scanner}.max_concurrent: set it in "

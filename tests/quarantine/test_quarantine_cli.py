@@ -43,6 +43,12 @@ def test_per_scanner_keep_copy_needs_the_table() -> None:
     assert "keep_copy" not in config.scanners["rules"].options  # not passed to the plugin
 
 
+def test_a_policy_cannot_change_keep_copy() -> None:
+    text = SCANNER + '[quarantine]\n[policy."example.net"]\nrules.keep_copy = ["reject"]\n'
+    with pytest.raises(ConfigError, match=r"rules.keep_copy: set it in \[scanner.rules\]"):
+        Config.from_toml(text)
+
+
 def test_config_show_names_the_quarantine(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
