@@ -49,7 +49,7 @@ async def postgres_store() -> Store:
 
 async def drop_schema(url: str, schema: str) -> None:
     """Remove a test's schema and its rows from the shared cluster."""
-    import asyncpg  # type: ignore[import-untyped,unused-ignore]
+    import asyncpg  # type: ignore[import-untyped,import-not-found,unused-ignore]
 
     con = await asyncpg.connect(url)
     try:

@@ -112,14 +112,14 @@ class PostgresStore:
         self._lock = asyncio.Lock()
 
     def _errors(self) -> tuple[type[BaseException], ...]:
-        import asyncpg  # type: ignore[import-untyped,unused-ignore]
+        import asyncpg  # type: ignore[import-untyped,import-not-found,unused-ignore]
 
         return (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError)
 
     async def _get_pool(self) -> Any:
         """The pool, and the schema checked once (any failure: ask again next time)."""
         try:
-            import asyncpg  # type: ignore[import-untyped,unused-ignore]
+            import asyncpg  # type: ignore[import-untyped,import-not-found,unused-ignore]
         except ImportError:
             raise StoreError(
                 "a postgresql:// store needs asyncpg: pip install 'mxscan[postgresql]'"
