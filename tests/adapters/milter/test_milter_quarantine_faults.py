@@ -3,6 +3,7 @@
 * the store's file system is full (a real tmpfs of 1 MiB): the client hears a
   tempfail, nothing half-stored is listed, and storing works again once a
   message fits;
+* `quarantine_action = "hold"`: Postfix holds it, mxscan keeps a copy too;
 * `kill -9` of the milter while it writes a 40 MB copy: Postfix tempfails the
   client (milter_default_action) and `quarantine list` shows no half record.
 """
@@ -54,12 +55,14 @@ def listed(config: Path) -> list[dict[str, Any]]:
 
 
 @contextlib.contextmanager
-def stack(store_dir: Path) -> Iterator[tuple[PostfixInstance, MilterProcess]]:
+def stack(
+    store_dir: Path, rules: str = RULES, **quarantine: Any
+) -> Iterator[tuple[PostfixInstance, MilterProcess]]:
     require_daemon("postfix")
     directory = socket_dir()
     sink = SMTPSink().start()
-    config = plain_config({"rules": {"plugin": "header-rules", "rules": RULES}})
-    config["quarantine"] = {"store": f"sqlite:{store_dir / 'q.db'}"}
+    config = plain_config({"rules": {"plugin": "header-rules", "rules": rules}})
+    config["quarantine"] = {"store": f"sqlite:{store_dir / 'q.db'}", **quarantine}
     milter = MilterProcess(config, directory)
     postfix: PostfixInstance | None = None
     try:
@@ -106,6 +109,25 @@ def test_disk_full_store_tempfails_then_recovers(tiny_fs: Path) -> None:
         assert small.code == 250, small.text
         (record,) = listed(milter.config_path)
         assert record["queue_id"] == small.queue_id
+
+
+def test_hold_mode_keeps_postfix_hold_and_a_copy(tmp_path: Path) -> None:
+    """``quarantine_action = "hold"``: QUARANTINE is Postfix's hold queue again, and
+    the copy is kept beside it (``quarantine`` is in keep_copy)."""
+    store_dir = Path(tempfile.mkdtemp(prefix="q-hold-", dir=socket_dir().parent))
+    try:
+        rules = "/^Subject:.*hold-me/ HOLD for review\n"
+        with stack(store_dir, rules, quarantine_action="hold") as (postfix, milter):
+            result = postfix.send(message("hold-me", 10 * 1024).replace(b"drop-me ", b""))
+            assert result.code == 250, result.text
+            postfix.wait_for_log(rf"{result.queue_id}: milter-hold: END-OF-MESSAGE")
+            assert [(q.queue_id, q.queue_name) for q in postfix.queue()] == [
+                (result.queue_id, "hold")
+            ]
+            (record,) = listed(milter.config_path)
+            assert (record["queue_id"], record["action"]) == (result.queue_id, "quarantine")
+    finally:
+        remove_dir(store_dir)
 
 
 def test_kill_9_mid_store_leaves_no_half_record(tmp_path: Path) -> None:
