@@ -192,6 +192,8 @@ def _core_rows() -> dict[str, list[tuple[str, str, str]]]:
                 default = "none"
             if table == "scanner" and name == "max_concurrent":
                 default = "the plugin's"
+            if table == "scanner" and name == "keep_copy":
+                default = "[quarantine]'s"
             if table == "scanner" and name == "plugin":
                 default = "required"
             if table == "spool" and name == "directory" and default == '""':

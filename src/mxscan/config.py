@@ -27,7 +27,7 @@ from .errors import ConfigError
 from .pipeline import ON_ERROR_ACTIONS, Pipeline, Step
 from .plugins import Registry
 from .quarantine.keeper import Keeper
-from .quarantine.settings import QuarantineSettings, parse_quarantine
+from .quarantine.settings import QuarantineSettings, format_age, parse_quarantine
 from .quarantine.store import open_store
 from .scanner import Scanner
 from .slots import Slots, default_slots
@@ -234,7 +234,7 @@ class Config:
                 "",
                 "[quarantine]",
                 _line("store", q.store, origin("store")),
-                _line("keep", format_duration(q.keep), origin("keep")),
+                _line("keep", format_age(q.keep), origin("keep")),
                 _line("max_size", format_size(q.max_size) if q.max_size else "",
                       origin("max_size"), note="" if q.max_size else "no limit"),
                 _line("keep_copy", sorted(q.keep_copy), origin("keep_copy")),

@@ -58,7 +58,7 @@ def test_config_show_names_the_quarantine(
     out = capsys.readouterr().out
     assert f'store = "sqlite:{tmp_path}/q.db"  # file' in out
     assert 'quarantine_action = "store"  # default' in out
-    assert 'keep = "2592000s"  # default' in out
+    assert 'keep = "30d"  # default' in out
 
 
 def test_cli_errors_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -10,7 +10,7 @@ from typing import Any
 import attrs
 
 from ..errors import ConfigError
-from ..units import parse_duration, parse_size
+from ..units import format_duration, parse_duration, parse_size
 from ..verdict import Action
 
 __all__ = ["DEFAULT_STORE", "KEEPABLE", "QuarantineSettings", "parse_quarantine"]
@@ -44,6 +44,14 @@ def parse_age(value: object) -> float:
         return parse_duration(value)
     except ValueError:
         raise ValueError(f"expected an age such as 30d, 2w, 12h or 90m, got {value!r}") from None
+
+
+def format_age(seconds: float) -> str:
+    """The shortest form ``parse_age`` reads back exactly (``30d``, ``2w``, ``12h``)."""
+    for unit, factor in (("w", 604800), ("d", 86400)):
+        if seconds and seconds % factor == 0:
+            return f"{int(seconds // factor)}{unit}"
+    return format_duration(seconds)
 
 
 def _keep_copy(source: str, where: str, value: Any) -> frozenset[str]:
