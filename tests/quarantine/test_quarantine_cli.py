@@ -91,3 +91,30 @@ def test_init_stats_and_an_empty_list(tmp_path: Path, capsys: pytest.CaptureFixt
     assert json.loads(capsys.readouterr().out)["messages"] == 0
     assert main(["quarantine", "expire", "--store", store, "--older-than", "1d"]) == 0
     assert "expired 0 messages" in capsys.readouterr().out
+
+
+def test_a_failed_release_is_not_counted(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import asyncio
+
+    from mxscan.quarantine.sqlite import SqliteStore
+
+    from .test_quarantine_store import record
+
+    async def put() -> None:
+        store = SqliteStore(tmp_path / "q.db")
+        await store.put(record(id="r1"), [b"Subject: x\r\n\r\nx\r\n"])
+        await store.aclose()
+
+    asyncio.run(put())
+    cfg = tmp_path / "m.toml"
+    cfg.write_text(
+        SCANNER
+        + f'[quarantine]\nstore = "sqlite:{tmp_path}/q.db"\nrelease = "smtp://127.0.0.1:1"\n'
+    )
+    assert main(["quarantine", "release", "r1", "-c", str(cfg)]) == 1
+    assert "r1: not released: smtp://127.0.0.1:1:" in capsys.readouterr().err
+    assert main(["quarantine", "show", "r1", "--json", "-c", str(cfg)]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert shown["releases"] == 0 and shown["released_at"] is None

@@ -52,7 +52,7 @@ async def test_stored_failed_and_store_gauges(tmp_path: Path) -> None:
     assert value(metrics, "mxscan_quarantined_total", action="quarantine") == 1
     assert value(metrics, "mxscan_quarantine_store_duration_seconds_count") == 1
     (record,) = await store.list(Filter())
-    await store.mark_released(record.id, "b@example.com", "smtp://x", False)
+    assert await store.claim_release(record.id, "b@example.com", force=False)
     await metrics.probe(instrumented)
     assert value(metrics, "mxscan_quarantine_messages") == 1
     assert value(metrics, "mxscan_quarantine_released_messages") == 1

@@ -74,9 +74,18 @@ async def test_release_delete_expire_stats(store: Store) -> None:
     a, b = record(id="a", stored_at=now - 100, size=3), record(id="b", stored_at=now, size=4)
     await store.put(a, [b"abc"])
     await store.put(b, [b"abcd"])
-    await store.mark_released("a", "bob@example.com", "smtp://127.0.0.1:25", False)
+    before = await store.get("a")
+    assert before is not None and before.releases == 0
+    assert await store.claim_release("a", "bob@example.com", force=False) is True
+    assert await store.claim_release("a", "eve@example.com", force=False) is False  # once
     got = await store.get("a")
     assert got is not None and got.releases == 1 and got.released_to == "bob@example.com"
+    await store.mark_released("a", "bob@example.com", "smtp://127.0.0.1:25", False)
+    assert await store.claim_release("a", "carol@example.com", force=True) is True
+    claimed = await store.get("a")
+    assert claimed is not None and claimed.releases == 2
+    await store.unclaim_release(got)  # that send failed: back as it was
+    assert await store.get("a") == got
     stats = await store.stats()
     assert stats["messages"] == 2 and stats["bytes"] == 7 and stats["released"] == 1
     assert stats["schema_version"] == SCHEMA_VERSION
@@ -130,6 +139,7 @@ async def test_sqlite_upgrade_from_version_1_keeps_data(tmp_path: Path) -> None:
     got = await store.get("v1")
     assert got is not None and got.reason == "old" and got.releases == 0
     assert await raw(store, "v1") == b"abc"
+    assert await store.claim_release("v1", "r@x", force=False)
     await store.mark_released("v1", "r@x", "sendmail:/usr/sbin/sendmail", True)
     assert await store.init() == SCHEMA_VERSION
     await store.aclose()

@@ -304,16 +304,24 @@ def cmd_release(args: argparse.Namespace) -> int:
                 status = EXIT_REFUSED
                 continue
             recipients = tuple(args.to) if args.to else record.recipients
+            to = ",".join(recipients)
+            # Claimed before sending: two admins (or hosts) releasing at once send once.
+            if not await store.claim_release(id, to, args.force):
+                print(f"mxscan: {id}: released meanwhile by someone else: not sent again "
+                      "(use --force)", file=sys.stderr)  # fmt: skip
+                status = EXIT_REFUSED
+                continue
             try:
                 answer = await asyncio.to_thread(
                     deliver, settings.release, record.sender, recipients,
                     _sync_chunks(store, id, loop),
                 )  # fmt: skip
             except ReleaseError as exc:
+                await store.unclaim_release(record)
                 print(f"mxscan: {id}: not released: {exc}", file=sys.stderr)
                 status = EXIT_REFUSED
                 continue
-            await store.mark_released(id, ",".join(recipients), settings.release, args.as_ham)
+            await store.mark_released(id, to, settings.release, args.as_ham)
             print(f"{id}: released to {', '.join(recipients)} via {settings.release}: {answer}")
             if args.as_ham:
                 status = max(status, await _learn_ids(args, store, [id], spam=False))

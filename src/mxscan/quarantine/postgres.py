@@ -239,20 +239,34 @@ class PostgresStore:
             yield bytes(data)
             seq += 1
 
+    async def claim_release(self, id: str, to: str, force: bool) -> bool:
+        async def run(con: Any) -> bool:
+            status = await con.execute(
+                "UPDATE quarantine SET released_at = $1, released_to = $2, "
+                "releases = releases + 1 WHERE id = $3 AND (releases = 0 OR $4)",
+                time.time(), to, id, force,
+            )  # fmt: skip
+            return bool(status.split()[-1] == "1")
+
+        return bool(await self._call(run))
+
+    async def unclaim_release(self, before: Record) -> None:
+        async def run(con: Any) -> None:
+            await con.execute(
+                "UPDATE quarantine SET released_at = $1, released_to = $2, "
+                "releases = greatest(releases - 1, 0) WHERE id = $3",
+                before.released_at, before.released_to, before.id,
+            )  # fmt: skip
+
+        await self._call(run)
+
     async def mark_released(self, id: str, to: str, via: str, as_ham: bool) -> None:
         async def run(con: Any) -> None:
-            now = time.time()
-            async with con.transaction():
-                await con.execute(
-                    "UPDATE quarantine SET released_at = $1, released_to = $2, "
-                    "releases = releases + 1 WHERE id = $3",
-                    now, to, id,
-                )  # fmt: skip
-                await con.execute(
-                    "INSERT INTO quarantine_release (id, at, to_addr, via, as_ham) "
-                    "VALUES ($1, $2, $3, $4, $5)",
-                    id, now, to, via, as_ham,
-                )  # fmt: skip
+            await con.execute(
+                "INSERT INTO quarantine_release (id, at, to_addr, via, as_ham) "
+                "VALUES ($1, $2, $3, $4, $5)",
+                id, time.time(), to, via, as_ham,
+            )  # fmt: skip
 
         await self._call(run)
 

@@ -279,20 +279,41 @@ class SqliteStore:
             yield bytes(row[0])
             seq += 1
 
+    async def claim_release(self, id: str, to: str, force: bool) -> bool:
+        def run(db: sqlite3.Connection) -> bool:
+            with db:
+                db.execute("BEGIN IMMEDIATE")
+                return (
+                    db.execute(
+                        "UPDATE quarantine SET released_at = ?, released_to = ?, "
+                        "releases = releases + 1 WHERE id = ? AND (releases = 0 OR ?)",
+                        (time.time(), to, id, int(force)),
+                    ).rowcount
+                    == 1
+                )
+
+        return await self._run(run)
+
+    async def unclaim_release(self, before: Record) -> None:
+        def run(db: sqlite3.Connection) -> None:
+            with db:
+                db.execute("BEGIN IMMEDIATE")
+                db.execute(
+                    "UPDATE quarantine SET released_at = ?, released_to = ?, "
+                    "releases = max(releases - 1, 0) WHERE id = ?",
+                    (before.released_at, before.released_to, before.id),
+                )
+
+        await self._run(run)
+
     async def mark_released(self, id: str, to: str, via: str, as_ham: bool) -> None:
         def run(db: sqlite3.Connection) -> None:
             with db:
                 db.execute("BEGIN IMMEDIATE")
-                now = time.time()
-                db.execute(
-                    "UPDATE quarantine SET released_at = ?, released_to = ?, "
-                    "releases = releases + 1 WHERE id = ?",
-                    (now, to, id),
-                )
                 db.execute(
                     "INSERT INTO quarantine_release (id, at, to_addr, via, as_ham) "
                     "VALUES (?, ?, ?, ?, ?)",
-                    (id, now, to, via, int(as_ham)),
+                    (id, time.time(), to, via, int(as_ham)),
                 )
 
         await self._run(run)

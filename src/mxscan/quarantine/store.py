@@ -60,7 +60,18 @@ class Store(Protocol):
         """The message bytes exactly as stored, chunk by chunk."""
         ...
 
-    async def mark_released(self, id: str, to: str, via: str, as_ham: bool) -> None: ...
+    async def claim_release(self, id: str, to: str, force: bool) -> bool:
+        """Count a release about to be sent, atomically: False when the message was
+        released before (by anyone, on any host) and ``force`` is not given."""
+        ...
+
+    async def unclaim_release(self, before: Record) -> None:
+        """The release claimed could not be sent: the counters as in ``before``."""
+        ...
+
+    async def mark_released(self, id: str, to: str, via: str, as_ham: bool) -> None:
+        """Log a release that was sent (when, to whom, how)."""
+        ...
 
     async def delete(self, ids: Iterable[str]) -> int: ...
 
