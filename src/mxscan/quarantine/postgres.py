@@ -17,7 +17,7 @@ from collections.abc import AsyncIterator, Iterable, Iterator
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from .record import Record
+from .record import COLUMNS, Record
 from .sqlite import where_clause
 from .store import SCHEMA_VERSION, Filter, StoreError
 
@@ -65,25 +65,10 @@ MIGRATIONS: tuple[str, ...] = (
 )
 assert len(MIGRATIONS) == SCHEMA_VERSION
 
-_COLUMNS = (
-    "id, stored_at, host, queue_id, sender, recipients, client_address, client_name, helo, "
-    "size, action, score, scanner, reason, verdicts, released_at, released_to, releases"
-)
+
 _SCHEMA = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 #: Any number: the advisory lock that serialises schema upgrades across hosts.
 _MIGRATE_LOCK = 0x6D787363
-
-
-def _record(row: Any) -> Record:
-    return Record(
-        id=row["id"], stored_at=row["stored_at"], host=row["host"], queue_id=row["queue_id"],
-        sender=row["sender"], recipients=tuple(json.loads(row["recipients"])),
-        client_address=row["client_address"], client_name=row["client_name"],
-        helo=row["helo"], size=row["size"], action=row["action"], score=row["score"],
-        scanner=row["scanner"], reason=row["reason"],
-        verdicts=tuple(json.loads(row["verdicts"])), released_at=row["released_at"],
-        released_to=row["released_to"], releases=row["releases"],
-    )  # fmt: skip
 
 
 def _split_schema(url: str) -> tuple[str, str | None]:
@@ -214,17 +199,17 @@ class PostgresStore:
     async def list(self, query: Filter) -> list[Record]:
         where, params = where_clause(query, lambda n: f"${n}")
         # Constant fragments and placeholders only: every value is a parameter.
-        sql = f"SELECT {_COLUMNS} FROM quarantine{where} ORDER BY stored_at, id"  # noqa: S608
+        sql = f"SELECT {COLUMNS} FROM quarantine{where} ORDER BY stored_at, id"  # noqa: S608
         if query.limit is not None:
             params.append(query.limit)
             sql += f" LIMIT ${len(params)}"
         rows = await self._call(lambda con: con.fetch(sql, *params))
-        return [_record(r) for r in rows]
+        return [Record.from_row(r) for r in rows]
 
     async def get(self, id: str) -> Record | None:
-        sql = f"SELECT {_COLUMNS} FROM quarantine WHERE id = $1"  # noqa: S608
+        sql = f"SELECT {COLUMNS} FROM quarantine WHERE id = $1"  # noqa: S608
         row = await self._call(lambda con: con.fetchrow(sql, id))
-        return None if row is None else _record(row)
+        return None if row is None else Record.from_row(row)
 
     async def read(self, id: str) -> AsyncIterator[bytes]:
         seq = 0

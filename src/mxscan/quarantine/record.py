@@ -6,17 +6,24 @@ A record is plain data (JSON-able) so that every store keeps the same thing and
 
 from __future__ import annotations
 
+import json
 import secrets
 import socket
 import time
-from typing import Any
+from typing import Any, Protocol
 
 import attrs
 
 from ..message import Message
 from ..verdict import Result, Verdict
 
-__all__ = ["Record", "new_id", "verdict_json"]
+__all__ = ["COLUMNS", "Record", "new_id", "verdict_json"]
+
+#: The record's columns in every store, in this order.
+COLUMNS = (
+    "id, stored_at, host, queue_id, sender, recipients, client_address, client_name, helo, "
+    "size, action, score, scanner, reason, verdicts, released_at, released_to, releases"
+)
 
 
 def new_id() -> str:
@@ -35,6 +42,10 @@ def verdict_json(verdict: Verdict) -> dict[str, Any]:
         "reason": verdict.reason,
         "shadow": verdict.shadow,
     }
+
+
+class _Row(Protocol):
+    def __getitem__(self, key: str) -> Any: ...
 
 
 @attrs.frozen
@@ -83,6 +94,20 @@ class Record:
             reason=result.verdict.reason,
             verdicts=tuple(verdict_json(v) for v in result.verdicts),
         )
+
+    @classmethod
+    def from_row(cls, row: _Row) -> Record:
+        """A stored row (sqlite3.Row, asyncpg.Record) of ``COLUMNS``; the lists
+        are kept as JSON text so every store holds the same thing."""
+        return cls(
+            id=row["id"], stored_at=row["stored_at"], host=row["host"], queue_id=row["queue_id"],
+            sender=row["sender"], recipients=tuple(json.loads(row["recipients"])),
+            client_address=row["client_address"], client_name=row["client_name"],
+            helo=row["helo"], size=row["size"], action=row["action"], score=row["score"],
+            scanner=row["scanner"], reason=row["reason"],
+            verdicts=tuple(json.loads(row["verdicts"])), released_at=row["released_at"],
+            released_to=row["released_to"], releases=row["releases"],
+        )  # fmt: skip
 
     @property
     def findings(self) -> list[str]:

@@ -19,7 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
-from .record import Record
+from .record import COLUMNS, Record
 from .store import SCHEMA_VERSION, Filter, StoreError
 
 __all__ = ["MIGRATIONS", "SqliteStore"]
@@ -70,23 +70,6 @@ MIGRATIONS: tuple[str, ...] = (
     """,
 )
 assert len(MIGRATIONS) == SCHEMA_VERSION
-
-_COLUMNS = (
-    "id, stored_at, host, queue_id, sender, recipients, client_address, client_name, helo, "
-    "size, action, score, scanner, reason, verdicts, released_at, released_to, releases"
-)
-
-
-def _record(row: tuple[Any, ...]) -> Record:
-    (id_, stored_at, host, queue_id, sender, rcpts, caddr, cname, helo, size, action, score,
-     scanner, reason, verdicts, released_at, released_to, releases) = row  # fmt: skip
-    return Record(
-        id=id_, stored_at=stored_at, host=host, queue_id=queue_id, sender=sender,
-        recipients=tuple(json.loads(rcpts)), client_address=caddr, client_name=cname,
-        helo=helo, size=size, action=action, score=score, scanner=scanner, reason=reason,
-        verdicts=tuple(json.loads(verdicts)), released_at=released_at,
-        released_to=released_to, releases=releases,
-    )  # fmt: skip
 
 
 def _like(text: str) -> str:
@@ -161,6 +144,7 @@ class SqliteStore:
             finally:
                 os.close(fd)
             db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+            db.row_factory = sqlite3.Row
             db.execute("PRAGMA busy_timeout = 10000")
             db.execute("PRAGMA journal_mode = WAL")
             db.execute("PRAGMA foreign_keys = ON")
@@ -251,17 +235,17 @@ class SqliteStore:
     async def list(self, query: Filter) -> list[Record]:
         where, params = where_clause(query, lambda n: "?")
         # Constant fragments and placeholders only: every value is a parameter.
-        sql = f"SELECT {_COLUMNS} FROM quarantine{where} ORDER BY stored_at, id"  # noqa: S608
+        sql = f"SELECT {COLUMNS} FROM quarantine{where} ORDER BY stored_at, id"  # noqa: S608
         if query.limit is not None:
             sql += " LIMIT ?"
             params.append(query.limit)
-        return await self._run(lambda db: [_record(r) for r in db.execute(sql, params)])
+        return await self._run(lambda db: [Record.from_row(r) for r in db.execute(sql, params)])
 
     async def get(self, id: str) -> Record | None:
         def run(db: sqlite3.Connection) -> Record | None:
-            sql = f"SELECT {_COLUMNS} FROM quarantine WHERE id = ?"  # noqa: S608
+            sql = f"SELECT {COLUMNS} FROM quarantine WHERE id = ?"  # noqa: S608
             row = db.execute(sql, (id,)).fetchone()
-            return None if row is None else _record(row)
+            return None if row is None else Record.from_row(row)
 
         return await self._run(run)
 

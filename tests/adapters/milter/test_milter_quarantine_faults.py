@@ -11,7 +11,6 @@
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import signal
 import subprocess
@@ -25,6 +24,7 @@ from typing import Any
 
 import pytest
 from milter_proc import MilterProcess, plain_config, remove_dir, socket_dir
+from milter_quarantine import DROP_RULE, dropped, listed
 from milter_snippets import milter_main_cf
 
 from tests.support.daemons import require_daemon
@@ -33,25 +33,7 @@ from tests.support.sink import SMTPSink
 
 pytestmark = [pytest.mark.postfix, pytest.mark.e2e, pytest.mark.faults]
 
-RULES = "/^Subject:.*drop-me/ DISCARD dropped\n"
-
-
-def message(token: str, body_bytes: int) -> bytes:
-    line = b"x" * 76 + b"\r\n"
-    return (
-        f"From: a@example.org\r\nTo: rcpt@example.com\r\nSubject: drop-me {token}\r\n"
-        f"Message-ID: <{token}@example.org>\r\n\r\n".encode()
-        + line * (body_bytes // len(line))
-    )
-
-
-def listed(config: Path) -> list[dict[str, Any]]:
-    proc = subprocess.run(
-        [sys.executable, "-m", "mxscan", "quarantine", "list", "--json", "-c", str(config)],
-        capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
-    assert proc.returncode == 0, proc.stderr
-    return list(json.loads(proc.stdout))
+RULES = DROP_RULE
 
 
 @contextlib.contextmanager
@@ -101,11 +83,11 @@ def tiny_fs() -> Iterator[Path]:
 
 def test_disk_full_store_tempfails_then_recovers(tiny_fs: Path) -> None:
     with stack(tiny_fs) as (postfix, milter):
-        big = postfix.send(message("too-big", 2 * 1024 * 1024))
+        big = postfix.send(dropped("too-big", 2 * 1024 * 1024))
         assert big.code == 451 and "4.3.0 Quarantine unavailable" in big.text, big.text
         assert "database or disk is full" in milter.wait_for_log("cannot store in the quarantine")
         assert listed(milter.config_path) == []
-        small = postfix.send(message("fits", 10 * 1024))
+        small = postfix.send(dropped("fits", 10 * 1024))
         assert small.code == 250, small.text
         (record,) = listed(milter.config_path)
         assert record["queue_id"] == small.queue_id
@@ -118,7 +100,7 @@ def test_hold_mode_keeps_postfix_hold_and_a_copy(tmp_path: Path) -> None:
     try:
         rules = "/^Subject:.*hold-me/ HOLD for review\n"
         with stack(store_dir, rules, quarantine_action="hold") as (postfix, milter):
-            result = postfix.send(message("hold-me", 10 * 1024).replace(b"drop-me ", b""))
+            result = postfix.send(dropped("hold-me", 10 * 1024).replace(b"drop-me ", b""))
             assert result.code == 250, result.text
             postfix.wait_for_log(rf"{result.queue_id}: milter-hold: END-OF-MESSAGE")
             assert [(q.queue_id, q.queue_name) for q in postfix.queue()] == [
@@ -139,7 +121,7 @@ def test_kill_9_mid_store_leaves_no_half_record(tmp_path: Path) -> None:
 
             def send() -> None:
                 try:
-                    sent.append(postfix.send(message("killed", 40 * 1024 * 1024), timeout=120))
+                    sent.append(postfix.send(dropped("killed", 40 * 1024 * 1024), timeout=120))
                 except BaseException as exc:  # the reply is checked below
                     sent.append(exc)
 
@@ -167,7 +149,7 @@ def test_kill_9_mid_store_leaves_no_half_record(tmp_path: Path) -> None:
             assert db.stdout.split() == ["ok", "0"]
             # A new milter on the same store keeps working.
             milter.start()
-            ok = postfix.send(message("after-kill", 10 * 1024))
+            ok = postfix.send(dropped("after-kill", 10 * 1024))
             assert ok.code == 250, ok.text
             assert [r["queue_id"] for r in listed(milter.config_path)] == [ok.queue_id]
     finally:

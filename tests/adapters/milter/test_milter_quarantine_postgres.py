@@ -13,18 +13,15 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
-import json
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from typing import Any
 
 import pytest
 from milter_proc import MilterProcess, plain_config, remove_dir, socket_dir
+from milter_quarantine import DROP_RULE, dropped, listed
 from milter_snippets import milter_main_cf
 
 from tests.quarantine.pg import drop_schema, fresh_schema, require_postgres
@@ -35,24 +32,7 @@ from tests.support.sink import SMTPSink
 
 pytestmark = [pytest.mark.postfix, pytest.mark.e2e]
 
-RULES = "/^Subject:.*drop-me/ DISCARD dropped\n"
-
-
-def message(token: str) -> bytes:
-    return (
-        f"From: a@example.org\r\nTo: rcpt@example.com\r\nSubject: drop-me {token}\r\n"
-        f"Message-ID: <{token}@example.org>\r\n\r\n".encode()
-        + b"a line of body text, to make it look like mail\r\n" * 40
-    )
-
-
-def listed(config: Path) -> list[dict[str, Any]]:
-    proc = subprocess.run(
-        [sys.executable, "-m", "mxscan", "quarantine", "list", "--json", "-c", str(config)],
-        capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
-    assert proc.returncode == 0, proc.stderr
-    return list(json.loads(proc.stdout))
+RULES = DROP_RULE
 
 
 @contextlib.contextmanager
@@ -103,7 +83,7 @@ def _two_mx_load(
 
     def send(i: int) -> tuple[str, SendResult]:
         postfix = hosts[i % 2][0]
-        return f"mx{i % 2}.test", postfix.send(message(f"two-mx-{i}"))
+        return f"mx{i % 2}.test", postfix.send(dropped(f"two-mx-{i}"))
 
     with ThreadPoolExecutor(16) as pool:
         sent = list(pool.map(send, range(200)))
@@ -127,7 +107,7 @@ def test_postgres_stopped_mid_load_tempfails_then_recovers() -> None:
 
             def send(i: int) -> None:
                 token = f"pg-down-{i}"
-                result = postfix.send(message(token))
+                result = postfix.send(dropped(token))
                 with lock:
                     results.append((token, result))
 
@@ -150,7 +130,7 @@ def test_postgres_stopped_mid_load_tempfails_then_recovers() -> None:
                     time.sleep(0.01)
                 cluster.start()
             # Back: the same milter, not restarted, stores again.
-            after = [postfix.send(message(f"pg-back-{i}")) for i in range(5)]
+            after = [postfix.send(dropped(f"pg-back-{i}")) for i in range(5)]
             assert [r.code for r in after] == [250] * 5, after
             codes = collections.Counter(r.code for _, r in results)
             assert set(codes) <= {250, 451} and codes[451] >= 5, codes
@@ -158,7 +138,7 @@ def test_postgres_stopped_mid_load_tempfails_then_recovers() -> None:
                 if r.code == 451:
                     assert "4.3.0 Quarantine unavailable" in r.text, r.text
             # The clients retry what was tempfailed: nothing is lost.
-            retried = [postfix.send(message(t)) for t, r in results if r.code == 451]
+            retried = [postfix.send(dropped(t)) for t, r in results if r.code == 451]
             assert all(r.code == 250 for r in retried), retried
             accepted = [r.queue_id for _, r in results if r.code == 250] + [
                 r.queue_id for r in after + retried
