@@ -10,7 +10,9 @@ opens fresh connections once the server is back, with nothing to restart.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import logging
 import re
 import time
 from collections.abc import AsyncIterator, Iterable, Iterator
@@ -22,6 +24,8 @@ from .sqlite import where_clause
 from .store import SCHEMA_VERSION, Filter, StoreError
 
 __all__ = ["MIGRATIONS", "PostgresStore"]
+
+log = logging.getLogger("mxscan.quarantine")
 
 MIGRATIONS: tuple[str, ...] = (
     """
@@ -95,6 +99,8 @@ class PostgresStore:
         self._ready = False
         self._found = 0
         self._lock = asyncio.Lock()
+        #: Ids of puts that failed with the outcome of their COMMIT unknown.
+        self._in_doubt: set[str] = set()
 
     def _errors(self) -> tuple[type[BaseException], ...]:
         import asyncpg  # type: ignore[import-untyped,import-not-found,unused-ignore]
@@ -190,11 +196,31 @@ class PostgresStore:
         try:
             pool = await self._get_pool()
             async with pool.acquire() as con:
+                await self._drop_in_doubt(con)
                 await run(con)
         except StoreError:
             raise
         except self._errors() as exc:
+            # The connection may have died after the server committed (its answer
+            # lost): the MTA hears TEMPFAIL and the client sends the message again,
+            # so a row that did commit would be a duplicate. Remove it once the
+            # server is back.
+            self._in_doubt.add(record.id)
             raise StoreError(f"{self.url}: {type(exc).__name__}: {exc}") from exc
+
+    async def _drop_in_doubt(self, con: Any) -> None:
+        if not self._in_doubt:
+            return
+        ids = sorted(self._in_doubt)
+        deleted = await con.execute("DELETE FROM quarantine WHERE id = ANY($1::text[])", ids)
+        self._in_doubt.difference_update(ids)
+        count = int(deleted.split()[-1])
+        if count:
+            log.warning(
+                "%s: removed %d copies committed while the server went away "
+                "(their messages were tempfailed and will be sent again): %s",
+                self.url, count, ", ".join(ids),
+            )  # fmt: skip
 
     async def list(self, query: Filter) -> list[Record]:
         where, params = where_clause(query, lambda n: f"${n}")
@@ -291,6 +317,10 @@ class PostgresStore:
         return dict(await self._call(run))
 
     async def aclose(self) -> None:
+        if self._pool is not None and self._in_doubt:
+            with contextlib.suppress(*self._errors()):
+                async with asyncio.timeout(self.timeout), self._pool.acquire() as con:
+                    await self._drop_in_doubt(con)
         if self._pool is not None:
             await self._pool.close()
             self._pool = None
