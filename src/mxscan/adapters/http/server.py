@@ -90,6 +90,7 @@ class HttpServer:
         self._listening: list[Listening] = []
         self._connections: set[asyncio.Task[None]] = set()
         self._slots = asyncio.Semaphore(self.limits.max_connections)
+        self._stopped = False
 
     async def serve(self, listening: Listening) -> None:
         """Accept connections on a socket bound by ``service.listen.bind``."""
@@ -161,7 +162,8 @@ class HttpServer:
         self, conn: h11.Connection, reader: asyncio.StreamReader, first: bool
     ) -> h11.Request | None:
         """The next request's head; None when the client closed between requests."""
-        if not first and not conn.trailing_data[0]:
+        fed = len(conn.trailing_data[0])  # pipelined bytes already buffered
+        if not first and not fed:
             # Keep-alive: wait up to idle_timeout for the next request's first byte.
             try:
                 data = await asyncio.wait_for(reader.read(READ_SIZE), self.limits.idle_timeout)
@@ -170,11 +172,19 @@ class HttpServer:
             if not data:
                 return None
             conn.receive_data(data)
+            fed += len(data)
         async with asyncio.timeout(self.limits.header_timeout):
-            event = await _next_event(conn, reader)
+            while (event := conn.next_event()) is h11.NEED_DATA:
+                data = await reader.read(READ_SIZE)
+                conn.receive_data(data)
+                fed += len(data)
         if isinstance(event, h11.ConnectionClosed):
             return None
         assert isinstance(event, h11.Request)
+        # h11 bounds a head that is still incomplete; one that arrived whole in a
+        # single read is measured here.
+        if fed - len(conn.trailing_data[0]) > self.limits.max_header_bytes:
+            raise _Refused(400, f"request head over {self.limits.max_header_bytes} bytes")
         return event
 
     async def _respond(
@@ -353,7 +363,11 @@ class HttpServer:
     # -- shutdown ------------------------------------------------------------------
 
     async def stop(self, drain_timeout: float = 30.0) -> None:
-        """Stop accepting, let scans in flight finish (bounded), then close all."""
+        """Stop accepting, let scans in flight finish (bounded), then close all.
+        A second call does nothing: the engines are closed once."""
+        if self._stopped:
+            return
+        self._stopped = True
         for server in self._servers:
             server.close()
         for listening in self._listening:
