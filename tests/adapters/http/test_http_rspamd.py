@@ -177,9 +177,7 @@ async def test_native_json_has_every_verdict_and_edit() -> None:
 
 
 def test_error_answer() -> None:
-    answer = rspamd.error_answer(
-        Action.TEMPFAIL, SmtpReply(451, "4.7.1", "try later"), elapsed=0.0
-    )
+    answer = rspamd.error_answer(Action.TEMPFAIL, SmtpReply(451, "4.7.1", "try later"), elapsed=0.0)
     assert answer["action"] == "soft reject"
     assert answer["messages"]["smtp_message"] == "4.7.1 try later"
     assert Verdict().score is None
