@@ -37,14 +37,17 @@ async def test_ready_then_sigterm_drains(caplog: pytest.LogCaptureFixture) -> No
     async def drain(timeout: float) -> None:
         drained.append(timeout)
 
-    async def send() -> None:
-        while "ready (pid" not in caplog.text:
-            await asyncio.sleep(0.01)
-        os.kill(os.getpid(), signal.SIGTERM)
+    class OnReady(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            if record.getMessage().startswith("ready (pid"):
+                os.kill(os.getpid(), signal.SIGTERM)  # handled by then: ready means so
 
-    sender = asyncio.ensure_future(send())
-    await asyncio.wait_for(run_until_signalled(log, drain=drain, drain_timeout=7.0), 5)
-    await sender
+    handler = OnReady()
+    log.addHandler(handler)
+    try:
+        await asyncio.wait_for(run_until_signalled(log, drain=drain, drain_timeout=7.0), 5)
+    finally:
+        log.removeHandler(handler)
     assert f"ready (pid {os.getpid()})" in caplog.text
     assert "stopping: draining scans in flight (up to 7.0s)" in caplog.text
     assert drained == [7.0]
