@@ -34,6 +34,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Awaitable, Callable
+from functools import partial
 from pathlib import Path
 
 from mxscan import Message, load_config
@@ -216,15 +217,14 @@ def main() -> None:
             try:
                 for conc in CONCURRENCY:
                     asyncio.run(http_client(http.port, data, min(200, n), conc))  # warm-up
-                    for client, pid, run in (
-                        ("http", http.proc.pid, lambda c=conc: http_client(http.port, data, n, c)),
-                        ("milter", milter.pid,
-                         lambda c=conc: milter_client(str(milter.sock), data, n, c)),
-                        ("in-process", None,
-                         lambda c=conc: inprocess(http.config_path, data, n, c)),
-                    ):  # fmt: skip
+                    runs = (
+                        ("http", http.proc.pid, partial(http_client, http.port)),
+                        ("milter", milter.pid, partial(milter_client, str(milter.sock))),
+                        ("in-process", None, partial(inprocess, http.config_path)),
+                    )
+                    for client, pid, run in runs:
                         before = cpu_seconds(pid) if pid else time.process_time()
-                        rate, p50 = asyncio.run(run())
+                        rate, p50 = asyncio.run(run(data, n, conc))
                         cpu = (cpu_seconds(pid) if pid else time.process_time()) - before
                         print(f"{setup:<10} {client:<10} {conc:>4} {rate:>9.0f} {p50:>8.2f} "
                               f"{n / cpu if cpu else float('inf'):>10.0f}", flush=True)  # fmt: skip
