@@ -31,7 +31,7 @@ from mxscan.service.engines import EngineHolder, EngineLike
 from mxscan.service.listen import Listening
 from mxscan.verdict import DEFAULT_REJECT, DEFAULT_TEMPFAIL, Action, Result
 
-from . import native, rspamd
+from . import native, rspamc, rspamd
 from .request import BadRequest, ScanRequest, parse_scan_request
 
 if TYPE_CHECKING:
@@ -139,6 +139,16 @@ class HttpServer:
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         conn = h11.Connection(h11.SERVER, max_incomplete_event_size=self.limits.max_header_bytes)
+        try:
+            data = await asyncio.wait_for(reader.read(READ_SIZE), self.limits.header_timeout)
+        except TimeoutError:
+            return
+        if not data:
+            return
+        if rspamc.REQUEST_LINE.match(data):
+            await self._legacy(data, reader, writer)
+            return
+        conn.receive_data(data)
         first = True
         while True:
             try:
@@ -220,7 +230,58 @@ class HttpServer:
             raise _Refused(405, f"use POST for {path.decode()}")
         raw = await self._read_body(conn, reader, request)
         try:
-            return 200, b"application/json", await self._scan(path, parsed, raw)
+            return 200, b"application/json", _json(await self._scan(path, parsed, raw))
+        finally:
+            raw.close()
+
+    async def _legacy(
+        self, data: bytes, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        """One ``CHECK RSPAMC/1.3`` exchange (Exim), then the connection closes."""
+        try:
+            reply = await self._legacy_answer(data, reader)
+        except BadRequest as exc:
+            reply = rspamc.legacy_error(str(exc))
+        except _Refused as refused:
+            reply = rspamc.legacy_error(str(refused))
+        writer.write(reply)
+        await asyncio.wait_for(writer.drain(), self.limits.read_timeout)
+
+    async def _legacy_answer(self, data: bytes, reader: asyncio.StreamReader) -> bytes:
+        limits = self.limits
+        async with asyncio.timeout(limits.header_timeout):
+            while (
+                parsed := rspamc.parse_legacy_head(data, max_headers=limits.max_headers)
+            ) is None:
+                if len(data) > limits.max_header_bytes:
+                    raise BadRequest(f"request head over {limits.max_header_bytes} bytes")
+                more = await reader.read(READ_SIZE)
+                if not more:
+                    raise ConnectionResetError("client closed the connection mid-head")
+                data += more
+        head, start = parsed
+        if start > limits.max_header_bytes:
+            raise BadRequest(f"request head over {limits.max_header_bytes} bytes")
+        request = parse_scan_request(head.headers)
+        self._authorise(request)
+        if head.length > limits.max_size:
+            raise BadRequest(f"message over max_size ({limits.max_size} bytes)")
+        builder = BodyBuilder(threshold=self.spool_threshold, spool_dir=self.spool_dir)
+        try:
+            builder.write(data[start : start + head.length])
+            while builder.size < head.length:
+                more = await asyncio.wait_for(
+                    reader.read(min(READ_SIZE, head.length - builder.size)), limits.read_timeout
+                )
+                if not more:
+                    raise ConnectionResetError("client closed the connection mid-body")
+                builder.write(more)
+        except BaseException:
+            builder.close()
+            raise
+        raw = builder.finish()
+        try:
+            return rspamc.legacy_reply(await self._scan(b"/checkv2", request, raw))
         finally:
             raw.close()
 
@@ -268,13 +329,13 @@ class HttpServer:
 
     # -- scanning ----------------------------------------------------------------
 
-    async def _scan(self, path: bytes, request: ScanRequest, raw: Body) -> bytes:
+    async def _scan(self, path: bytes, request: ScanRequest, raw: Body) -> dict[str, Any]:
         start = time.monotonic()
         try:
             message = _message(raw, request, self.spool_threshold, self.spool_dir)
         except OSError as exc:
             log.error("cannot spool the message (%s): default action %s", exc, self.default_action)
-            return _json(self._failed(path, time.monotonic() - start))
+            return self._failed(path, time.monotonic() - start)
         try:
             async with self.holder.use() as engine:
                 result = await self._run(engine, message, request.policy)
@@ -292,7 +353,7 @@ class HttpServer:
                 exc,
                 self.default_action,
             )
-            return _json(self._failed(path, time.monotonic() - start))
+            return self._failed(path, time.monotonic() - start)
         elapsed = time.monotonic() - start
         try:
             log.info("%s", format_result(result))
@@ -300,7 +361,7 @@ class HttpServer:
             if self.metrics:
                 self.metrics.message_size.observe(message.size)
                 self.metrics.observe(result, elapsed)
-            return _json(self._answer(path, result, elapsed))
+            return self._answer(path, result, elapsed)
         finally:
             result.message.close()
             message.close()
