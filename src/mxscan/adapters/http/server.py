@@ -155,7 +155,7 @@ class HttpServer:
                 request = await self._request_head(conn, reader, first)
                 if request is None:
                     return
-                status, content_type, payload = await self._respond(conn, reader, request)
+                status, content_type, payload = await self._respond(conn, reader, writer, request)
                 close = False
             except _Refused as refused:
                 status, content_type = refused.status, b"application/json"
@@ -204,14 +204,18 @@ class HttpServer:
         return event
 
     async def _respond(
-        self, conn: h11.Connection, reader: asyncio.StreamReader, request: h11.Request
+        self,
+        conn: h11.Connection,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        request: h11.Request,
     ) -> tuple[int, bytes, bytes]:
         if len(request.headers) > self.limits.max_headers:
             raise _Refused(400, f"more than {self.limits.max_headers} request headers")
         path = request.target.split(b"?", 1)[0]
         method = request.method
         if path == b"/ping":
-            if method not in (b"GET", b"HEAD"):
+            if method != b"GET":
                 raise _Refused(405, "use GET for /ping")
             return 200, b"text/plain", b"pong\r\n"
         scan = path in SCAN_PATHS
@@ -228,6 +232,9 @@ class HttpServer:
             return self._metrics_page()
         if method != b"POST":
             raise _Refused(405, f"use POST for {path.decode()}")
+        if conn.they_are_waiting_for_100_continue:
+            # curl sends "Expect: 100-continue" for large bodies and waits for this.
+            writer.write(conn.send(h11.InformationalResponse(status_code=100, headers=[])) or b"")
         raw = await self._read_body(conn, reader, request)
         try:
             return 200, b"application/json", _json(await self._scan(path, parsed, raw))
