@@ -140,7 +140,8 @@ class HttpServer:
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         conn = h11.Connection(h11.SERVER, max_incomplete_event_size=self.limits.max_header_bytes)
         try:
-            data = await asyncio.wait_for(reader.read(READ_SIZE), self.limits.header_timeout)
+            async with asyncio.timeout(self.limits.header_timeout):
+                data = await reader.read(READ_SIZE)
         except TimeoutError:
             return
         if not data:
@@ -178,7 +179,8 @@ class HttpServer:
         if not first and not fed:
             # Keep-alive: wait up to idle_timeout for the next request's first byte.
             try:
-                data = await asyncio.wait_for(reader.read(READ_SIZE), self.limits.idle_timeout)
+                async with asyncio.timeout(self.limits.idle_timeout):
+                    data = await reader.read(READ_SIZE)
             except TimeoutError:
                 return None
             if not data:
@@ -466,7 +468,10 @@ async def _next_event(conn: h11.Connection, reader: asyncio.StreamReader, timeou
         event = conn.next_event()
         if event is not h11.NEED_DATA:
             return event
-        conn.receive_data(await asyncio.wait_for(reader.read(READ_SIZE), timeout))
+        # asyncio.timeout, not wait_for: on 3.11 wait_for makes a task per call.
+        async with asyncio.timeout(timeout):
+            data = await reader.read(READ_SIZE)
+        conn.receive_data(data)
 
 
 def _message(raw: Body, request: ScanRequest, threshold: int, spool_dir: str | None) -> Message:
