@@ -27,6 +27,7 @@ import h11
 from mxscan.body import DEFAULT_SPOOL_THRESHOLD, Body, BodyBuilder
 from mxscan.logline import format_result
 from mxscan.message import Message
+from mxscan.service.connections import Connections
 from mxscan.service.engines import EngineHolder, EngineLike
 from mxscan.service.listen import Listening
 from mxscan.verdict import DEFAULT_REJECT, DEFAULT_TEMPFAIL, Action, Result
@@ -90,7 +91,7 @@ class HttpServer:
         self.messages = 0
         self._servers: list[asyncio.Server] = []
         self._listening: list[Listening] = []
-        self._connections: set[asyncio.Task[None]] = set()
+        self._connections = Connections()
         self._slots = asyncio.Semaphore(self.limits.max_connections)
         self._stopped = False
 
@@ -107,35 +108,33 @@ class HttpServer:
     # -- connections -----------------------------------------------------------
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        task = asyncio.current_task()
-        assert task is not None
-        self._connections.add(task)
-        sock = writer.get_extra_info("socket")
-        if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        try:
+        with self._connections.track(writer):
             try:
-                await asyncio.wait_for(self._slots.acquire(), self.limits.header_timeout)
-            except TimeoutError:
-                log.warning("too many connections (%d): refusing one", self.limits.max_connections)
-                writer.write(_raw_busy())
-                await asyncio.wait_for(writer.drain(), self.limits.read_timeout)
-                return
-            try:
-                await self._serve(reader, writer)
+                await self._connection(reader, writer)
+            except (ConnectionError, TimeoutError, asyncio.IncompleteReadError):
+                log.debug("client went away or timed out")
+            except asyncio.CancelledError:
+                pass
+            except Exception:
+                log.exception("unexpected error in http connection")
             finally:
-                self._slots.release()
-        except (ConnectionError, TimeoutError, asyncio.IncompleteReadError):
-            log.debug("client went away or timed out")
-        except asyncio.CancelledError:
-            pass
-        except Exception:
-            log.exception("unexpected error in http connection")
+                writer.close()
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(writer.wait_closed(), 1)
+
+    async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        """Wait for one of the ``max_connections`` slots (503 after header_timeout)."""
+        try:
+            await asyncio.wait_for(self._slots.acquire(), self.limits.header_timeout)
+        except TimeoutError:
+            log.warning("too many connections (%d): refusing one", self.limits.max_connections)
+            writer.write(_raw_busy())
+            await asyncio.wait_for(writer.drain(), self.limits.read_timeout)
+            return
+        try:
+            await self._serve(reader, writer)
         finally:
-            writer.close()
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(writer.wait_closed(), 1)
-            self._connections.discard(task)
+            self._slots.release()
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         conn = h11.Connection(h11.SERVER, max_incomplete_event_size=self.limits.max_header_bytes)
@@ -451,10 +450,7 @@ class HttpServer:
             listening.close()
         if not await self.holder.wait_idle(drain_timeout):
             log.warning("drain timeout: %d scans still running, closing anyway", self.holder.active)
-        for task in list(self._connections):
-            task.cancel()
-        if self._connections:
-            await asyncio.wait(list(self._connections), timeout=5)
+        await self._connections.cancel_all()
         self._servers.clear()
         self._listening.clear()
         await self.holder.aclose()
