@@ -15,8 +15,10 @@ Clients (this process, asyncio, one keep-alive connection per concurrent client)
                the same configuration;
 * in-process - ``Engine.scan(Message.from_bytes(...))`` in this process, no I/O.
 
-rspamd's own /checkv2 is not measured here: a private rspamd normal worker is the
-issue-18 helper's (scripts/daemons); once it is on main, add it as a fourth client.
+rspamd's own /checkv2 (its normal worker) is measured with the same HTTP client when
+a private rspamd runs (``MXSCAN_RSPAMD_INET`` in the environment or in
+$MXSCAN_RUN_DIR/env, as scripts/daemons writes it once issue 18's rspamd is merged);
+otherwise the row says it is missing.
 
 Each at concurrency 4 and 16. Goal (issue 16): no-op >= 3,000 requests/s on one core
 for a 10 KB message. Environment: MXSCAN_BENCH_HTTP_N (requests per no-op run,
@@ -38,7 +40,14 @@ from functools import partial
 from pathlib import Path
 
 from mxscan import Message, load_config
-from tests.support.daemons import clamd_alive, clamd_unix, spamd_alive, spamd_inet
+from tests.support.daemons import (
+    clamd_alive,
+    clamd_unix,
+    parse_address,
+    run_dir,
+    spamd_alive,
+    spamd_inet,
+)
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "tests" / "adapters" / "milter"))
@@ -102,12 +111,16 @@ async def http_client(port: int, data: bytes, n: int, concurrency: int):  # type
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         for _ in range(count):
             t = time.perf_counter()
+            if writer.is_closing():  # the server closed after its answer (rspamd does)
+                reader, writer = await asyncio.open_connection("127.0.0.1", port)
             writer.write(request)
-            head = await reader.readuntil(b"\r\n\r\n")
-            if not head.startswith(b"HTTP/1.1 200"):
-                raise RuntimeError(f"mxscan http answered {head[:40]!r}")
-            length = int(head.lower().split(b"content-length: ")[1].split(b"\r\n")[0])
+            head = (await reader.readuntil(b"\r\n\r\n")).lower()
+            if not head.startswith(b"http/1.1 200"):
+                raise RuntimeError(f"the server answered {head[:40]!r}")
+            length = int(head.split(b"content-length: ")[1].split(b"\r\n")[0])
             await reader.readexactly(length)
+            if b"connection: close" in head:
+                writer.close()
             latencies.append(time.perf_counter() - t)
         writer.close()
 
@@ -271,7 +284,30 @@ def main() -> None:
                 milter.stop()
     finally:
         shutil.rmtree(work, ignore_errors=True)
+    rspamd_row(data, max(100, n_noop // 10))
     print("goal: no-op http >= 3000 req/s at concurrency 16 (one core, 10 KB)")
+
+
+def rspamd_row(data: bytes, n: int) -> None:
+    """rspamd's own normal worker on the same message, when a private one runs."""
+    spec = os.environ.get("MXSCAN_RSPAMD_INET", "")
+    env_file = run_dir() / "env"
+    if not spec and env_file.exists():
+        for line in env_file.read_text().splitlines():
+            if line.startswith("MXSCAN_RSPAMD_INET="):
+                spec = line.split("=", 1)[1].strip()
+    if not spec:
+        print("rspamd     checkv2    skipped: no private rspamd (MXSCAN_RSPAMD_INET unset)")
+        return
+    address = parse_address(spec)
+    for conc in CONCURRENCY:
+        try:
+            rate, p50 = asyncio.run(http_client(int(address.port), data, n, conc))
+        except OSError as exc:
+            print(f"rspamd     checkv2    skipped: {spec}: {exc}")
+            return
+        print(f"{'rspamd':<10} {'checkv2':<10} {conc:>4} {rate:>9.0f} {p50:>8.2f} {'-':>10}",
+              flush=True)  # fmt: skip
 
 
 if __name__ == "__main__":
