@@ -164,6 +164,9 @@ class HttpServer:
             except h11.RemoteProtocolError as exc:
                 status, content_type, close = 400, b"application/json", True
                 payload = _json({"error": f"bad request: {exc}"})
+            # A body left unread (a refusal before it) cannot be skipped safely: close,
+            # and say so in the answer.
+            close = close or conn.their_state not in (h11.DONE, h11.IDLE)
             await self._send(conn, writer, status, content_type, payload, close=close)
             if close or conn.our_state is h11.MUST_CLOSE or conn.their_state is not h11.DONE:
                 return
