@@ -80,15 +80,6 @@ def _exim() -> Path:
     return binary
 
 
-@pytest.fixture(scope="module")
-def sink() -> Iterator[SMTPSink]:
-    s = SMTPSink().start()
-    try:
-        yield s
-    finally:
-        s.stop()
-
-
 @pytest.fixture
 def exim_config(mxscan_http: HttpProcess, sink: SMTPSink) -> Iterator[Path]:
     """Exim's spool and logs, in a directory its user (nobody) can reach: pytest's
