@@ -34,7 +34,11 @@ EXIT_NOT_ACCEPTED = 1
 EXIT_ERROR = 2
 
 #: Adapters that add their own subcommands: module with add_parser(subparsers).
-ADAPTER_COMMANDS = ("mxscan.adapters.milter.cli", "mxscan.adapters.pipe")
+ADAPTER_COMMANDS = (
+    "mxscan.adapters.milter.cli",
+    "mxscan.adapters.pipe",
+    "mxscan.adapters.http.cli",
+)
 
 
 def config_arg(parser: argparse.ArgumentParser) -> None:

@@ -175,6 +175,7 @@ class SpamAssassin:
             reason=decision.reason + note,
             status=decision.status,
             score=answer.score,
+            threshold=decision.threshold,
             findings=answer.tests,
             edits=tuple(edits),
             reply=reply,
