@@ -42,6 +42,7 @@ PAGE = ROOT / "docs" / "reference" / "configuration.md"
 PLUGINS = {
     "clamav": "../clamav.md",
     "spamassassin": "../spamassassin.md",
+    "rspamd": "../rspamd.md",
     "header-rules": "../header-rules.md",
 }
 #: Options a plugin needs before it checks another one (for the value probe).
