@@ -433,12 +433,14 @@ async def _learn_ids(
             try:
                 for name, hook in learners:
                     try:
-                        await hook(message, spam)
+                        said = await hook(message, spam)
                     except Exception as exc:  # a plugin's failure is reported, not raised
                         print(f"mxscan: {item}: {name} did not learn: {exc}", file=sys.stderr)
                         status = EXIT_REFUSED
                     else:
-                        print(f"{item}: {name} learned it as {'spam' if spam else 'ham'}")
+                        # A hook may say what happened ("already learned"): shown as is.
+                        note = f" ({said})" if isinstance(said, str) and said else ""
+                        print(f"{item}: {name} learned it as {'spam' if spam else 'ham'}{note}")
             finally:
                 message.close()
     finally:

@@ -98,9 +98,7 @@ async def ask_spamd(
     spam = response.spam
     if spam is None:
         raise ScannerError(f"spamd at {address} answered without a Spam: score header")
-    return address, SpamdAnswer.from_parts(
-        spam.is_spam, spam.score, spam.threshold, response.body
-    )
+    return address, SpamdAnswer.from_parts(spam.is_spam, spam.score, spam.threshold, response.body)
 
 
 async def tell_spamd(
