@@ -118,3 +118,20 @@ def test_a_failed_release_is_not_counted(
     assert main(["quarantine", "show", "r1", "--json", "-c", str(cfg)]) == 0
     shown = json.loads(capsys.readouterr().out)
     assert shown["releases"] == 0 and shown["released_at"] is None
+
+
+def test_config_check_connect_probes_the_store(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cfg = tmp_path / "m.toml"
+    cfg.write_text(SCANNER + f'[quarantine]\nstore = "sqlite:{tmp_path}/q.db"\n')
+    assert main(["config", "check", "--connect", "-c", str(cfg)]) == 0
+    assert f"quarantine sqlite:{tmp_path}/q.db: 0 messages, schema version 2" in (
+        capsys.readouterr().out
+    )
+    (tmp_path / "dir.db").mkdir()
+    cfg.write_text(SCANNER + f'[quarantine]\nstore = "sqlite:{tmp_path}/dir.db"\n')
+    assert main(["config", "check", "--connect", "-c", str(cfg)]) == 2
+    out = capsys.readouterr()
+    assert f"quarantine sqlite:{tmp_path}/dir.db: FAILED: sqlite:" in out.out
+    assert "1 of 1 addresses did not answer" in out.err
