@@ -38,6 +38,7 @@ ADAPTER_COMMANDS = (
     "mxscan.adapters.milter.cli",
     "mxscan.adapters.pipe",
     "mxscan.adapters.http.cli",
+    "mxscan.quarantine.cli",
 )
 
 
@@ -237,6 +238,14 @@ async def _probe_all(engine: Engine, timeout: float) -> list[tuple[str, str, boo
                 continue
             seen.add(id(step.scanner))
             jobs += [(step.name, address, probe) for address, probe in probes()]
+    if engine.keeper is not None:  # the [quarantine] store answers too
+        store = engine.keeper.store
+
+        async def store_probe() -> str:
+            stats = await store.stats()
+            return f"{stats['messages']} messages, schema version {stats['schema_version']}"
+
+        jobs.append(("quarantine", store.url, store_probe))
 
     async def one(name: str, address: str, probe: Any) -> tuple[str, str, bool, str, float]:
         start = time.monotonic()

@@ -23,7 +23,7 @@ from mxscan import Address, ScannerError, open_connection
 from .answer import SpamdAnswer
 from .spamc import ProtocolError, Request, Response, ResponseParser, SpamdError
 
-__all__ = ["ask_spamd", "exchange"]
+__all__ = ["ask_spamd", "exchange", "tell_spamd"]
 
 _READ = 64 * 1024
 
@@ -90,20 +90,53 @@ async def ask_spamd(
     the message and then timed out or answered garbage has had its chance, and
     trying the next one could double the time Postfix waits.
     """
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    failures: list[str] = []
     try:  # encoded (and compressed) once for every address
         payload = Request("HEADERS", data, user=user, compress=compress).to_bytes()
     except ValueError as error:  # a User: that would break the framing
         raise ScannerError(f"cannot ask spamd: {error}") from error
+    address, response = await _first_answer(addresses, payload, timeout, "check the message")
+    spam = response.spam
+    if spam is None:
+        raise ScannerError(f"spamd at {address} answered without a Spam: score header")
+    return address, SpamdAnswer.from_parts(spam.is_spam, spam.score, spam.threshold, response.body)
+
+
+async def tell_spamd(
+    addresses: Sequence[Address],
+    data: bytes,
+    *,
+    spam: bool,
+    timeout: float,
+    user: str | None = None,
+) -> bool:
+    """TELL the first spamd that answers that ``data`` is spam or ham (its local
+    Bayes database); True when it learned something new (``DidSet: local``), False
+    when it already had the message as that. spamd refuses TELL (code 77,
+    EX_NOPERM) unless started with --allow-tell."""
+    headers = {"Message-class": "spam" if spam else "ham", "Set": "local"}
+    try:
+        payload = Request("TELL", data, user=user, headers=headers).to_bytes()
+    except ValueError as error:
+        raise ScannerError(f"cannot tell spamd: {error}") from error
+    _, response = await _first_answer(addresses, payload, timeout, "learn the message")
+    return "local" in response.headers.get("didset", "")
+
+
+async def _first_answer(
+    addresses: Sequence[Address], payload: bytes, timeout: float, what: str
+) -> tuple[Address, Response]:
+    """The first spamd's answer to ``payload``, trying the next only when one
+    cannot be reached; every failure a ScannerError that names the address."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    failures: list[str] = []
     for address in addresses:
         remaining = deadline - loop.time()
         if remaining <= 0:
             failures.append(f"{address}: not tried, the {timeout:g}s timeout was used up")
             continue
         try:
-            response = await _send(address, payload, remaining)
+            return address, await _send(address, payload, remaining)
         except _ConnectFailed as error:
             failures.append(f"{address}: {error}")
             continue
@@ -114,15 +147,8 @@ async def ask_spamd(
                 f"spamd at {address} sent an answer that is not the SPAMD protocol: {error}"
             ) from error
         except SpamdError as error:
-            raise ScannerError(
-                f"spamd at {address} could not check the message: {error}"
-            ) from error
+            hint = " (spamd needs --allow-tell)" if error.code == 77 else ""
+            raise ScannerError(f"spamd at {address} could not {what}: {error}{hint}") from error
         except OSError as error:
             raise ScannerError(f"spamd at {address}: connection lost: {_why(error)}") from error
-        spam = response.spam
-        if spam is None:
-            raise ScannerError(f"spamd at {address} answered without a Spam: score header")
-        return address, SpamdAnswer.from_parts(
-            spam.is_spam, spam.score, spam.threshold, response.body
-        )
     raise ScannerError("cannot reach spamd: " + "; ".join(failures))

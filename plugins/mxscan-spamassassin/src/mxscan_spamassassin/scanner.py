@@ -11,6 +11,7 @@ from mxscan import (
     Address,
     HeaderEdit,
     Message,
+    ScannerError,
     SmtpReply,
     Verdict,
     parse_addresses,
@@ -18,7 +19,7 @@ from mxscan import (
 )
 
 from . import options
-from .client import ask_spamd
+from .client import ask_spamd, tell_spamd
 from .edits import forged_removals, sent_fields, spam_header_edits, subject_edits
 from .levels import Levels, decide
 from .oversize import OnOversize, head_at_line
@@ -138,6 +139,24 @@ class SpamAssassin:
     async def ping(self) -> None:
         """mxscan's optional health-probe hook: spamd's PING, the addresses in order."""
         await ping_spamd(self.addresses, timeout=self._budget())
+
+    async def learn(self, message: Message, spam: bool) -> None:
+        """mxscan's optional learning hook: spamd's TELL into its Bayes database
+        (``mxscan learn``, ``mxscan quarantine release --as-ham``). spamd must run
+        with ``--allow-tell``; the message is sent as it is, up to ``max_size``."""
+        if message.size > self.max_size:
+            raise ScannerError(
+                f"spamassassin: {message.size} bytes is over max_size {self.max_size}: not learned"
+            )
+        learned = await tell_spamd(
+            self.addresses, message.as_bytes(), spam=spam, timeout=self._budget(),
+            user=self.user,
+        )  # fmt: skip
+        log.info(
+            "spamassassin: spamd %s the message as %s",
+            "learned" if learned else "already knew",
+            "spam" if spam else "ham",
+        )
 
     async def scan(self, message: Message) -> Verdict:
         removals: list[HeaderEdit] = (
