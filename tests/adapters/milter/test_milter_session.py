@@ -423,3 +423,63 @@ def test_replaced_body_is_closed_when_pipelined_input_after_eom_is_bad(
     with pytest.raises(ProtocolError):
         s.complete(r)
     assert new._file.closed
+
+
+# -- edits whole or not at all; Sendmail's index rules ---------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("granted", "missing"), [(0x1, "CHGHDRS"), (0x10, "ADDHDRS")], ids=["ADDHDRS", "CHGHDRS"]
+)
+def test_replace_needing_an_ungranted_action_sends_no_edit(
+    granted: int, missing: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A REPLACE of a first instance is insert + delete: with only one of the two
+    # actions granted, half of it went out (two Subjects, or none).
+    for default, final in (("tempfail", b"y"), ("accept", b"c")):
+        s = Session(default_action=default)  # type: ignore[arg-type]
+        s.receive(mta.optneg(actions=granted))
+        envelope(s, "r@example.net")
+        msg = deliver(s)
+        edits = (HeaderEdit.add("X-Ok", "1"), HeaderEdit.change("Subject", 1, "new"))
+        caplog.clear()
+        out = mta.parse_replies(s.complete(result(msg, edits=edits)).send)
+        assert [code for code, _ in out] == [final]  # no h/i/m packet at all
+        if final == b"y":
+            assert out[0][1].startswith(b"451 4.7.1")
+        errors = [r for r in caplog.records if r.levelname == "ERROR"]
+        assert len(errors) == 1
+        assert "ABC123" in errors[0].getMessage() and missing in errors[0].getMessage()
+
+
+def test_mta_is_detected_from_the_v_macro() -> None:
+    for version, expected in (
+        ("Postfix 3.7.11", "postfix"),
+        ("8.17.1.9", "sendmail"),
+        ("", "postfix"),
+    ):
+        s = Session()
+        start(s)
+        s.receive(mta.macro(b"C", v=version) if version else b"")
+        assert s.mta == expected
+    s = Session(mta="sendmail")
+    start(s)
+    s.receive(mta.macro(b"C", v="Postfix 3.7.11"))
+    assert s.mta == "sendmail"  # the option wins
+
+
+def test_sendmail_changes_in_place_and_inserts_without_the_hidden_received() -> None:
+    s = Session(mta="sendmail")
+    msg = eom(s, b"X-Dup: one\r\nX-Dup: two\r\nX-Dup: three\r\nX-Check-Id: 7\r\n\r\nb\r\n")
+    edits = (
+        HeaderEdit.change("X-Dup", 2, "TWO"),
+        HeaderEdit.change("X-Dup", 1, "ONE"),
+        HeaderEdit.insert(3, "X-Before-Check", "p"),
+    )
+    out = mta.parse_replies(s.complete(result(msg, edits=edits)).send)
+    assert out == [
+        (b"m", struct.pack("!I", 2) + b"X-Dup\0 TWO\0"),
+        (b"m", struct.pack("!I", 1) + b"X-Dup\0 ONE\0"),
+        (b"i", struct.pack("!I", 3) + b"X-Before-Check\0 p\0"),
+        (b"c", b""),
+    ]

@@ -11,10 +11,16 @@ Postfix's index rules:
   the workaround DESIGN.md records for a Postfix quirk; the bytes that come out are
   the same as an in-place change.
 
-Only actions the MTA granted in the negotiation are used; anything else is logged
-and skipped rather than sent (Postfix would drop the connection). A replaced body
-is the exception: skipping it would deliver a message nobody decided on, so
-without SMFIF_CHGBODY the message is tempfailed instead.
+Only actions the MTA granted in the negotiation are used (Postfix would drop the
+connection otherwise). An edit is sent whole or not at all: a header edit that needs
+an action the MTA did not grant raises :class:`NotGranted`, and the session answers
+with its default action (tempfail unless configured otherwise) rather than deliver a
+half-applied REPLACE (two Subjects, or none). A replaced body without SMFIF_CHGBODY
+is tempfailed for the same reason.
+
+Sendmail (detected from the ``v`` macro, or ``--mta``) numbers positions
+differently: it changes any occurrence in place (no insert + delete), and its
+INSHEADER index counts from 0 with no hidden field.
 
 A replaced body goes out as SMFIR_REPLBODY packets of at most 65535 bytes, as it
 is: the milter built the message from Postfix's CRLF body, and scanners keep the
@@ -27,6 +33,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Iterator, Sequence
+from typing import Literal
 
 import attrs
 
@@ -34,6 +41,7 @@ from mxscan.adapters.milter import replies
 from mxscan.adapters.milter.constants import BODY_CHUNK_SIZE
 from mxscan.adapters.milter.constants import Action as Flag
 from mxscan.body import Body
+from mxscan.editbuffer import EditBuffer
 from mxscan.edits import EditKind, HeaderEdit
 from mxscan.verdict import Action, Result, SmtpReply
 
@@ -50,67 +58,73 @@ def wire_value(value: str, leading_space: bool) -> bytes:
     return raw[1:] if raw[:1] == b" " else raw
 
 
-class HeaderEditor:
-    """Tracks the header names as edits are replayed, to compute wire indexes."""
+class NotGranted(ValueError):
+    """An edit needs an action the MTA did not grant: the whole result is refused
+    (the session answers with its default action), never half applied."""
 
-    def __init__(self, names: Iterable[str], actions: Flag, leading_space: bool) -> None:
-        self.names = [n.lower() for n in names]
+
+#: How the MTA numbers header positions (see the module docstring and docs/milter.md).
+Mta = Literal["postfix", "sendmail"]
+
+
+class HeaderEditor:
+    """Replays edits over the header names the MTA showed, to compute wire indexes.
+
+    The names live in an :class:`~mxscan.editbuffer.EditBuffer`, so a batch of
+    20,000 deletions costs linear time here too (it rescanned the list per edit).
+    """
+
+    def __init__(
+        self, names: Iterable[str], actions: Flag, leading_space: bool, mta: Mta = "postfix"
+    ) -> None:
+        self.names: EditBuffer[str] = EditBuffer(names, str.lower)
         self.actions = actions
         self.leading_space = leading_space
+        self.mta = mta
 
-    def _position(self, name: str, occurrence: int) -> int | None:
-        seen = 0
-        for pos, existing in enumerate(self.names):
-            if existing == name.lower():
-                seen += 1
-                if seen == occurrence:
-                    return pos
-        return None
-
-    def _allowed(self, flag: Flag, edit: HeaderEdit) -> bool:
-        if self.actions & flag:
-            return True
-        log.warning("MTA did not grant %s: skipping header edit %s", flag.name, edit)
-        return False
+    def _require(self, flag: Flag, edit: HeaderEdit) -> None:
+        if not self.actions & flag:
+            raise NotGranted(f"the MTA did not grant {flag.name}, needed for {edit}")
 
     def encode(self, edit: HeaderEdit) -> bytes:
-        lname = edit.name.lower()
         value = wire_value(edit.value or "", self.leading_space)
         if edit.kind is EditKind.ADD:
-            if not self._allowed(Flag.ADDHDRS, edit):
-                return b""
-            self.names.append(lname)
+            self._require(Flag.ADDHDRS, edit)
+            self.names.append(edit.name)
             return replies.add_header(edit.name, value)
         if edit.kind is EditKind.INSERT:
-            if not self._allowed(Flag.ADDHDRS, edit):
-                return b""
+            self._require(Flag.ADDHDRS, edit)
             assert edit.index is not None
-            at = min(edit.index, len(self.names))
-            self.names.insert(at, lname)
-            return replies.insert_header(at + 1, edit.name, value)
+            at = self.names.insert(edit.index, edit.name)
+            return replies.insert_header(self._insert_index(at), edit.name, value)
         assert edit.occurrence is not None
-        pos = self._position(edit.name, edit.occurrence)
+        pos = self.names.find(edit.name, edit.occurrence)
         if edit.kind is EditKind.DELETE:
-            if pos is None or not self._allowed(Flag.CHGHDRS, edit):
+            if pos is None:
                 return b""
-            del self.names[pos]
+            self._require(Flag.CHGHDRS, edit)
+            self.names.delete(pos)
             return replies.delete_header(edit.occurrence, edit.name)
         # CHANGE
         if pos is None:
             # Past the last occurrence: libmilter and Postfix both append.
-            if not self._allowed(Flag.ADDHDRS, edit):
-                return b""
-            self.names.append(lname)
+            self._require(Flag.ADDHDRS, edit)
+            self.names.append(edit.name)
             return replies.add_header(edit.name, value)
-        if not self._allowed(Flag.CHGHDRS, edit):
-            return b""
-        if edit.occurrence == 1 and self.actions & Flag.ADDHDRS:
+        self._require(Flag.CHGHDRS, edit)
+        if self.mta == "postfix" and edit.occurrence == 1 and self.actions & Flag.ADDHDRS:
             # Insert the new field just before the old one, then delete the old one,
-            # which has become occurrence 2.
-            return replies.insert_header(pos + 1, edit.name, value) + replies.delete_header(
-                2, edit.name
+            # which has become occurrence 2. (Sendmail changes a field in place, and
+            # its insert index would not land next to the old one: no workaround.)
+            return replies.insert_header(self._insert_index(pos), edit.name, value) + (
+                replies.delete_header(2, edit.name)
             )
         return replies.change_header(edit.occurrence, edit.name, value)
+
+    def _insert_index(self, position: int) -> int:
+        """The wire index that puts a new field before the one now at ``position``."""
+        # Postfix counts its own hidden Received: header as index 0.
+        return position + 1 if self.mta == "postfix" else position
 
 
 def reply_for(reply: SmtpReply) -> bytes:
@@ -134,8 +148,11 @@ def encode_result(
     recipients: Sequence[str],
     actions: Flag,
     leading_space: bool,
+    mta: Mta = "postfix",
 ) -> Replies:
-    """Every reply for end-of-message, ending with the final decision."""
+    """Every reply for end-of-message, ending with the final decision.
+
+    Raises :class:`NotGranted` when an edit needs an action the MTA did not grant."""
     verdict = result.verdict
     action = verdict.action
     if action is Action.REJECT or action is Action.TEMPFAIL:
@@ -150,7 +167,7 @@ def encode_result(
         )
         return Replies(replies.tempfail())
     out = bytearray()
-    editor = HeaderEditor(header_names, actions, leading_space)
+    editor = HeaderEditor(header_names, actions, leading_space, mta)
     for edit in result.edits:
         out += editor.encode(edit)
     out += _routes(result, recipients, actions)

@@ -26,7 +26,7 @@ from mxscan.adapters.milter import codec, replies
 from mxscan.adapters.milter.codec import Decoder, Event, ProtocolError
 from mxscan.adapters.milter.constants import DEFAULT_MAX_PACKET, Command
 from mxscan.adapters.milter.negotiate import Negotiated, Wants, negotiate, wants_for
-from mxscan.adapters.milter.outcome import Replies, encode_result
+from mxscan.adapters.milter.outcome import Mta, NotGranted, Replies, encode_result
 from mxscan.body import DEFAULT_SPOOL_THRESHOLD, Body, BodyBuilder
 from mxscan.header import Header, InvalidHeader
 from mxscan.message import Envelope, Message
@@ -35,6 +35,7 @@ from mxscan.verdict import Result
 log = logging.getLogger("mxscan.milter")
 
 DefaultAction = Literal["tempfail", "accept", "reject"]
+MtaChoice = Literal["auto", "postfix", "sendmail"]
 
 SPLIT_REPLY = (452, "4.5.3", "Recipient policy differs: send to it in a separate transaction")
 SPOOL_REPLY = (451, "4.3.0", "Message could not be stored for scanning, try again later")
@@ -92,6 +93,7 @@ class Session:
         spool_dir: str | None = None,
         max_packet: int = DEFAULT_MAX_PACKET,
         changes_body: bool = False,
+        mta: MtaChoice = "auto",
     ) -> None:
         # changes_body: the engine may replace bodies, so ask for SMFIF_CHGBODY.
         self.wants = wants or wants_for(changes_body)
@@ -100,6 +102,7 @@ class Session:
         self.default_action = default_action
         self.spool_threshold = spool_threshold
         self.spool_dir = spool_dir
+        self.mta_choice: MtaChoice = mta
         self.negotiated: Negotiated | None = None
         self._decoder = Decoder(max_packet)
         self._pending: deque[Event] = deque()
@@ -249,6 +252,18 @@ class Session:
         return Message(headers=tuple(self._tx.headers), body=body, envelope=envelope)
 
     @property
+    def mta(self) -> Mta:
+        """Whose header index rules apply: the option, or the MTA's ``v`` macro
+        ("Postfix 3.7.11" from Postfix, "8.17.1.9" from Sendmail); Postfix when
+        the MTA does not say."""
+        if self.mta_choice != "auto":
+            return self.mta_choice
+        version = self._conn_macros.get("v", "")
+        if version and not version.lower().startswith("postfix"):
+            return "sendmail"
+        return "postfix"
+
+    @property
     def in_message(self) -> Message | None:
         """The message waiting for complete()/fail(), if any."""
         return self._in_eom
@@ -269,7 +284,16 @@ class Session:
                 message.envelope.recipients,
                 n.actions,
                 n.leading_space,
+                self.mta,
             )
+        except NotGranted as exc:
+            log.error(
+                "%s: %s: not sending any edit, default action %s",
+                message.envelope.queue_id or "NOQUEUE",
+                exc,
+                self.default_action,
+            )
+            reply = Replies(self.default_reply())
         except ValueError as exc:
             log.error("cannot encode the result for the MTA (%s): default reply", exc)
             reply = Replies(self.default_reply())
