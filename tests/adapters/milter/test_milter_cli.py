@@ -149,3 +149,36 @@ async def test_serve_reload_and_stop(tmp_path: Path) -> None:
         if proc.returncode is None:
             proc.kill()
             await proc.wait()
+
+
+async def test_limit_options_reach_the_server(tmp_path: Path) -> None:
+    cfg = tmp_path / "mxscan.toml"
+    cfg.write_text(RULES)
+    sock = tmp_path / "milter.sock"
+    proc = await asyncio.create_subprocess_exec(
+        *cmd("--config", str(cfg), "--listen", f"unix:{sock}", "--max-headers", "3",
+             "--max-header-bytes", "1k", "--idle-timeout", "0.5s"),
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    assert proc.stderr is not None
+    log = Log(proc.stderr)
+    try:
+        await log.wait_for("ready (pid ")
+        assert (await message(sock, "fine"))[-1] == (b"c", b"")
+        client = await mta.MtaClient.open_unix(str(sock))
+        await client.handshake()
+        await client.send(mta.mail("s@example.org"), mta.rcpt("r@example.net"))
+        await client.read()
+        await client.send(*mta.message_packets(b"A: 1\r\nB: 2\r\nC: 3\r\nD: 4\r\n\r\nx\r\n"))
+        assert await client.read_until_final() == [(b"y", b"552 5.3.4 Message header too large\0")]
+        # Then silence: the idle timeout closes it.
+        assert (await client.read(wait=30))[1].startswith(b"451 4.4.2")
+        await client.close()
+        await log.wait_for("milter connection idle for 0.5s")
+        for bad in (["--max-headers", "0"], ["--max-macro-bytes", "lots"]):
+            code, text = await run("--config", str(cfg), "--listen", f"unix:{sock}2", *bad)
+            assert code == 2 and "Traceback" not in text and bad[0] in text
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        await asyncio.wait_for(proc.wait(), 30)

@@ -12,7 +12,7 @@ import pytest
 from mxscan.adapters.milter.codec import ProtocolError
 from mxscan.adapters.milter.constants import Action as Flag
 from mxscan.adapters.milter.outcome import body_packets
-from mxscan.adapters.milter.session import Session, Step
+from mxscan.adapters.milter.session import Limits, Session, Step
 from mxscan.body import Body, BodyBuilder
 from mxscan.edits import HeaderEdit
 from mxscan.engine import domain_of
@@ -483,3 +483,77 @@ def test_sendmail_changes_in_place_and_inserts_without_the_hidden_received() -> 
         (b"i", struct.pack("!I", 3) + b"X-Before-Check\0 p\0"),
         (b"c", b""),
     ]
+
+
+# -- limits: what one connection may make the milter hold --------------------------------------
+
+
+def test_macro_flood_is_capped_and_tempfails_the_connection(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    s = Session(limits=Limits(max_macros=50, max_macro_bytes=10_000))
+    start(s)
+    assert envelope(s, "r@example.net")  # under the limits: RCPT answered CONTINUE
+    caplog.clear()
+    flood = b"".join(mta.macro(b"C", **{f"{{m{i}}}": "v" * 10}) for i in range(200))
+    s.receive(flood)
+    # Nothing past the limit is kept...
+    assert len(s._conn_macros) + len(s._tx.macros) == 0 and s._macro_bytes == 0
+    warnings = [r for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 1 and "macros over the limit" in warnings[0].getMessage()
+    # ... and every command that takes a reply is tempfailed, the message included.
+    out = mta.parse_replies(s.receive(mta.rcpt("r2@example.net")).send)
+    assert out == [
+        (b"y", b"451 4.7.0 Too many milter macros on this connection, try again later\0")
+    ]
+    out = mta.parse_replies(s.receive(b"".join(mta.message_packets(RAW))).send)
+    assert [code for code, _ in out] == [b"y"] and out[0][1].startswith(b"451 4.7.0")
+    assert s.in_message is None  # nothing to scan
+
+
+def test_macro_bytes_limit_and_redefinitions_do_not_count_twice() -> None:
+    s = Session(limits=Limits(max_macros=10, max_macro_bytes=1000))
+    start(s)
+    for _ in range(500):  # the same macros, again and again: still two kept
+        s.receive(mta.macro(b"C", j="mx.example", v="Postfix 3.7.11"))
+    assert s._macro_bytes == len("jmx.examplevPostfix 3.7.11")
+    s.receive(mta.macro(b"M", i="X" * 2000))
+    assert mta.parse_replies(s.receive(mta.rcpt("r@example.net")).send)[0][0] == b"y"
+
+
+def test_message_macros_are_released_per_message() -> None:
+    s = Session(limits=Limits(max_macros=20))
+    start(s)
+    s.receive(mta.macro(b"C", j="mx.example"))
+    for n in range(50):  # 50 messages on one connection, 5 macros each
+        s.receive(mta.macro(b"M", **{f"{{m{i}}}": str(n) for i in range(5)}))
+        s.receive(mta.mail("s@example.org"))
+        assert mta.parse_replies(s.receive(mta.rcpt("r@example.net")).send) == [(b"c", b"")]
+        s.receive(mta.ABORT)
+
+
+@pytest.mark.parametrize(
+    ("limits", "head"),
+    [
+        (Limits(max_headers=100), b"X-H: v\r\n" * 101),
+        (Limits(max_header_bytes=10_000), b"X-Big: " + b"v" * 10_000 + b"\r\n"),
+    ],
+    ids=["count", "bytes"],
+)
+def test_header_bomb_is_rejected_without_keeping_it(
+    limits: Limits, head: bytes, caplog: pytest.LogCaptureFixture
+) -> None:
+    s = Session(limits=limits)
+    start(s)
+    envelope(s, "r@example.net")
+    caplog.clear()
+    step = s.receive(b"".join(mta.message_packets(head + b"\r\nbody\r\n")))
+    assert step.message is None and s._tx.headers == []
+    assert mta.parse_replies(step.send) == [(b"y", b"552 5.3.4 Message header too large\0")]
+    warnings = [r for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 1 and "ABC123" in warnings[0].getMessage()
+    # The next message on the connection is judged on its own.
+    s.receive(mta.ABORT)
+    s.receive(mta.mail("s@example.org"))
+    s.receive(mta.rcpt("r@example.net"))
+    assert deliver(s).as_bytes() == RAW

@@ -37,6 +37,31 @@ log = logging.getLogger("mxscan.milter")
 DefaultAction = Literal["tempfail", "accept", "reject"]
 MtaChoice = Literal["auto", "postfix", "sendmail"]
 
+
+@attrs.frozen
+class Limits:
+    """What one MTA connection may make the milter hold. The defaults are far above
+    what Postfix or Sendmail send for real mail (a few dozen macros, a few hundred
+    header fields), and low enough that a hostile peer costs a bounded amount of
+    memory: past one, the connection or message gets a clear refusal (below)
+    instead of the milter growing without end."""
+
+    max_macros: int = 1000
+    """Macro definitions kept per connection (a redefinition counts again)."""
+    max_macro_bytes: int = 1024 * 1024
+    """Bytes of macro names and values kept per connection."""
+    max_headers: int = 10_000
+    """Header fields per message."""
+    max_header_bytes: int = 4 * 1024 * 1024
+    """Bytes of header fields per message (they are held in memory, not spooled)."""
+
+
+#: Answered to every command that takes a reply once the connection's macros are
+#: over the limit: the MTA retries the mail later, on a connection that is not.
+MACRO_REPLY = (451, "4.7.0", "Too many milter macros on this connection, try again later")
+#: A header over the limits is refused for good: resending it cannot help.
+HEADER_REPLY = (552, "5.3.4", "Message header too large")
+
 SPLIT_REPLY = (452, "4.5.3", "Recipient policy differs: send to it in a separate transaction")
 SPOOL_REPLY = (451, "4.3.0", "Message could not be stored for scanning, try again later")
 
@@ -79,6 +104,9 @@ class _Transaction:
     body: BodyBuilder | None = None
     macros: dict[str, str] = attrs.field(factory=dict)
     spool_error: str | None = None
+    header_bytes: int = 0
+    refused: bool = False
+    """The header went over a limit: nothing more is kept, EOM gets HEADER_REPLY."""
 
 
 class Session:
@@ -94,6 +122,7 @@ class Session:
         max_packet: int = DEFAULT_MAX_PACKET,
         changes_body: bool = False,
         mta: MtaChoice = "auto",
+        limits: Limits | None = None,
     ) -> None:
         # changes_body: the engine may replace bodies, so ask for SMFIF_CHGBODY.
         self.wants = wants or wants_for(changes_body)
@@ -103,6 +132,9 @@ class Session:
         self.spool_threshold = spool_threshold
         self.spool_dir = spool_dir
         self.mta_choice: MtaChoice = mta
+        self.limits = limits or Limits()
+        self._macro_bytes = 0  # of the macros kept, connection and message ones
+        self._macros_refused = False
         self.negotiated: Negotiated | None = None
         self._decoder = Decoder(max_packet)
         self._pending: deque[Event] = deque()
@@ -112,6 +144,13 @@ class Session:
         self._helo: str | None = None
         self._tx = _Transaction()
         self.messages = 0
+        self.partial_since: float | None = None
+        """When the packet now incomplete began (the server's clock; it keeps it)."""
+
+    @property
+    def partial_packet(self) -> bool:
+        """Bytes of an incomplete packet are waiting for the rest."""
+        return self._decoder.buffered > 0
 
     # -- input ---------------------------------------------------------------
 
@@ -149,8 +188,18 @@ class Session:
         if isinstance(event, codec.QuitNewConnection):
             self._reset_message()
             self._client, self._helo, self._conn_macros = None, None, {}
+            self._macro_bytes, self._macros_refused = 0, False
             return b""
+        if self._macros_refused and n.expects_reply(_COMMAND_OF.get(type(event), Command.BODYEOB)):
+            if isinstance(event, codec.EndOfMessage):
+                self.messages += 1
+                self._reset_message()
+            return replies.reply_code(*MACRO_REPLY)
         if isinstance(event, codec.EndOfMessage):
+            if self._tx.refused:
+                self.messages += 1
+                self._reset_message()
+                return replies.reply_code(*HEADER_REPLY)
             message: Message | None = None
             try:
                 if self._tx.spool_error is None:
@@ -185,10 +234,31 @@ class Session:
         return b""
 
     def _store_macros(self, event: codec.Macro) -> None:
+        if self._macros_refused:
+            return
         if event.stage in (Command.CONNECT.value, Command.HELO.value):
-            self._conn_macros.update(event.macros)
+            target = self._conn_macros
         else:
-            self._tx.macros.update(event.macros)
+            target = self._tx.macros
+        for name, value in event.macros.items():
+            old = target.get(name)
+            self._macro_bytes += (
+                len(name) + len(value) - (0 if old is None else len(name) + len(old))
+            )
+            target[name] = value
+        limits = self.limits
+        count = len(self._conn_macros) + len(self._tx.macros)
+        if count > limits.max_macros or self._macro_bytes > limits.max_macro_bytes:
+            log.warning(
+                "milter macros over the limit (%d, %d bytes; at most %d, %d bytes per "
+                "connection): tempfailing everything on this connection",
+                count,
+                self._macro_bytes,
+                limits.max_macros,
+                limits.max_macro_bytes,
+            )
+            self._macros_refused = True
+            self._conn_macros, self._tx.macros, self._macro_bytes = {}, {}, 0
 
     def _rcpt(self, event: codec.RcptTo, n: Negotiated) -> bytes:
         address = event.address
@@ -204,6 +274,29 @@ class Session:
         return replies.continue_() if n.expects_reply(Command.RCPT) else b""
 
     def _header(self, event: codec.Header, n: Negotiated) -> None:
+        tx = self._tx
+        if tx.refused:
+            return
+        tx.header_bytes += len(event.name) + len(event.value) + 3
+        limits = self.limits
+        if len(tx.headers) >= limits.max_headers or tx.header_bytes > limits.max_header_bytes:
+            log.warning(
+                "%s: message header over the limit (%d fields, %d bytes so far; at most %d, "
+                "%d bytes): rejecting it with %d %s",
+                {**self._conn_macros, **tx.macros}.get("i") or "NOQUEUE",
+                len(tx.headers) + 1,
+                tx.header_bytes,
+                limits.max_headers,
+                limits.max_header_bytes,
+                HEADER_REPLY[0],
+                HEADER_REPLY[1],
+            )
+            tx.refused = True
+            tx.headers = []
+            if tx.body is not None:
+                tx.body.close()
+                tx.body = None
+            return
         value = event.value.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
         if not n.leading_space:
             # The MTA ate one space after the colon: put it back (exact unless
@@ -216,7 +309,7 @@ class Session:
             raise ProtocolError(f"HEADER: {exc}") from None
 
     def _store_body(self, chunk: bytes) -> None:
-        if self._tx.spool_error is not None:
+        if self._tx.spool_error is not None or self._tx.refused:
             return
         try:
             self._body().write(chunk)
@@ -346,6 +439,8 @@ class Session:
         if self._tx.body is not None:
             self._tx.body.close()
         macros = self._tx.macros if keep_macros else {}
+        if not keep_macros:
+            self._macro_bytes -= sum(len(k) + len(v) for k, v in self._tx.macros.items())
         self._tx = _Transaction(macros=macros)
 
     def close(self) -> None:
