@@ -27,7 +27,7 @@ DEFAULT_RUN_DIR = "/tmp/mxscan-run"
 DEFAULT_CLAMD_INET = "inet:127.0.0.1:13310"
 DEFAULT_SPAMD_INET = "inet:127.0.0.1:10783"
 
-DaemonKind = Literal["clamd", "clamd-inet", "spamd", "postfix", "miltertest"]
+DaemonKind = Literal["clamd", "clamd-inet", "spamd", "postfix", "miltertest", "sendmail"]
 
 # The GTUBE string may appear in files (only EICAR may not).
 GTUBE = b"XJS*C4JDBQADN1.NSBN3*2IDNEN*GTUBE-STANDARD-ANTI-UBE-TEST-EMAIL*C.34X"
@@ -188,6 +188,10 @@ def _absent_reason(kind: DaemonKind) -> str | None:
     elif kind == "miltertest":
         if shutil.which("miltertest") is None:
             return "miltertest is not installed; run scripts/install-system-deps"
+    elif kind == "sendmail":
+        from tests.support.sendmail import absent_reason
+
+        return absent_reason()
     else:  # pragma: no cover - guarded by the Literal type
         raise ValueError(f"unknown daemon kind {kind!r}")
     return None

@@ -468,21 +468,40 @@ def test_mta_is_detected_from_the_v_macro() -> None:
     assert s.mta == "sendmail"  # the option wins
 
 
-def test_sendmail_changes_in_place_and_inserts_without_the_hidden_received() -> None:
+def test_sendmail_changes_in_place_and_places_only_first_and_last() -> None:
+    # Measured on Sendmail 8.17.1.9 (test_milter_sendmail.py runs it): INSHEADER 1 is
+    # just below its Received:, the other indexes count hidden entries.
     s = Session(mta="sendmail")
     msg = eom(s, b"X-Dup: one\r\nX-Dup: two\r\nX-Dup: three\r\nX-Check-Id: 7\r\n\r\nb\r\n")
     edits = (
         HeaderEdit.change("X-Dup", 2, "TWO"),
         HeaderEdit.change("X-Dup", 1, "ONE"),
-        HeaderEdit.insert(3, "X-Before-Check", "p"),
+        # header rules' REPLACE: delete, then insert a same-named field there
+        HeaderEdit.delete("X-Dup", 3),
+        HeaderEdit.insert(2, "X-Dup", "THREE"),
+        HeaderEdit.insert(0, "X-First", "f"),
+        HeaderEdit.insert(99, "X-Last", "l"),
     )
     out = mta.parse_replies(s.complete(result(msg, edits=edits)).send)
     assert out == [
         (b"m", struct.pack("!I", 2) + b"X-Dup\0 TWO\0"),
         (b"m", struct.pack("!I", 1) + b"X-Dup\0 ONE\0"),
-        (b"i", struct.pack("!I", 3) + b"X-Before-Check\0 p\0"),
+        (b"m", struct.pack("!I", 3) + b"X-Dup\0 THREE\0"),
+        (b"i", struct.pack("!I", 1) + b"X-First\0 f\0"),
+        (b"h", b"X-Last\0 l\0"),
         (b"c", b""),
     ]
+
+
+def test_sendmail_insert_in_the_middle_follows_the_default_action(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    s = Session(mta="sendmail")
+    msg = eom(s)
+    edits = (HeaderEdit.add("X-Ok", "1"), HeaderEdit.insert(2, "X-Mid", "m"))
+    out = mta.parse_replies(s.complete(result(msg, edits=edits)).send)
+    assert [code for code, _ in out] == [b"y"]
+    assert "Sendmail cannot be told to put a field at position 2" in caplog.text
 
 
 # -- limits: what one connection may make the milter hold --------------------------------------

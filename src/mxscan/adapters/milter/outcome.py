@@ -18,9 +18,12 @@ with its default action (tempfail unless configured otherwise) rather than deliv
 half-applied REPLACE (two Subjects, or none). A replaced body without SMFIF_CHGBODY
 is tempfailed for the same reason.
 
-Sendmail (detected from the ``v`` macro, or ``--mta``) numbers positions
-differently: it changes any occurrence in place (no insert + delete), and its
-INSHEADER index counts from 0 with no hidden field.
+Sendmail (detected from the ``v`` macro, or ``--mta``) numbers INSHEADER positions
+over its whole internal header list, which holds entries the milter never sees
+(see :meth:`HeaderEditor._insert_index`): there, a change is always an in-place
+CHGHEADER, a REPLACE (delete + insert of a same-named field where it was) becomes
+one too, a field inserted first goes to index 1 and one inserted last is added;
+a field inserted anywhere else cannot be placed and refuses the result.
 
 A replaced body goes out as SMFIR_REPLBODY packets of at most 65535 bytes, as it
 is: the milter built the message from Postfix's CRLF body, and scanners keep the
@@ -58,9 +61,14 @@ def wire_value(value: str, leading_space: bool) -> bytes:
     return raw[1:] if raw[:1] == b" " else raw
 
 
-class NotGranted(ValueError):
-    """An edit needs an action the MTA did not grant: the whole result is refused
-    (the session answers with its default action), never half applied."""
+class CannotApply(ValueError):
+    """An edit that this MTA cannot be made to apply as mxscan applied it: the whole
+    result is refused (the session answers with its default action), never half
+    applied."""
+
+
+class NotGranted(CannotApply):
+    """An edit needs an action the MTA did not grant."""
 
 
 #: How the MTA numbers header positions (see the module docstring and docs/milter.md).
@@ -86,6 +94,40 @@ class HeaderEditor:
         if not self.actions & flag:
             raise NotGranted(f"the MTA did not grant {flag.name}, needed for {edit}")
 
+    def encode_all(self, edits: Sequence[HeaderEdit]) -> bytes:
+        out = bytearray()
+        i = 0
+        while i < len(edits):
+            edit = edits[i]
+            following = edits[i + 1] if i + 1 < len(edits) else None
+            if (
+                self.mta == "sendmail"
+                and following is not None
+                and self._is_replace(edit, following)
+            ):
+                out += self._replace_in_place(edit, following)
+                i += 2
+                continue
+            out += self.encode(edit)
+            i += 1
+        return bytes(out)
+
+    def _is_replace(self, edit: HeaderEdit, following: HeaderEdit) -> bool:
+        """A delete, then an insert of a same-named field where it was: a REPLACE as
+        header rules emit it. On Sendmail the insert index would not land there."""
+        if edit.kind is not EditKind.DELETE or following.kind is not EditKind.INSERT:
+            return False
+        if edit.name.lower() != following.name.lower():
+            return False
+        assert edit.occurrence is not None
+        return self.names.find(edit.name, edit.occurrence) == following.index
+
+    def _replace_in_place(self, delete: HeaderEdit, insert: HeaderEdit) -> bytes:
+        self._require(Flag.CHGHDRS, delete)
+        assert delete.occurrence is not None
+        value = wire_value(insert.value or "", self.leading_space)
+        return replies.change_header(delete.occurrence, insert.name, value)
+
     def encode(self, edit: HeaderEdit) -> bytes:
         value = wire_value(edit.value or "", self.leading_space)
         if edit.kind is EditKind.ADD:
@@ -96,7 +138,9 @@ class HeaderEditor:
             self._require(Flag.ADDHDRS, edit)
             assert edit.index is not None
             at = self.names.insert(edit.index, edit.name)
-            return replies.insert_header(self._insert_index(at), edit.name, value)
+            if self.mta == "sendmail" and at == len(self.names) - 1:
+                return replies.add_header(edit.name, value)
+            return replies.insert_header(self._insert_index(at, edit), edit.name, value)
         assert edit.occurrence is not None
         pos = self.names.find(edit.name, edit.occurrence)
         if edit.kind is EditKind.DELETE:
@@ -116,15 +160,26 @@ class HeaderEditor:
             # Insert the new field just before the old one, then delete the old one,
             # which has become occurrence 2. (Sendmail changes a field in place, and
             # its insert index would not land next to the old one: no workaround.)
-            return replies.insert_header(self._insert_index(pos), edit.name, value) + (
+            return replies.insert_header(self._insert_index(pos, edit), edit.name, value) + (
                 replies.delete_header(2, edit.name)
             )
         return replies.change_header(edit.occurrence, edit.name, value)
 
-    def _insert_index(self, position: int) -> int:
-        """The wire index that puts a new field before the one now at ``position``."""
-        # Postfix counts its own hidden Received: header as index 0.
-        return position + 1 if self.mta == "postfix" else position
+    def _insert_index(self, position: int, edit: HeaderEdit) -> int:
+        """The wire index that puts a new field before the one now at ``position``.
+
+        Postfix counts its own hidden Received: header as index 0, and nothing else
+        the milter does not see. Sendmail counts every entry of its internal header
+        list: its Received: first, then the configuration's default headers (Date,
+        From, Message-Id...) that the message's own replaced but that stay in the
+        list, hidden, in places the milter cannot know. So on Sendmail only "first"
+        (index 1: after its Received:) and "last" (ADDHEADER) can be placed."""
+        if self.mta == "postfix" or position == 0:
+            return position + 1
+        raise CannotApply(
+            f"Sendmail cannot be told to put a field at position {position} of "
+            f"{len(self.names)} ({edit})"
+        )
 
 
 def reply_for(reply: SmtpReply) -> bytes:
@@ -152,7 +207,9 @@ def encode_result(
 ) -> Replies:
     """Every reply for end-of-message, ending with the final decision.
 
-    Raises :class:`NotGranted` when an edit needs an action the MTA did not grant."""
+    Raises :class:`CannotApply` when an edit cannot be applied as it was meant: an
+    action the MTA did not grant (:class:`NotGranted`), a position Sendmail cannot
+    be told."""
     verdict = result.verdict
     action = verdict.action
     if action is Action.REJECT or action is Action.TEMPFAIL:
@@ -168,8 +225,7 @@ def encode_result(
         return Replies(replies.tempfail())
     out = bytearray()
     editor = HeaderEditor(header_names, actions, leading_space, mta)
-    for edit in result.edits:
-        out += editor.encode(edit)
+    out += editor.encode_all(result.edits)
     out += _routes(result, recipients, actions)
     if action is Action.QUARANTINE:
         if actions & Flag.QUARANTINE:

@@ -26,7 +26,7 @@ from mxscan.adapters.milter import codec, replies
 from mxscan.adapters.milter.codec import Decoder, Event, ProtocolError
 from mxscan.adapters.milter.constants import DEFAULT_MAX_PACKET, Command
 from mxscan.adapters.milter.negotiate import Negotiated, Wants, negotiate, wants_for
-from mxscan.adapters.milter.outcome import Mta, NotGranted, Replies, encode_result
+from mxscan.adapters.milter.outcome import CannotApply, Mta, Replies, encode_result
 from mxscan.body import DEFAULT_SPOOL_THRESHOLD, Body, BodyBuilder
 from mxscan.header import Header, InvalidHeader
 from mxscan.message import Envelope, Message
@@ -379,7 +379,7 @@ class Session:
                 n.leading_space,
                 self.mta,
             )
-        except NotGranted as exc:
+        except CannotApply as exc:
             log.error(
                 "%s: %s: not sending any edit, default action %s",
                 message.envelope.queue_id or "NOQUEUE",
