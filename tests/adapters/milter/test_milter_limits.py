@@ -158,6 +158,25 @@ async def test_slowloris_cannot_keep_a_packet_open(
         await srv.stop(1)
 
 
+async def test_packets_split_across_reads_do_not_trip_the_packet_timeout(
+    sock_path: str, clients: list[mta.MtaClient]
+) -> None:
+    # Every read ends in the middle of a packet, and the whole stream takes 3x the
+    # packet timeout: only one packet that stays incomplete that long may be cut off.
+    srv = await started(sock_path, scanners.engine(), packet_timeout=0.5)
+    try:
+        client = await negotiated(sock_path, clients)
+        stream = b"".join(mta.header(b"X-H%d" % i, b" v" * 20) for i in range(20))
+        for start in range(0, len(stream), 37):
+            client.writer.write(stream[start : start + 37])
+            await client.writer.drain()
+            await asyncio.sleep(0.05)
+        await client.send(mta.EOH, mta.EOM)
+        assert (await client.read_until_final())[-1] == (b"c", b"")
+    finally:
+        await srv.stop(1)
+
+
 # -- finding 6: the connection limit and the listen backlog -----------------------------------
 
 

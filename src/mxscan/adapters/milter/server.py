@@ -246,12 +246,13 @@ class MilterServer:
         self, session: Session, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
     ) -> None:
         early = bytearray()  # read while a scan ran (pipelined by the MTA)
+        partial: list[float] = []
         while True:
             if early:
                 data = bytes(early)
                 early.clear()
             else:
-                data = await self._read(session, reader)
+                data = await self._read(session, reader, partial)
                 if not data:
                     return
             step = session.receive(data)
@@ -264,20 +265,23 @@ class MilterServer:
             if step.closed:
                 return
 
-    async def _read(self, session: Session, reader: asyncio.StreamReader) -> bytes:
+    async def _read(
+        self, session: Session, reader: asyncio.StreamReader, partial: list[float]
+    ) -> bytes:
         """The next bytes, within the idle timeout, or within the packet timeout of the
         first byte of a packet still incomplete (one byte a second cannot hold a
-        connection open)."""
+        connection open). ``partial`` is [offset, time] of that packet's start."""
         loop = asyncio.get_running_loop()
-        if session.partial_packet:
-            if session.partial_since is None:
-                session.partial_since = loop.time()
-            wait = session.partial_since + self.packet_timeout - loop.time()
-            what = f"no complete milter packet within {self.packet_timeout:g}s"
-        else:
-            session.partial_since = None
+        offset = session.partial_packet
+        if offset is None:
+            partial.clear()
             wait = self.idle_timeout
             what = f"milter connection idle for {self.idle_timeout:g}s"
+        else:
+            if not partial or partial[0] != offset:
+                partial[:] = [offset, loop.time()]
+            wait = partial[1] + self.packet_timeout - loop.time()
+            what = f"no complete milter packet within {self.packet_timeout:g}s"
         try:
             return await asyncio.wait_for(reader.read(READ_SIZE), max(wait, 0))
         except TimeoutError:

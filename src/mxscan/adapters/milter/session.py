@@ -144,13 +144,12 @@ class Session:
         self._helo: str | None = None
         self._tx = _Transaction()
         self.messages = 0
-        self.partial_since: float | None = None
-        """When the packet now incomplete began (the server's clock; it keeps it)."""
 
     @property
-    def partial_packet(self) -> bool:
-        """Bytes of an incomplete packet are waiting for the rest."""
-        return self._decoder.buffered > 0
+    def partial_packet(self) -> int | None:
+        """Where the incomplete packet waiting for its rest starts in the stream (a
+        byte offset: a new value is a new packet), or None."""
+        return self._decoder.consumed if self._decoder.buffered else None
 
     # -- input ---------------------------------------------------------------
 
