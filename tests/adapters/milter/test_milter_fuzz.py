@@ -167,7 +167,7 @@ async def test_macro_flood(fuzzed: Fuzzed) -> None:
 
 async def test_header_bombs(fuzzed: Fuzzed) -> None:
     envelope = [mta.optneg(), mta.mail("s@example.org"), mta.rcpt("r@example.net")]
-    many = [mta.header(b"X-H", b" v") for _ in range(20_000)]
+    many = [mta.header(b"X-H", b" v") for _ in range(250_000)]
     answer = await fuzzed.raw(*envelope, *many, mta.EOH, mta.EOM, mta.QUIT)
     assert b"552 5.3.4 Message header too large" in answer
     big = [mta.header(b"X-Big", b" " + b"v" * (1024 * 1024 - 16)) for _ in range(100)]
