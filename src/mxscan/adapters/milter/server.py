@@ -30,6 +30,7 @@ from mxscan.addresses import Address, InetAddress, UnixAddress
 from mxscan.body import DEFAULT_SPOOL_THRESHOLD
 from mxscan.logline import format_result
 from mxscan.message import Message
+from mxscan.pipeline import THREAD_EDITS  # also the bound for turning edits into replies
 from mxscan.verdict import Result
 
 log = logging.getLogger("mxscan.milter")
@@ -43,9 +44,6 @@ TIMEOUT_REPLY = (451, "4.4.2", "Milter connection timed out, try again later")
 #: answered with a tempfail (Postfix then tempfails that SMTP session), rather than
 #: left waiting in the listen queue until Postfix's own timeout.
 BUSY_TIMEOUT = 10.0
-#: Above this many header fields plus edits, mapping a result to replies runs in a
-#: worker thread so the event loop keeps serving the other connections meanwhile.
-THREAD_EDITS = 2000
 
 
 class _TimedOut(Exception):
