@@ -54,6 +54,8 @@ CASES: dict[str, tuple[HeaderEdit, ...]] = {
     "replace": (HeaderEdit.delete("X-Dup", 2), HeaderEdit.insert(7, "X-Dup", "TWO")),
     "insert-first": (HeaderEdit.insert(0, "X-First", "top"),),
     "insert-last": (HeaderEdit.insert(99, "X-Last", "bottom"),),
+    # ClamAV's and SpamAssassin's way: delete the sender's copy, add ours at the end
+    "delete-then-add": (HeaderEdit.delete("X-Dup", 1), HeaderEdit.add("X-Dup", "ours")),
     "mixed": (
         HeaderEdit.insert(0, "X-First", "top"),
         HeaderEdit.change("X-Dup", 3, "THREE"),
@@ -131,7 +133,8 @@ def test_each_edit_lands_where_mxscan_put_it_on_both_mtas(
             result = mta.send(raw)
             assert result.code == 250, (case, type(mta).__name__, result.text)
             count += 1
-            assert delivered(smtp_sink, count) == expected, (case, type(mta).__name__)
+            got = delivered(smtp_sink, count)
+            assert got == expected, (case, type(mta).__name__, got)
 
 
 def test_an_insert_sendmail_cannot_place_is_tempfailed_not_misplaced(

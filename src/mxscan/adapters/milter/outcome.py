@@ -22,8 +22,9 @@ Sendmail (detected from the ``v`` macro, or ``--mta``) numbers INSHEADER positio
 over its whole internal header list, which holds entries the milter never sees
 (see :meth:`HeaderEditor._insert_index`): there, a change is always an in-place
 CHGHEADER, a REPLACE (delete + insert of a same-named field where it was) becomes
-one too, a field inserted first goes to index 1 and one inserted last is added;
-a field inserted anywhere else cannot be placed and refuses the result.
+one too, a field inserted first goes to index 1, one added or inserted last goes
+past the end of the list (``SENDMAIL_END``), and a field inserted anywhere else
+cannot be placed and refuses the result.
 
 A replaced body goes out as SMFIR_REPLBODY packets of at most 65535 bytes, as it
 is: the milter built the message from Postfix's CRLF body, and scanners keep the
@@ -70,6 +71,10 @@ class CannotApply(ValueError):
 class NotGranted(CannotApply):
     """An edit needs an action the MTA did not grant."""
 
+
+#: An INSHEADER index past the end of any header list Sendmail holds (it reads the
+#: index as a signed int: the largest positive one).
+SENDMAIL_END = 0x7FFFFFFF
 
 #: How the MTA numbers header positions (see the module docstring and docs/milter.md).
 Mta = Literal["postfix", "sendmail"]
@@ -133,13 +138,13 @@ class HeaderEditor:
         if edit.kind is EditKind.ADD:
             self._require(Flag.ADDHDRS, edit)
             self.names.append(edit.name)
-            return replies.add_header(edit.name, value)
+            return self._append(edit.name, value)
         if edit.kind is EditKind.INSERT:
             self._require(Flag.ADDHDRS, edit)
             assert edit.index is not None
             at = self.names.insert(edit.index, edit.name)
             if self.mta == "sendmail" and at == len(self.names) - 1:
-                return replies.add_header(edit.name, value)
+                return self._append(edit.name, value)
             return replies.insert_header(self._insert_index(at, edit), edit.name, value)
         assert edit.occurrence is not None
         pos = self.names.find(edit.name, edit.occurrence)
@@ -154,7 +159,7 @@ class HeaderEditor:
             # Past the last occurrence: libmilter and Postfix both append.
             self._require(Flag.ADDHDRS, edit)
             self.names.append(edit.name)
-            return replies.add_header(edit.name, value)
+            return self._append(edit.name, value)
         self._require(Flag.CHGHDRS, edit)
         if self.mta == "postfix" and edit.occurrence == 1 and self.actions & Flag.ADDHDRS:
             # Insert the new field just before the old one, then delete the old one,
@@ -164,6 +169,15 @@ class HeaderEditor:
                 replies.delete_header(2, edit.name)
             )
         return replies.change_header(edit.occurrence, edit.name, value)
+
+    def _append(self, name: str, value: bytes) -> bytes:
+        """A field after the last one. Sendmail's ADDHEADER puts a field where a
+        deleted or default one of the same name was (a sender's X-Virus-Status that
+        a scanner deleted, a hidden Date:), not at the end; an INSHEADER past the
+        end of its list appends, whatever the list holds."""
+        if self.mta == "sendmail":
+            return replies.insert_header(SENDMAIL_END, name, value)
+        return replies.add_header(name, value)
 
     def _insert_index(self, position: int, edit: HeaderEdit) -> int:
         """The wire index that puts a new field before the one now at ``position``.
