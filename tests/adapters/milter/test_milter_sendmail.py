@@ -9,6 +9,7 @@ after each MTA's own Received: header.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -87,7 +88,9 @@ class BySubject:
 def milter(milter_sock: Path) -> Iterator[ThreadedMilter]:
     running = ThreadedMilter(
         lambda: MilterServer(
-            scanners.engine(BySubject()), socket_mode=0o660, socket_group="postfix"
+            scanners.engine(BySubject(), scanners.SubjectRule()),
+            socket_mode=0o660,
+            socket_group="postfix",
         ),
         UnixAddress(str(milter_sock)),
     ).start()
@@ -146,3 +149,22 @@ def test_an_insert_sendmail_cannot_place_is_tempfailed_not_misplaced(
     result = sendmail.send(raw)
     assert result.code == 451 and "4.7.1" in result.text  # --default-action tempfail
     assert len(smtp_sink) == 1
+
+
+def test_reject_tempfail_and_discard_are_the_same_on_both_mtas(
+    postfix: PostfixInstance, sendmail: SendmailInstance, smtp_sink: SMTPSink
+) -> None:
+    for case, code, text in (
+        ("reject-me", 554, "5.7.1 Rejected: 100% bad"),  # the % un-doubled by both
+        ("later-me", 451, "4.7.1"),
+        ("discard-me", 250, ""),
+    ):
+        for mta in (postfix, sendmail):
+            result = mta.send(message(case))
+            assert result.code == code and text in result.text, (case, mta, result)
+    for mta in (postfix, sendmail):  # a clean one after them, through each
+        assert mta.send(message("add")).code == 250
+    deliveries = smtp_sink.wait_for(2, timeout=60)
+    time.sleep(1)
+    assert len(smtp_sink) == 2  # the discarded ones never arrived
+    assert all(b"Subject: add\r\n" in d.data for d in deliveries)

@@ -577,3 +577,25 @@ def test_header_bomb_is_rejected_without_keeping_it(
     s.receive(mta.mail("s@example.org"))
     s.receive(mta.rcpt("r@example.net"))
     assert deliver(s).as_bytes() == RAW
+
+
+def test_header_rules_replace_is_one_chgheader_on_sendmail() -> None:
+    # The real header-rules scanner's REPLACE (delete + insert where it was), after
+    # an IGNORE has shifted the positions: Sendmail gets one in-place change.
+    from mxscan_header_rules import HeaderRules
+
+    rules = "/^X-Spam: / IGNORE\n/^X-Dup: two/ REPLACE X-Dup: TWO\n"
+    s = Session(mta="sendmail")
+    msg = eom(s, b"X-Spam: a\r\nX-Dup: one\r\nX-Spam: b\r\nX-Dup: two\r\nX-Dup: three\r\n\r\nb\r\n")
+    verdict = HeaderRules("t", rules=rules).check(msg)
+    out = mta.parse_replies(s.complete(result(msg, edits=verdict.edits)).send)
+    assert out == [
+        (b"m", struct.pack("!I", 1) + b"X-Spam\0\0"),
+        (b"m", struct.pack("!I", 1) + b"X-Spam\0\0"),
+        (b"m", struct.pack("!I", 2) + b"X-Dup\0 TWO\0"),
+        (b"c", b""),
+    ]
+    assert (
+        msg.apply(verdict.edits).as_bytes()
+        == b"X-Dup: one\r\nX-Dup: TWO\r\nX-Dup: three\r\n\r\nb\r\n"
+    )
