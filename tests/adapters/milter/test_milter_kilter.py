@@ -13,14 +13,13 @@ from collections.abc import AsyncIterator
 from ipaddress import IPv4Address
 from pathlib import Path
 
+import kilter.protocol as kp  # the [test] extra
 import milter_scanners as scanners
 import pytest
+from kilter.protocol.buffer import SimpleBuffer
 
 from mxscan.adapters.milter.server import MilterServer
 from mxscan.addresses import UnixAddress
-
-kp = pytest.importorskip("kilter.protocol", reason="kilter-protocol is in the [test] extra")
-from kilter.protocol.buffer import SimpleBuffer  # noqa: E402
 
 MTA_ACTIONS = kp.ActionFlags(0x1FF)
 MTA_PROTOCOL = kp.ProtocolFlags(0x1FFFFF)
