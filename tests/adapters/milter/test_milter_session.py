@@ -8,6 +8,8 @@ from pathlib import Path
 import attrs
 import milter_mta as mta
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from mxscan.adapters.milter.codec import ProtocolError
 from mxscan.adapters.milter.constants import Action as Flag
@@ -599,3 +601,68 @@ def test_header_rules_replace_is_one_chgheader_on_sendmail() -> None:
         msg.apply(verdict.edits).as_bytes()
         == b"X-Dup: one\r\nX-Dup: TWO\r\nX-Dup: three\r\n\r\nb\r\n"
     )
+
+
+# -- the Postfix wire indexes, against a plain list model ----------------------------------------
+
+
+def _postfix_model(names: list[str], edits: tuple[HeaderEdit, ...]) -> bytes:
+    """The replies for ``edits`` on Postfix, computed by rescanning a plain list for
+    every edit (what the milter did before its names got an index): the linear
+    version must send the very same bytes."""
+    from mxscan.adapters.milter import replies
+
+    current = [n.lower() for n in names]
+
+    def position(name: str, occurrence: int) -> int | None:
+        seen = 0
+        for at, existing in enumerate(current):
+            if existing == name.lower():
+                seen += 1
+                if seen == occurrence:
+                    return at
+        return None
+
+    out = b""
+    for edit in edits:
+        value = b" " + (edit.value or "").encode()
+        if edit.kind.value == "add":
+            current.append(edit.name.lower())
+            out += replies.add_header(edit.name, value)
+        elif edit.kind.value == "insert":
+            at = min(edit.index or 0, len(current))
+            current.insert(at, edit.name.lower())
+            out += replies.insert_header(at + 1, edit.name, value)
+        else:
+            pos = position(edit.name, edit.occurrence or 0)
+            if edit.kind.value == "delete":
+                if pos is not None:
+                    del current[pos]
+                    out += replies.delete_header(edit.occurrence or 0, edit.name)
+            elif pos is None:
+                current.append(edit.name.lower())
+                out += replies.add_header(edit.name, value)
+            elif edit.occurrence == 1:
+                out += replies.insert_header(pos + 1, edit.name, value)
+                out += replies.delete_header(2, edit.name)
+            else:
+                out += replies.change_header(edit.occurrence or 0, edit.name, value)
+    return out + replies.continue_()
+
+
+_hnames = st.sampled_from(["A", "a", "B", "Cc"])
+_hedit = st.one_of(
+    st.builds(HeaderEdit.add, _hnames, st.sampled_from(["1", "2"])),
+    st.builds(HeaderEdit.insert, st.integers(0, 10), _hnames, st.sampled_from(["3"])),
+    st.builds(HeaderEdit.change, _hnames, st.integers(1, 4), st.sampled_from(["5"])),
+    st.builds(HeaderEdit.delete, _hnames, st.integers(1, 4)),
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(_hnames, min_size=1, max_size=8), st.lists(_hedit, max_size=15))
+def test_postfix_replies_match_the_list_model(names: list[str], edits: list[HeaderEdit]) -> None:
+    s = Session()
+    msg = eom(s, b"".join(f"{n}: v\r\n".encode() for n in names) + b"\r\nb\r\n")
+    sent = s.complete(result(msg, edits=tuple(edits))).send
+    assert sent == _postfix_model(names, tuple(edits))
