@@ -61,7 +61,9 @@ def build_parser() -> argparse.ArgumentParser:
         "pipeline and print one line per message: file, final action, each scanner's verdict.",
         epilog="Exit status: 0 every message accepted, 1 at least one was not "
         "(tempfail, quarantine, discard or reject), 2 a file or the configuration could "
-        "not be read.",
+        "not be read. A file that cannot be read gets one line on stderr "
+        "('mxscan: error: FILE: cannot read: REASON') and an 'error' row; the other "
+        "files are still scanned.",
     )
     scan.add_argument("files", nargs="+", metavar="FILE")
     config_arg(scan)
@@ -254,6 +256,8 @@ def cmd_scan(args: argparse.Namespace) -> int:
     for name, outcome in outcomes:
         if isinstance(outcome, OSError):
             status = EXIT_ERROR
+            # Scripts read stderr for what went wrong; the row keeps the table whole.
+            print(f"mxscan: error: {name}: cannot read: {outcome}", file=sys.stderr)
             rows.append((name, "error", f"cannot read: {outcome}"))
             records.append({"file": name, "error": f"cannot read: {outcome}"})
             continue

@@ -15,7 +15,7 @@ import re
 import tomllib
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import attrs
 
@@ -27,6 +27,7 @@ from .errors import ConfigError
 from .pipeline import ON_ERROR_ACTIONS, Pipeline, Step
 from .plugins import Registry
 from .scanner import Scanner
+from .slots import Slots, default_slots
 from .units import format_duration, format_size, parse_size
 from .verdict import Action
 
@@ -45,7 +46,7 @@ DEFAULT_TIMEOUT = 60.0
 
 #: Keys of a ``[scanner.NAME]`` table that the core reads; the rest go to the plugin.
 CONDITION_KEYS = ("mode", "skip_authenticated", "skip_networks")
-CORE_KEYS = frozenset({"plugin", "on_error", "timeout", *CONDITION_KEYS})
+CORE_KEYS = frozenset({"plugin", "on_error", "timeout", "max_concurrent", *CONDITION_KEYS})
 _TOP_KEYS = ("defaults", "log", "spool", "scanner", "stage", "policy")
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*")
 _FACILITIES = (
@@ -67,11 +68,14 @@ class ScannerConfig:
     origins: Mapping[str, str]
     #: ``mode``, ``skip_authenticated``, ``skip_networks`` as written (validated).
     conditions: Mapping[str, Any] = attrs.field(factory=dict)
+    #: ``max_concurrent`` as written; None: the plugin's default (or no bound).
+    max_concurrent: int | None = None
 
 
 @attrs.frozen
 class Config:
-    """A validated configuration; :meth:`build` turns it into a running :class:`Engine`."""
+    """A validated configuration; [`build`][mxscan.Config.build] turns it into a
+    running [`Engine`][mxscan.Engine]."""
 
     source: str
     on_error: Action
@@ -101,17 +105,28 @@ class Config:
         pipelines of the default policy and of each ``[policy."domain"]``."""
         registry = registry if registry is not None else Registry()
         base = {name: self._step(registry, sc, {}) for name, sc in self.scanners.items()}
+        # One bound per scanner, shared by its policy variants: they talk to
+        # the same daemon.
+        slots = {name: step.slots for name, step in base.items()}
         default = Pipeline([[base[n] for n in stage] for stage in self.stages])
         policies: dict[str, Pipeline] = {}
         for domain, overrides in self.policies.items():
             steps = {
-                name: self._step(registry, sc, overrides[name]) if name in overrides else base[name]
+                name: self._step(registry, sc, overrides[name], slots[name])
+                if name in overrides
+                else base[name]
                 for name, sc in self.scanners.items()
             }
             policies[domain] = Pipeline([[steps[n] for n in stage] for stage in self.stages])
         return Engine(default, policies)
 
-    def _step(self, registry: Registry, sc: ScannerConfig, overrides: Mapping[str, Any]) -> Step:
+    def _step(
+        self,
+        registry: Registry,
+        sc: ScannerConfig,
+        overrides: Mapping[str, Any],
+        shared: Slots | Literal[False] | None = False,
+    ) -> Step:
         where = f"[scanner.{sc.name}]" if not overrides else f"[policy] for {sc.name}"
         timeout, on_error = sc.timeout, sc.on_error
         if "timeout" in overrides:
@@ -129,8 +144,15 @@ class Config:
             except ConfigError as exc:
                 raise ConfigError(f"{self.source}: {where} {exc}") from None
         scanner = _instantiate(registry, self.source, sc, options, timeout)
+        if shared is not False:
+            slots = shared
+        elif sc.max_concurrent is not None:
+            slots = Slots(sc.max_concurrent)
+        else:
+            slots = default_slots(scanner)
         return Step(
             scanner,
+            slots=slots,
             timeout=timeout,
             on_error=on_error,
             conditions=Conditions(
@@ -173,6 +195,7 @@ class Config:
                 _line("plugin", sc.plugin, "file", note=f"{info.distribution} {info.version}"),
                 _line("on_error", str(sc.on_error), sc.origins["on_error"]),
                 _line("timeout", format_duration(sc.timeout), sc.origins["timeout"]),
+                _max_concurrent_line(sc, info.load()),
                 _line("mode", sc.conditions.get("mode", "enforce"),
                       "file" if "mode" in sc.conditions else "default"),
                 _line("skip_authenticated", sc.conditions.get("skip_authenticated", False),
@@ -214,6 +237,24 @@ def _line(key: str, value: Any, origin: str | None, note: str = "") -> str:
     if note:
         comment += f"; {note}"
     return f"{key} = {_toml(value)}  # {comment}"
+
+
+def _max_concurrent_line(sc: ScannerConfig, factory: Any) -> str:
+    if sc.max_concurrent is not None:
+        return _line("max_concurrent", sc.max_concurrent, "file")
+    declared = getattr(factory, "max_concurrent", None)
+    if isinstance(declared, int) and not isinstance(declared, bool) and declared >= 1:
+        return _line("max_concurrent", declared, f"default of plugin {sc.plugin}")
+    return "# max_concurrent: no bound (the plugin declares none)  # default"
+
+
+def _max_concurrent(source: str, where: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigError(
+            f"{source}: {where} max_concurrent: expected a whole number >= 1 "
+            f"(scans in flight at once), got {value!r}"
+        )
+    return value
 
 
 def _plugin_defaults(factory: Any) -> dict[str, Any]:
@@ -374,7 +415,7 @@ def load_given_config(path: str | os.PathLike[str] | None) -> Config:
 
 
 def load_config(path: str | os.PathLike[str]) -> Config:
-    """Read and validate a TOML file; every problem is a :class:`ConfigError`."""
+    """Read and validate a TOML file; every problem is a [`ConfigError`][mxscan.ConfigError]."""
     source = str(path)
     try:
         with Path(path).open("rb") as fp:
@@ -460,8 +501,11 @@ def parse_config(data: Mapping[str, Any], *, source: str = "<config>") -> Config
             sc_origins["timeout"] = "file"
         options = {k: v for k, v in table.items() if k not in CORE_KEYS}
         conditions = _conditions(source, where, table)
+        max_concurrent = None
+        if "max_concurrent" in table:
+            max_concurrent = _max_concurrent(source, where, table["max_concurrent"])
         scanners[name] = ScannerConfig(
-            name, plugin, sc_on_error, sc_timeout, options, sc_origins, conditions
+            name, plugin, sc_on_error, sc_timeout, options, sc_origins, conditions, max_concurrent
         )
 
     stages = _parse_stages(source, data.get("stage"), scanners)
@@ -541,6 +585,11 @@ def _parse_policies(
             if "plugin" in options:
                 raise ConfigError(
                     f"{source}: {where} {scanner}.plugin: a policy changes options, not the plugin"
+                )
+            if "max_concurrent" in options:
+                raise ConfigError(
+                    f"{source}: {where} {scanner}.max_concurrent: set it in "
+                    f"[scanner.{scanner}]: the bound is the daemon's, shared by every policy"
                 )
             if "on_error" in options:
                 _on_error(source, f"{where} {scanner}.", options["on_error"])

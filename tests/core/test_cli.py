@@ -90,6 +90,8 @@ def test_unreadable_file_is_reported_and_exit_two(testplugin: Path, files: dict[
     assert out.returncode == 2
     line = out.stdout.splitlines()[2].split(None, 2)
     assert line == ["/nonexistent.eml", "error", "cannot read: No such file or directory"]
+    # The README's promise: one line on stderr, no traceback.
+    assert out.stderr == "mxscan: error: /nonexistent.eml: cannot read: No such file or directory\n"
 
 
 @pytest.mark.parametrize(

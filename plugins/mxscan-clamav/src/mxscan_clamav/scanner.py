@@ -39,6 +39,9 @@ class ClamAV:
     scan is one connection to clamd, opened to the next address in turn.
     """
 
+    #: The core's ``max_concurrent`` default: clamd's own ``MaxThreads`` default.
+    max_concurrent = 10
+
     def __init__(
         self,
         name: str = "clamav",
@@ -100,6 +103,14 @@ class ClamAV:
 
     async def aclose(self) -> None:
         """Nothing to release: connections last one request (clamd closes them)."""
+
+    async def ping(self) -> None:
+        """mxscan's optional health-probe hook: zPING, answered PONG by a live clamd
+        (the next address in turn, failing over like a scan)."""
+        try:
+            await self.client.ping()
+        except ClamdError as exc:
+            raise ScannerError(str(exc)) from exc
 
     # -- verdicts ------------------------------------------------------------
 

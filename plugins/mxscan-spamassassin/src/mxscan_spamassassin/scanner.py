@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 from mxscan import (
     Action,
@@ -12,6 +12,7 @@ from mxscan import (
     SmtpReply,
     Verdict,
     parse_addresses,
+    received_header,
 )
 
 from . import options
@@ -19,6 +20,7 @@ from .client import ask_spamd
 from .edits import forged_removals, sent_fields, spam_header_edits, subject_edits
 from .levels import Levels, decide
 from .oversize import OnOversize, head_at_line
+from .ping import ping_spamd
 
 __all__ = ["SpamAssassin"]
 
@@ -27,6 +29,31 @@ log = logging.getLogger("mxscan.spamassassin")
 DEFAULT_ADDRESS = "inet:127.0.0.1:783"
 DEFAULT_MAX_SIZE = "500KiB"  # spamc's -s default; a string so `config show` reads well
 DEFAULT_REJECT_MESSAGE = "Message rejected as spam"
+
+
+def _trace(message: Message) -> bytes:
+    """This hop's Received: line, which a milter's MTA keeps from us: for
+    spamd's eyes only, never an edit (the delivered bytes stay as they are)."""
+    trace = received_header(message.envelope, eol=message.eol)
+    return trace.raw if trace is not None else b""
+
+
+def _pieces(to_scan: Message, message: Message) -> Iterator[bytes]:
+    """What spamd gets, in pieces: an mbox ``From `` line (which must stay
+    first), this hop's Received: line, the rest of the header, the body chunk
+    by chunk (joined once, with no intermediate copy of the message)."""
+    yield to_scan.mbox_from
+    yield _trace(message)
+    yield b"".join(h.raw for h in to_scan.headers) + to_scan.separator
+    yield from to_scan.body.chunks()
+
+
+def _with_trace(data: bytes, to_scan: Message, message: Message) -> bytes:
+    trace = _trace(message)
+    if not trace:
+        return data
+    mbox = len(to_scan.mbox_from)
+    return data[:mbox] + trace + data[mbox:]
 
 
 class SpamAssassin:
@@ -39,6 +66,10 @@ class SpamAssassin:
     ``reject_score``, ``subject_tag``, ``remove_existing``, ``max_size``,
     ``on_oversize``, ``reject_message``.
     """
+
+    #: The core's ``max_concurrent`` default: spamd's own ``--max-children``
+    #: default, so that no scan waits in spamd's backlog while its timeout runs.
+    max_concurrent = 5
 
     def __init__(
         self,
@@ -93,6 +124,10 @@ class SpamAssassin:
     async def aclose(self) -> None:
         """Nothing to release: aiospamc opens one connection per request."""
 
+    async def ping(self) -> None:
+        """mxscan's optional health-probe hook: spamd's PING, the addresses in order."""
+        await ping_spamd(self.addresses, timeout=self._budget())
+
     async def scan(self, message: Message) -> Verdict:
         removals: list[HeaderEdit] = (
             forged_removals(message.headers) if self.remove_existing else []
@@ -105,16 +140,20 @@ class SpamAssassin:
                 return self._oversize(message, size, removals)
             data = head_at_line(to_scan.chunks(), self.max_size)
             note = f" (first {len(data)} of {size} bytes scanned: over max_size {self.max_size})"
+            data = _with_trace(data, to_scan, message)
         else:
-            data = to_scan.as_bytes()
+            data = b"".join(_pieces(to_scan, message))
         _, answer = await ask_spamd(
             self.addresses, data, timeout=self._budget(), user=self.user, compress=self.compress
         )
         decision = decide(answer, self.levels)
+        subject = subject_edits(message.get("Subject"), self.subject_tag, decision)
         edits = [
             *removals,
-            *spam_header_edits(answer, decision, sent_fields(to_scan.headers)),
-            *subject_edits(message.get("Subject"), self.subject_tag, decision),
+            *spam_header_edits(
+                answer, decision, sent_fields(to_scan.headers), subject_rewritten=bool(subject)
+            ),
+            *subject,
         ]
         reply = None
         if decision.action is Action.REJECT:

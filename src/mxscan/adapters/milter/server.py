@@ -1,4 +1,4 @@
-"""The thin asyncio layer around :class:`Session`: sockets, keepalives, drain, reload.
+"""The thin asyncio layer around ``Session``: sockets, keepalives, drain, reload.
 
 Everything protocol-shaped is in the sans-I/O session; this module only moves bytes,
 runs the engine at end-of-message (sending SMFIR_PROGRESS while it runs so Postfix's
@@ -55,7 +55,7 @@ class _HungUp(Exception):
 
 
 class ScanEngine(Protocol):
-    """What the server needs from :class:`mxscan.Engine` (tests pass small fakes)."""
+    """What the server needs from ``mxscan.Engine`` (tests pass small fakes)."""
 
     async def scan(self, message: Message) -> Result: ...
 

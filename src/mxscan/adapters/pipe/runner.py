@@ -20,7 +20,7 @@ import sys
 import types
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 import attrs
 
@@ -33,6 +33,7 @@ from .exitcodes import ExitCode, dsn_line
 from .output import BufferHandler, write_fd
 from .plan import Quarantine, plan
 from .reinject import DEFAULT_SENDMAIL, ReinjectError, parse_sendmail, reinject
+from .trace import trace_facts
 
 __all__ = ["PipeError", "Terminated", "run"]
 
@@ -74,6 +75,24 @@ def _quarantine(args: argparse.Namespace) -> Quarantine | None:
     return None
 
 
+def _with_trace(envelope: Envelope, message: Message) -> Envelope:
+    """Fields the command line left empty, from Postfix's top Received: line."""
+    facts = trace_facts(message.headers)
+    fill: dict[str, Any] = {
+        field: facts[key]
+        for field, key in (
+            ("client_address", "address"),
+            ("client_name", "name"),
+            ("helo", "helo"),
+            ("receiver", "receiver"),
+            ("protocol", "protocol"),
+            ("queue_id", "queue_id"),
+        )
+        if key in facts and not getattr(envelope, field)
+    }
+    return attrs.evolve(envelope, **fill) if fill else envelope
+
+
 def _read(stdin: BinaryIO, envelope: Envelope, config: Config) -> Message:
     try:
         message = Message.from_stream(
@@ -112,8 +131,14 @@ def _execute(args: argparse.Namespace, config: Config, stdin: BinaryIO) -> tuple
         helo=args.helo or None,
         queue_id=args.queue_id or None,
         auth_user=args.sasl_username or None,
+        protocol=args.client_protocol or None,
+        auth_type=args.sasl_method or None,
+        # Postfix queued the message with its own Received: line on top: no
+        # scanner needs one made up (and a second would be a hop that never was).
+        received_in_message=True,
     )
     message = _read(stdin, envelope, config)
+    message = message.with_envelope(_with_trace(envelope, message))
     try:
         result = asyncio.run(_scan(config, message))
         log.info("%s", format_result(result, queue_id=args.queue_id or None))
