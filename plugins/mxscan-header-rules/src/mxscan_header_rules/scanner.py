@@ -31,7 +31,6 @@ from mxscan import (
     Body,
     BodyBuilder,
     ConfigError,
-    Header,
     HeaderEdit,
     InvalidHeader,
     Message,
@@ -184,6 +183,17 @@ def _show(key: bytes) -> str:
     return text.replace("\n", "?").replace("\r", "?")
 
 
+class _Shown:
+    """The header as a log line shows it, made only if a line is written (most hits
+    are IGNOREs that log nothing: 20,000 of them made 20,000 strings)."""
+
+    def __init__(self, key: bytes) -> None:
+        self.key = key
+
+    def __str__(self) -> str:
+        return _show(self.key)
+
+
 class _Evaluation:
     """Mutable state while one message is checked."""
 
@@ -206,9 +216,6 @@ class _Evaluation:
         self.stopped = False  # PASS, REJECT or DISCARD: no further rules
         self.errors: list[str] = []
         self.body_edits: list[_BodyEdit] = []
-
-    def visit(self, header: Header) -> None:
-        self.current = header.name.lower()
 
     def passed(self) -> None:
         if self.current is not None:
@@ -351,15 +358,16 @@ class HeaderRules:
             if ev.stopped:
                 break
             key = truncate_key(_primary_key(header.raw), self._size_limit)
-            is_mime = header_name(key) in MIME_HEADERS
+            name = header_name(key)
+            # (A parsed field name is printable ASCII.)
+            ev.current = name.decode("ascii", "replace")
+            is_mime = name in MIME_HEADERS
             table = self.mime_table if is_mime else self.table
-            if table is None:
-                continue
-            hit = table.lookup(key, ev.errors)
-            ev.visit(header)
-            if hit is not None:
-                scope: Scope = "mime" if is_mime else "header"
-                self._apply(ev, scope, "MAIN", table, hit, key, index)
+            if table is not None:
+                hit = table.lookup(key, ev.errors)
+                if hit is not None:
+                    scope: Scope = "mime" if is_mime else "header"
+                    self._apply(ev, scope, "MAIN", table, hit, key, index)
             ev.passed()
         if not ev.stopped and (self.mime_table is not None or self.nested_table is not None):
             self._check_body(ev, message)
@@ -408,7 +416,7 @@ class HeaderRules:
         act = parse_action(hit.value)
         where = f"{table.name}:{hit.lineno}"
         cmd, text = act.command, act.text
-        shown = _show(key)
+        shown = _Shown(key)
         queue = ev.message.envelope.queue_id or "NOQUEUE"
         map_class = _SCOPE_MAP[scope]
         applied = True
