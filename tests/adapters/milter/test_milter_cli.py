@@ -182,3 +182,36 @@ async def test_limit_options_reach_the_server(tmp_path: Path) -> None:
     finally:
         proc.send_signal(signal.SIGTERM)
         await asyncio.wait_for(proc.wait(), 30)
+
+
+async def test_the_descriptor_limit_is_raised_for_max_connections(tmp_path: Path) -> None:
+    # A service manager's soft limit is often 1024: 1,000 connections, each with a
+    # spool file, would not fit and accept() would fail rather than tempfail.
+    import resource
+
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    need = 2 * 600 + 64
+    expected = need if hard == resource.RLIM_INFINITY else min(need, hard)
+    cfg = tmp_path / "mxscan.toml"
+    cfg.write_text(RULES)
+    sock = tmp_path / "milter.sock"
+
+    def low_limit() -> None:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (256, hard))
+
+    proc = await asyncio.create_subprocess_exec(
+        *cmd("--config", str(cfg), "--listen", f"unix:{sock}", "--max-connections", "600"),
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
+        preexec_fn=low_limit,
+    )
+    assert proc.stderr is not None
+    log = Log(proc.stderr)
+    try:
+        await log.wait_for("ready (pid ")
+        limits = Path(f"/proc/{proc.pid}/limits").read_text()  # noqa: ASYNC240
+        line = next(x for x in limits.splitlines() if x.startswith("Max open files"))
+        assert int(line.split()[3]) == expected
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        await asyncio.wait_for(proc.wait(), 30)

@@ -14,7 +14,12 @@ import os
 import signal
 import sys
 
-from mxscan.adapters.milter.server import MilterServer, ServerError, drop_privileges
+from mxscan.adapters.milter.server import (
+    MilterServer,
+    ServerError,
+    drop_privileges,
+    ensure_fd_room,
+)
 from mxscan.adapters.milter.session import Limits
 from mxscan.addresses import Address, parse_address
 from mxscan.cli import config_arg
@@ -164,6 +169,7 @@ async def _main(args: argparse.Namespace, config: Config) -> int:
     metrics = Metrics() if args.metrics else None
     metrics_server: MetricsServer | None = None
     engine = config.build()
+    ensure_fd_room(args.max_connections)
     server = MilterServer(
         metrics.instrument(engine) if metrics else engine,
         progress_interval=args.progress_interval,

@@ -15,6 +15,7 @@ import importlib
 import logging
 import os
 import pwd
+import resource
 import socket
 import stat
 from pathlib import Path
@@ -431,6 +432,29 @@ class MilterServer:
             except OSError as exc:
                 log.warning("cannot remove unix:%s: %s", path, exc.strerror)
         self._unix_paths.clear()
+
+
+def ensure_fd_room(max_connections: int) -> int:
+    """Raise the soft RLIMIT_NOFILE so that ``max_connections`` connections (each
+    may hold a spool file too) fit: a service manager's default soft limit is
+    often 1024, and past it accept() fails instead of the busy tempfail. Returns
+    the soft limit now in force; warns when the hard limit is too low."""
+    need = 2 * max_connections + 64
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and soft < need:
+        new = need if hard == resource.RLIM_INFINITY else min(need, hard)
+        if new > soft:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (new, hard))
+            soft = new
+    if soft != resource.RLIM_INFINITY and soft < need:
+        log.warning(
+            "only %d file descriptors (RLIMIT_NOFILE) for --max-connections %d, which "
+            "may need %d: raise the hard limit (systemd: LimitNOFILE=)",
+            soft,
+            max_connections,
+            need,
+        )
+    return soft
 
 
 def _remove_stale_socket(path: str) -> None:
