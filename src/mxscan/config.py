@@ -25,7 +25,7 @@ from .conditions import Conditions, parse_networks
 from .engine import Engine
 from .errors import ConfigError
 from .pipeline import ON_ERROR_ACTIONS, Pipeline, Step
-from .plugins import Registry
+from .plugins import PluginInfo, Registry
 from .scanner import Scanner
 from .slots import Slots, default_slots
 from .units import format_duration, format_size, parse_size
@@ -49,6 +49,9 @@ CONDITION_KEYS = ("mode", "skip_authenticated", "skip_networks")
 CORE_KEYS = frozenset({"plugin", "on_error", "timeout", "max_concurrent", *CONDITION_KEYS})
 _TOP_KEYS = ("defaults", "log", "spool", "scanner", "stage", "policy")
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*")
+#: A recipient domain, or ``.domain`` for its subdomains (labels of letters,
+#: digits, ``-`` and ``_``, Unicode letters included for SMTPUTF8 domains).
+_DOMAIN = re.compile(r"\.?[\w-]+(?:\.[\w-]+)*")
 _FACILITIES = (
     "mail", "daemon", "user", "local0", "local1", "local2", "local3", "local4", "local5",
     "local6", "local7",
@@ -112,7 +115,7 @@ class Config:
         policies: dict[str, Pipeline] = {}
         for domain, overrides in self.policies.items():
             steps = {
-                name: self._step(registry, sc, overrides[name], slots[name])
+                name: self._step(registry, sc, overrides[name], slots[name], domain)
                 if name in overrides
                 else base[name]
                 for name, sc in self.scanners.items()
@@ -126,8 +129,13 @@ class Config:
         sc: ScannerConfig,
         overrides: Mapping[str, Any],
         shared: Slots | Literal[False] | None = False,
+        domain: str | None = None,
     ) -> Step:
-        where = f"[scanner.{sc.name}]" if not overrides else f"[policy] for {sc.name}"
+        # A policy's options are blamed on the policy: its table is where the
+        # admin wrote them (and where a typo is).
+        table = f"[scanner.{sc.name}]" if domain is None else f"[policy.{json.dumps(domain)}]"
+        prefix = "" if domain is None else f"{sc.name}."
+        where = table if domain is None else f"{table} {sc.name}."
         timeout, on_error = sc.timeout, sc.on_error
         if "timeout" in overrides:
             timeout = _duration(self.source, where, "timeout", overrides["timeout"])
@@ -142,8 +150,8 @@ class Config:
             try:
                 max_size = checks.size("max_size", options.pop("max_size"))
             except ConfigError as exc:
-                raise ConfigError(f"{self.source}: {where} {exc}") from None
-        scanner = _instantiate(registry, self.source, sc, options, timeout)
+                raise ConfigError(f"{self.source}: {table} {prefix}{exc}") from None
+        scanner = _instantiate(registry, self.source, sc, options, timeout, table, prefix)
         if shared is not False:
             slots = shared
         elif sc.max_concurrent is not None:
@@ -163,11 +171,40 @@ class Config:
             shadow=conditions.get("mode", "enforce") == "shadow",
         )
 
+    def problems(self, registry: Registry | None = None) -> tuple[dict[str, str], list[Scanner]]:
+        """Build every scanner on its own: an error per table that cannot be
+        built (``scanner.NAME`` or ``policy.DOMAIN``), and the scanners that
+        could (to be closed). ``config show`` shows a configuration with a
+        missing file, marked, rather than failing on it."""
+        registry = registry if registry is not None else Registry()
+        errors: dict[str, str] = {}
+        built: list[Scanner] = []
+        for name, sc in self.scanners.items():
+            try:
+                built.append(self._step(registry, sc, {}).scanner)
+            except ConfigError as exc:
+                errors[f"scanner.{name}"] = str(exc)
+        for domain, overrides in self.policies.items():
+            for name, options in overrides.items():
+                if f"scanner.{name}" in errors:
+                    continue
+                try:
+                    built.append(
+                        self._step(registry, self.scanners[name], options, domain=domain).scanner
+                    )
+                except ConfigError as exc:
+                    errors.setdefault(f"policy.{domain}", str(exc))
+        return errors, built
+
     # -- showing ---------------------------------------------------------------
 
-    def render(self, registry: Registry | None = None) -> str:
-        """The effective configuration as TOML, each value commented with its origin."""
+    def render(
+        self, registry: Registry | None = None, errors: Mapping[str, str] | None = None
+    ) -> str:
+        """The effective configuration as TOML, each value commented with its
+        origin; ``errors`` (from ``problems()``) are marked where they are."""
         registry = registry if registry is not None else Registry()
+        errors = errors or {}
         out = [
             f"# mxscan effective configuration, read from {self.source}",
             "# after each value: where it came from (file, [defaults] or default)",
@@ -188,14 +225,16 @@ class Config:
                   note="" if self.spool_dir else "the system's temporary directory"),
         ]  # fmt: skip
         for sc in self.scanners.values():
-            info = registry.info(sc.plugin)
-            out += [
-                "",
-                f"[scanner.{sc.name}]",
-                _line("plugin", sc.plugin, "file", note=f"{info.distribution} {info.version}"),
+            try:
+                info: PluginInfo | None = registry.info(sc.plugin)
+            except ConfigError as exc:
+                info, errors = None, {f"scanner.{sc.name}": str(exc), **errors}
+            plugin_note = f"{info.distribution} {info.version}" if info else ""
+            table = [
+                _line("plugin", sc.plugin, "file", note=plugin_note),
                 _line("on_error", str(sc.on_error), sc.origins["on_error"]),
                 _line("timeout", format_duration(sc.timeout), sc.origins["timeout"]),
-                _max_concurrent_line(sc, info.load()),
+                _max_concurrent_line(sc, info.load() if info else None),
                 _line("mode", sc.conditions.get("mode", "enforce"),
                       "file" if "mode" in sc.conditions else "default"),
                 _line("skip_authenticated", sc.conditions.get("skip_authenticated", False),
@@ -204,18 +243,39 @@ class Config:
                       "file" if "skip_networks" in sc.conditions else "default"),
             ]  # fmt: skip
             for key, value in sc.options.items():
-                out.append(_line(key, value, "file"))
-            for key, value in _plugin_defaults(info.load()).items():
+                table.append(_line(key, value, "file"))
+            try:
+                defaults = _plugin_defaults(info.load()) if info else {}
+            except ConfigError:
+                defaults = {}
+            for key, value in defaults.items():
                 if key not in sc.options:
-                    out.append(_line(key, value, f"default of plugin {sc.plugin}"))
+                    table.append(_line(key, value, f"default of plugin {sc.plugin}"))
+            out += ["", f"[scanner.{sc.name}]", *_marked(table, errors.get(f"scanner.{sc.name}"))]
         for stage in self.stages:
             out += ["", "[[stage]]", _line("run", list(stage), self.origins.get("stages"))]
         for domain, overrides in self.policies.items():
+            table = [
+                _line(f"{scanner}.{key}", value, "file")
+                for scanner, options in overrides.items()
+                for key, value in options.items()
+            ]
             out += ["", f"[policy.{json.dumps(domain)}]"]
-            for scanner, options in overrides.items():
-                for key, value in options.items():
-                    out.append(_line(f"{scanner}.{key}", value, "file"))
+            out += _marked(table, errors.get(f"policy.{domain}"))
         return "\n".join(out) + "\n"
+
+
+def _marked(lines: list[str], error: str | None) -> list[str]:
+    """``lines`` of a table with ``error`` marked on the line whose value it
+    names (a missing file's path), or above them all when none does."""
+    if error is None:
+        return lines
+    note = f"ERROR: {error}"
+    for index, line in enumerate(lines):
+        value = line.split(" = ", 1)[1].rsplit("  # ", 1)[0] if " = " in line else ""
+        if len(value) > 2 and value.startswith('"') and json.loads(value) in error:
+            return [*lines[:index], f"{line}; {note}", *lines[index + 1 :]]
+    return [f"# {note}", *lines]
 
 
 def _toml(value: Any) -> str:
@@ -305,13 +365,22 @@ def _conditions(source: str, where: str, table: Mapping[str, Any]) -> dict[str, 
 
 
 def _instantiate(
-    registry: Registry, source: str, sc: ScannerConfig, options: Mapping[str, Any], timeout: float
+    registry: Registry,
+    source: str,
+    sc: ScannerConfig,
+    options: Mapping[str, Any],
+    timeout: float,
+    table: str | None = None,
+    prefix: str = "",
 ) -> Scanner:
-    where = f"{source}: [scanner.{sc.name}]"
+    """The plugin's scanner for ``options``; an error names ``table`` (the
+    scanner's, or the policy's that changed its options) and ``prefix`` + key."""
+    where = f"{source}: {table or f'[scanner.{sc.name}]'}"
+    plugin_where = f"{source}: [scanner.{sc.name}]"
     try:
         factory = registry.factory(sc.plugin)
     except ConfigError as exc:
-        raise ConfigError(f"{where} plugin: {exc}") from None
+        raise ConfigError(f"{plugin_where} plugin: {exc}") from None
     kwargs: dict[str, Any] = dict(options)
     try:
         params = inspect.signature(factory).parameters
@@ -324,7 +393,7 @@ def _instantiate(
             for key in options:
                 if key not in params or key in ("name", "timeout"):
                     raise ConfigError(
-                        f"{where} {key}: not an option of plugin {sc.plugin!r} "
+                        f"{where} {prefix}{key}: not an option of plugin {sc.plugin!r} "
                         f"(its options: {', '.join(known) or 'none'})"
                     )
             for pname, param in params.items():
@@ -340,9 +409,9 @@ def _instantiate(
     try:
         scanner = factory(name=sc.name, **kwargs)
     except ConfigError as exc:
-        raise ConfigError(f"{where} {exc}") from None
+        raise ConfigError(f"{where} {prefix}{exc}") from None
     except (ValueError, TypeError, KeyError) as exc:
-        raise ConfigError(f"{where} {exc}") from None
+        raise ConfigError(f"{where} {prefix}{exc}") from None
     if not isinstance(scanner, Scanner):
         raise ConfigError(
             f"{where}: plugin {sc.plugin!r} returned {type(scanner).__name__}, "
@@ -568,7 +637,14 @@ def _parse_policies(
     policies: dict[str, dict[str, dict[str, Any]]] = {}
     for domain, table in value.items():
         where = f"[policy.{json.dumps(domain)}]"
-        if not domain or "@" in domain or domain != domain.strip() or domain == "default":
+        if "*" in domain:
+            suffix = domain.lstrip("*.")
+            raise ConfigError(
+                f"{source}: {where}: a policy domain has no wildcards; write "
+                f"[policy.{json.dumps('.' + suffix)}] for the subdomains of {suffix} "
+                f"(and [policy.{json.dumps(suffix)}] for {suffix} itself), as in Postfix tables"
+            )
+        if not _DOMAIN.fullmatch(domain) or domain == "default":
             raise ConfigError(
                 f"{source}: {where}: expected a recipient domain such as example.net "
                 "(or .example.net for its subdomains)"

@@ -2,7 +2,7 @@
 
 Every way spamd can fail has a defined outcome: ScannerError naming the address
 (so the pipeline's on_error applies), never an ACCEPT for a scan that did not
-happen and never a raw aiospamc exception.
+happen and never a raw exception from the client.
 """
 
 from __future__ import annotations

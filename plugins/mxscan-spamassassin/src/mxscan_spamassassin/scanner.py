@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import functools
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 
 from mxscan import (
     Action,
+    Address,
     HeaderEdit,
     Message,
     SmtpReply,
@@ -61,7 +63,7 @@ class SpamAssassin:
 
     Options are keyword arguments, as the core passes ``[scanner.NAME]``:
     ``address`` (one Postfix-style address or a list, tried in order),
-    ``timeout`` (seconds, always passed to aiospamc: its own default is 600 s),
+    ``timeout`` (seconds, the whole exchange with spamd over every address),
     ``user``, ``compress``, ``tag_score``, ``spam_score``, ``discard_score``,
     ``reject_score``, ``subject_tag``, ``remove_existing``, ``max_size``,
     ``on_oversize``, ``reject_message``.
@@ -115,6 +117,15 @@ class SpamAssassin:
         where = ", ".join(str(a) for a in self.addresses)
         return f"SpamAssassin(name={self.name!r}, address=[{where}], levels={self.levels})"
 
+    def probes(self) -> list[tuple[str, Callable[[], Awaitable[str]]]]:
+        """mxscan's optional per-address probe (``config check --connect``): the
+        health probe's PING, to each spamd on its own, so each address is judged."""
+        return [(str(a), functools.partial(self._ping_one, a)) for a in self.addresses]
+
+    async def _ping_one(self, address: Address) -> str:
+        await ping_spamd([address], timeout=self._budget())
+        return "PONG"
+
     def _budget(self) -> float:
         """Our deadline, a little inside the pipeline's step timeout (the same
         ``timeout`` option): ours should fire first, because its error names
@@ -122,7 +133,7 @@ class SpamAssassin:
         return self.timeout - min(0.5, self.timeout * 0.05)
 
     async def aclose(self) -> None:
-        """Nothing to release: aiospamc opens one connection per request."""
+        """Nothing to release: each request opens (and closes) its own connection."""
 
     async def ping(self) -> None:
         """mxscan's optional health-probe hook: spamd's PING, the addresses in order."""
@@ -164,6 +175,7 @@ class SpamAssassin:
             reason=decision.reason + note,
             status=decision.status,
             score=answer.score,
+            threshold=decision.threshold,
             findings=answer.tests,
             edits=tuple(edits),
             reply=reply,

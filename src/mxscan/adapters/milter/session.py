@@ -29,6 +29,7 @@ from mxscan.adapters.milter.negotiate import Negotiated, Wants, negotiate, wants
 from mxscan.adapters.milter.outcome import CannotApply, Mta, Replies, encode_result
 from mxscan.body import DEFAULT_SPOOL_THRESHOLD, Body, BodyBuilder
 from mxscan.header import Header, InvalidHeader
+from mxscan.logline import log_token
 from mxscan.message import Envelope, Message
 from mxscan.verdict import Result
 
@@ -283,7 +284,7 @@ class Session:
             log.warning(
                 "%s: message header over the limit (%d fields, %d bytes so far; at most %d, "
                 "%d bytes): rejecting it with %d %s",
-                {**self._conn_macros, **tx.macros}.get("i") or "NOQUEUE",
+                log_token({**self._conn_macros, **tx.macros}.get("i") or "NOQUEUE"),
                 len(tx.headers) + 1,
                 tx.header_bytes,
                 limits.max_headers,
@@ -389,7 +390,7 @@ class Session:
         except CannotApply as exc:
             log.error(
                 "%s: %s: not sending any edit, default action %s",
-                message.envelope.queue_id or "NOQUEUE",
+                log_token(message.envelope.queue_id or "NOQUEUE"),
                 exc,
                 self.default_action,
             )

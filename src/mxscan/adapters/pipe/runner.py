@@ -17,6 +17,7 @@ import logging
 import os
 import signal
 import sys
+import time
 import types
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -24,10 +25,10 @@ from typing import Any, BinaryIO
 
 import attrs
 
-from mxscan import ConfigError, Envelope, Message, Result, format_result
+from mxscan import ConfigError, Envelope, Message, Result
 from mxscan.config import Config, load_given_config
 from mxscan.engine import Engine
-from mxscan.logline import setup_logging
+from mxscan.logline import format_lines, log_token, setup_logging
 
 from .exitcodes import ExitCode, dsn_line
 from .output import BufferHandler, write_fd
@@ -140,15 +141,18 @@ def _execute(args: argparse.Namespace, config: Config, stdin: BinaryIO) -> tuple
     message = _read(stdin, envelope, config)
     message = message.with_envelope(_with_trace(envelope, message))
     try:
+        started = time.monotonic()
         result = asyncio.run(_scan(config, message))
-        log.info("%s", format_result(result, queue_id=args.queue_id or None))
+        elapsed = time.monotonic() - started
+        for line in format_lines(result, args.queue_id or None, elapsed=elapsed, size=message.size):
+            log.info("%s", line)
         if args.output:
             return _write_output(args, result)
         decided = plan(
             result, quarantine=_quarantine(args), queue_id=args.queue_id, recipients=args.recipients
         )
         for note in decided.notes:
-            log.warning("%s: %s", args.queue_id or "NOQUEUE", note)
+            log.warning("%s: %s", log_token(args.queue_id or "NOQUEUE"), note)
         if decided.exit_code is not ExitCode.OK:
             return decided.exit_code, decided.output
         done: list[str] = []
@@ -165,14 +169,14 @@ def _execute(args: argparse.Namespace, config: Config, stdin: BinaryIO) -> tuple
                 if done:
                     log.warning(
                         "%s: already re-injected for %s: Postfix's retry will deliver those twice",
-                        args.queue_id or "NOQUEUE",
+                        log_token(args.queue_id or "NOQUEUE"),
                         ", ".join(done),
                     )
                 raise PipeError("4.3.0", f"mxscan pipe: re-injection failed: {exc}") from None
             done += delivery.recipients
             log.info(
                 "%s: %s policy=%s to=%s",
-                args.queue_id or "NOQUEUE",
+                log_token(args.queue_id or "NOQUEUE"),
                 "reinjected" if delivery.kind == "deliver" else f"quarantined({delivery.kind})",
                 delivery.policy,
                 ",".join(delivery.recipients),
@@ -247,18 +251,25 @@ def run(args: argparse.Namespace, stdin: BinaryIO | None = None) -> int:
                     else ("4.3.5", f"mxscan pipe: {exc}")
                 )
                 output = dsn_line(code, status, text)
-                log.error("%s: %s", args.queue_id or "NOQUEUE", output.strip())
+                log.error("%s: %s", log_token(args.queue_id or "NOQUEUE"), output.strip())
     except Terminated:
         code = ExitCode.TEMPFAIL
         output = dsn_line(code, "4.3.0", "mxscan pipe: terminated by a signal, try again later")
-        log.warning("%s: terminated by SIGTERM; Postfix will retry", args.queue_id or "NOQUEUE")
+        log.warning(
+            "%s: terminated by SIGTERM; Postfix will retry", log_token(args.queue_id or "NOQUEUE")
+        )
     except KeyboardInterrupt:
         code = ExitCode.TEMPFAIL
         output = dsn_line(code, "4.3.0", "mxscan pipe: interrupted, try again later")
     except BaseException as exc:  # the guard: never a traceback, never another status
         code = ExitCode.TEMPFAIL
         output = dsn_line(code, "4.3.0", f"mxscan pipe: internal error: {type(exc).__name__}")
-        log.error("%s: internal error: %s: %s", args.queue_id or "NOQUEUE", type(exc).__name__, exc)
+        log.error(
+            "%s: internal error: %s: %s",
+            log_token(args.queue_id or "NOQUEUE"),
+            type(exc).__name__,
+            exc,
+        )
     finally:
         logger.removeHandler(buffer)
     log_text = buffer.text()
