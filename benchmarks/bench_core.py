@@ -12,7 +12,8 @@ import textwrap
 import time
 
 import mxscan
-from mxscan import HeaderEdit, Message, Pipeline, Verdict
+from mxscan import HeaderEdit, Message, Pipeline
+from mxscan.testing import StaticScanner
 
 TARGET = 20_000  # msg/s, no-op scanners, one core
 
@@ -26,16 +27,8 @@ def message_10k() -> bytes:
     )
 
 
-class NoOp:
-    def __init__(self, name: str, edits: tuple[HeaderEdit, ...] = ()) -> None:
-        self.name = name
-        self.verdict = Verdict(edits=edits)
-
-    async def scan(self, message: Message) -> Verdict:
-        return self.verdict
-
-    async def aclose(self) -> None:
-        return None
+def NoOp(name: str, edits: tuple[HeaderEdit, ...] = ()) -> StaticScanner:
+    return StaticScanner(name=name, edits=edits, record=False)
 
 
 async def _rate(pipeline: Pipeline, data: bytes, seconds: float = 2.0) -> float:

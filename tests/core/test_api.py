@@ -27,14 +27,13 @@ from mxscan import (
     ascan,
     scan,
 )
-
-from .fakes import FakeScanner
+from mxscan.testing import FakeEngine, StaticScanner
 
 DATA = b"Subject: hi\r\n\r\nbody\r\n"
 
 
 def pipeline() -> Pipeline:
-    return Pipeline([[FakeScanner("tag", edits=(HeaderEdit.add("X-Tag", "1"),))]])
+    return Pipeline([[StaticScanner(name="tag", edits=(HeaderEdit.add("X-Tag", "1"),))]])
 
 
 def test_scan_takes_bytes_path_and_file(tmp_path: Path) -> None:
@@ -52,9 +51,9 @@ def test_scan_rejects_other_types() -> None:
 
 
 def test_envelope_reaches_scanners() -> None:
-    seen = FakeScanner("s")
-    scan(DATA, config=Pipeline([[seen]]), envelope=Envelope(sender="a@example.com"))
-    assert seen.seen[0].envelope.sender == "a@example.com"
+    engine = FakeEngine()
+    scan(DATA, config=engine, envelope=Envelope(sender="a@example.com"))
+    assert engine.messages[0].envelope.sender == "a@example.com"
 
 
 async def test_ascan_inside_a_loop_and_scan_refuses_it() -> None:

@@ -69,5 +69,23 @@ def test_public_api_is_pinned() -> None:
         assert hasattr(mxscan, name)
 
 
+def test_testing_is_the_one_public_submodule_and_uses_only_the_public_api() -> None:
+    """``mxscan.testing`` is documented public API (like pytest's ``pytester``):
+    its names are pinned here, it imports mxscan only through the package's
+    public names (as a plugin does), and no core module imports it."""
+    import mxscan.testing
+
+    assert sorted(mxscan.testing.__all__) == ["FakeEngine", "StaticScanner"]
+    tree = ast.parse((SRC / "testing.py").read_text())
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module == "mxscan":
+            assert {a.name for a in node.names} <= set(mxscan.__all__)
+        elif isinstance(node, ast.ImportFrom):
+            assert node.level == 0 and not (node.module or "").startswith("mxscan"), node.module
+    for path in CORE_MODULES:
+        if path.name != "testing.py":
+            assert not any("testing" in name for name in _imports(path)), path.name
+
+
 def test_py_typed_is_shipped() -> None:
     assert (SRC / "py.typed").exists()
