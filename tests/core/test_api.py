@@ -340,6 +340,21 @@ def test_config_path_is_rebuilt_when_the_file_changes_and_the_old_engine_closed(
     assert second.closed and len(gated.made) == 3
 
 
+def test_a_rewrite_within_one_timestamp_tick_is_seen_by_its_content(
+    tmp_path: Path, gated: type[Gated], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Same size, same inode, and a filesystem clock that did not move between
+    the two writes: every stamp is equal, only the content tells."""
+    path = tmp_path / "mxscan.toml"
+    write_config(path, "one")
+    frozen = api._stamp(str(path))
+    monkeypatch.setattr(api, "_stamp", lambda p: frozen)
+    assert scan(DATA, config=path).message.get("X-Tag") == "one"
+    write_config(path, "two")
+    assert scan(DATA, config=path).message.get("X-Tag") == "two"
+    assert len(gated.made) == 2 and gated.made[0].closed
+
+
 def test_an_unchanged_file_past_the_racy_window_is_not_read_again(
     tmp_path: Path, gated: type[Gated], monkeypatch: pytest.MonkeyPatch
 ) -> None:
