@@ -20,7 +20,8 @@ from collections.abc import Sequence
 from typing import Any, TextIO
 
 from . import __version__
-from .config import Config, default_config_path, load_given_config
+from .cliargs import config_arg  # also the old place adapters imported it from
+from .config import Config, load_given_config
 from .engine import Engine
 from .errors import ConfigError
 from .logline import format_lines, setup_logging
@@ -35,16 +36,6 @@ EXIT_ERROR = 2
 
 #: Adapters that add their own subcommands: module with add_parser(subparsers).
 ADAPTER_COMMANDS = ("mxscan.adapters.milter.cli", "mxscan.adapters.pipe")
-
-
-def config_arg(parser: argparse.ArgumentParser) -> None:
-    """``-c/--config``, worded alike for every subcommand (adapters' too)."""
-    parser.add_argument(
-        "-c",
-        "--config",
-        metavar="FILE",
-        help=f"TOML configuration (default: $MXSCAN_CONFIG or {default_config_path()})",
-    )
 
 
 def build_parser() -> argparse.ArgumentParser:
