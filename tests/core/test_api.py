@@ -313,9 +313,15 @@ def write_config(path: Path, tag: str) -> None:
     path.write_text(f'[scanner.g]\nplugin = "gated"\ntag = "{tag}"\n')
 
 
-def test_config_path_builds_one_engine_for_many_calls(tmp_path: Path, gated: type[Gated]) -> None:
-    path = tmp_path / "mxscan.toml"
-    write_config(path, "one")
+@pytest.fixture
+def path(tmp_path: Path, gated: type[Gated]) -> Path:
+    """A configuration file whose scanner tags messages ``one``."""
+    config = tmp_path / "mxscan.toml"
+    write_config(config, "one")
+    return config
+
+
+def test_config_path_builds_one_engine_for_many_calls(path: Path, gated: type[Gated]) -> None:
     for _ in range(20):
         assert scan(DATA, config=path).message.get("X-Tag") == "one"
     assert scan(DATA, config=str(path)).message.get("X-Tag") == "one"  # same file, str or Path
@@ -323,10 +329,8 @@ def test_config_path_builds_one_engine_for_many_calls(tmp_path: Path, gated: typ
 
 
 def test_config_path_is_rebuilt_when_the_file_changes_and_the_old_engine_closed(
-    tmp_path: Path, gated: type[Gated]
+    tmp_path: Path, path: Path, gated: type[Gated]
 ) -> None:
-    path = tmp_path / "mxscan.toml"
-    write_config(path, "one")
     assert scan(DATA, config=path).message.get("X-Tag") == "one"
     write_config(path, "two")  # same size, same inode, same timestamp tick: the racy case
     assert scan(DATA, config=path).message.get("X-Tag") == "two"
@@ -341,12 +345,10 @@ def test_config_path_is_rebuilt_when_the_file_changes_and_the_old_engine_closed(
 
 
 def test_a_rewrite_within_one_timestamp_tick_is_seen_by_its_content(
-    tmp_path: Path, gated: type[Gated], monkeypatch: pytest.MonkeyPatch
+    path: Path, gated: type[Gated], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Same size, same inode, and a filesystem clock that did not move between
     the two writes: every stamp is equal, only the content tells."""
-    path = tmp_path / "mxscan.toml"
-    write_config(path, "one")
     frozen = api._stamp(str(path))
     monkeypatch.setattr(api, "_stamp", lambda p: frozen)
     assert scan(DATA, config=path).message.get("X-Tag") == "one"
@@ -356,10 +358,8 @@ def test_a_rewrite_within_one_timestamp_tick_is_seen_by_its_content(
 
 
 def test_an_unchanged_file_past_the_racy_window_is_not_read_again(
-    tmp_path: Path, gated: type[Gated], monkeypatch: pytest.MonkeyPatch
+    path: Path, gated: type[Gated], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    path = tmp_path / "mxscan.toml"
-    write_config(path, "one")
     os.utime(path, ns=(0, 0))  # mtime long ago; ctime is now, so still racy
     monkeypatch.setattr(api, "RACY_NS", 0)  # ... and now it is not
     scan(DATA, config=path)
@@ -371,10 +371,8 @@ def test_an_unchanged_file_past_the_racy_window_is_not_read_again(
 
 
 def test_the_retired_engine_closes_only_when_its_scan_in_flight_ends(
-    tmp_path: Path, gated: type[Gated]
+    path: Path, gated: type[Gated]
 ) -> None:
-    path = tmp_path / "mxscan.toml"
-    write_config(path, "one")
 
     async def main() -> None:
         gated.gate, gated.entered = asyncio.Event(), asyncio.Event()
@@ -393,10 +391,8 @@ def test_the_retired_engine_closes_only_when_its_scan_in_flight_ends(
 
 
 def test_a_broken_new_file_is_a_config_error_never_the_old_config(
-    tmp_path: Path, gated: type[Gated]
+    path: Path, gated: type[Gated]
 ) -> None:
-    path = tmp_path / "mxscan.toml"
-    write_config(path, "one")
     scan(DATA, config=path)
     path.write_text('[scanner.g]\nplugin = "gated"\ntag = \n')
     for _ in range(2):  # every call while the file is broken
@@ -408,10 +404,8 @@ def test_a_broken_new_file_is_a_config_error_never_the_old_config(
 
 
 def test_each_thread_builds_its_own_engine_and_closes_it_when_the_thread_ends(
-    tmp_path: Path, gated: type[Gated]
+    path: Path, gated: type[Gated]
 ) -> None:
-    path = tmp_path / "mxscan.toml"
-    write_config(path, "one")
     scan(DATA, config=path)
     thread = threading.Thread(target=lambda: [scan(DATA, config=path) for _ in range(3)])
     thread.start()
