@@ -401,6 +401,10 @@ def test_a_broken_new_file_is_a_config_error_never_the_old_config(
     assert gated.made[0].closed  # the stale engine is gone, not kept for later
     write_config(path, "two")
     assert scan(DATA, config=path).message.get("X-Tag") == "two"
+    path.unlink()  # removed: an error too, not the engine it had
+    with pytest.raises(ConfigError, match="no such configuration file"):
+        scan(DATA, config=path)
+    assert gated.made[1].closed
 
 
 def test_each_thread_builds_its_own_engine_and_closes_it_when_the_thread_ends(
