@@ -17,10 +17,12 @@ import os
 import sys
 import time
 from collections.abc import Sequence
-from typing import Any, TextIO
+from typing import Any
 
 from . import __version__
-from .config import Config, default_config_path, load_given_config
+from .cliargs import config_arg  # also the old place adapters imported it from
+from .cliargs import table as _table
+from .config import Config, load_given_config
 from .engine import Engine
 from .errors import ConfigError
 from .logline import format_lines, setup_logging
@@ -38,18 +40,8 @@ ADAPTER_COMMANDS = (
     "mxscan.adapters.milter.cli",
     "mxscan.adapters.pipe",
     "mxscan.adapters.http.cli",
-    "mxscan.quarantine.cli",
+    "mxscan.adapters.quarantine.cli",
 )
-
-
-def config_arg(parser: argparse.ArgumentParser) -> None:
-    """``-c/--config``, worded alike for every subcommand (adapters' too)."""
-    parser.add_argument(
-        "-c",
-        "--config",
-        metavar="FILE",
-        help=f"TOML configuration (default: $MXSCAN_CONFIG or {default_config_path()})",
-    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -268,13 +260,6 @@ def cmd_plugins(args: argparse.Namespace) -> int:
         return EXIT_OK
     _table(("PLUGIN", "DISTRIBUTION", "VERSION", "FACTORY"), rows, sys.stdout)
     return EXIT_OK
-
-
-def _table(header: Sequence[str], rows: Sequence[Sequence[str]], out: TextIO) -> None:
-    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
-    for row in [header, *rows]:
-        cells = [str(c).ljust(w) for c, w in zip(row, widths, strict=True)]
-        out.write("  ".join(cells).rstrip() + "\n")
 
 
 class _Progress:

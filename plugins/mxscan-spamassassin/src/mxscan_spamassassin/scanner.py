@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 
 from mxscan import (
     Action,
@@ -19,7 +19,7 @@ from mxscan import (
 )
 
 from . import options
-from .client import ask_spamd, tell_spamd
+from .client import Content, ask_spamd, tell_spamd
 from .edits import forged_removals, sent_fields, spam_header_edits, subject_edits
 from .levels import Levels, decide
 from .oversize import OnOversize, head_at_line
@@ -41,14 +41,12 @@ def _trace(message: Message) -> bytes:
     return trace.raw if trace is not None else b""
 
 
-def _pieces(to_scan: Message, message: Message) -> Iterator[bytes]:
-    """What spamd gets, in pieces: an mbox ``From `` line (which must stay
-    first), this hop's Received: line, the rest of the header, the body chunk
-    by chunk (joined once, with no intermediate copy of the message)."""
-    yield to_scan.mbox_from
-    yield _trace(message)
-    yield b"".join(h.raw for h in to_scan.headers) + to_scan.separator
-    yield from to_scan.body.chunks()
+def _content(to_scan: Message, message: Message) -> Content:
+    """What spamd gets: an mbox ``From `` line (which must stay first), this
+    hop's Received: line, the rest of the header, then the body, which the
+    client streams from its spool (never joined into one bytes object)."""
+    head = b"".join(h.raw for h in to_scan.headers) + to_scan.separator
+    return Content(to_scan.mbox_from + _trace(message) + head, to_scan.body)
 
 
 def _with_trace(data: bytes, to_scan: Message, message: Message) -> bytes:
@@ -165,14 +163,15 @@ class SpamAssassin:
         to_scan = message.apply(removals) if removals else message
         size = to_scan.size
         note = ""
+        data: bytes | Content
         if size > self.max_size:
             if self.on_oversize is not OnOversize.TRUNCATE:
                 return self._oversize(message, size, removals)
-            data = head_at_line(to_scan.chunks(), self.max_size)
-            note = f" (first {len(data)} of {size} bytes scanned: over max_size {self.max_size})"
-            data = _with_trace(data, to_scan, message)
+            head = head_at_line(to_scan.chunks(), self.max_size)
+            note = f" (first {len(head)} of {size} bytes scanned: over max_size {self.max_size})"
+            data = _with_trace(head, to_scan, message)
         else:
-            data = b"".join(_pieces(to_scan, message))
+            data = _content(to_scan, message)
         _, answer = await ask_spamd(
             self.addresses, data, timeout=self._budget(), user=self.user, compress=self.compress
         )

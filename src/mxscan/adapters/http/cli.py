@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 from mxscan.addresses import parse_address
-from mxscan.cli import config_arg
+from mxscan.cliargs import config_arg
 from mxscan.config import Config, load_given_config
 from mxscan.errors import ConfigError
 from mxscan.logline import setup_logging

@@ -22,7 +22,7 @@ from mxscan.adapters.milter.server import (
 )
 from mxscan.adapters.milter.session import Limits
 from mxscan.addresses import Address, parse_address
-from mxscan.cli import config_arg
+from mxscan.cliargs import config_arg
 from mxscan.config import Config, load_given_config
 from mxscan.errors import ConfigError
 from mxscan.logline import setup_logging

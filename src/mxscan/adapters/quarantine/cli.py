@@ -18,19 +18,18 @@ from collections.abc import AsyncIterator, Iterator, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from ..errors import ConfigError
-from ..units import format_size
-from .record import Record
-from .release import ReleaseError, deliver
-from .settings import QuarantineSettings, parse_age
-from .store import Filter, Store, StoreError, open_store
+from mxscan.cliargs import config_arg, table
+from mxscan.errors import ConfigError
+from mxscan.quarantine.record import Record
+from mxscan.quarantine.release import ReleaseError, deliver
+from mxscan.quarantine.settings import QuarantineSettings, parse_age
+from mxscan.quarantine.store import Filter, Store, StoreError, open_store
+from mxscan.units import format_size
 
 EXIT_OK, EXIT_REFUSED, EXIT_ERROR = 0, 1, 2
 
 
 def _common(p: argparse.ArgumentParser) -> None:
-    from ..cli import config_arg
-
     config_arg(p)
     p.add_argument("--store", metavar="URL", help="the store to use instead of [quarantine] store")
 
@@ -127,7 +126,7 @@ def _usage(parser: argparse.ArgumentParser) -> int:
 
 
 def _settings(args: argparse.Namespace) -> QuarantineSettings:
-    from ..config import load_given_config
+    from mxscan.config import load_given_config
 
     if args.store and not args.config:
         return QuarantineSettings(store=args.store)
@@ -179,7 +178,6 @@ def _score(record: Record) -> str:
 
 
 def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
-    from ..cli import _table as table
 
     table(header, rows, sys.stdout)
 
@@ -378,7 +376,7 @@ def cmd_stats(args: argparse.Namespace) -> int:
 
 def cmd_init(args: argparse.Namespace) -> int:
     async def job(store: Store, settings: QuarantineSettings) -> int:
-        from .store import SCHEMA_VERSION
+        from mxscan.quarantine.store import SCHEMA_VERSION
 
         before = await store.init()
         if before == SCHEMA_VERSION:
@@ -399,8 +397,8 @@ async def _learn_ids(
     args: argparse.Namespace, store: Store | None, items: Sequence[str], spam: bool
 ) -> int:
     """Teach every scanner with a ``learn`` hook; items are IDs (store given) or files."""
-    from ..config import load_given_config
-    from ..message import Message
+    from mxscan.config import load_given_config
+    from mxscan.message import Message
 
     config = load_given_config(args.config)
     engine = config.build()
