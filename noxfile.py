@@ -36,7 +36,8 @@ for found in sorted((Path.home() / ".pyenv" / "versions").glob("3.1[1-3]*/bin"))
 
 def install_project(session: nox.Session) -> None:
     session.install(
-        "-e", ".[metrics,test]", *(f"-e{plugin}" for plugin in PLUGINS), BUILD_BACKEND
+        "-e", ".[metrics,http,postgresql,test]", *(f"-e{plugin}" for plugin in PLUGINS),
+        BUILD_BACKEND,
     )  # fmt: skip
 
 

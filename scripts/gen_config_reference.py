@@ -58,6 +58,8 @@ CORE_MEANINGS: dict[str, dict[str, str]] = {
         "scanner": "one `[scanner.NAME]` table per scanner instance",
         "stage": "`[[stage]]` tables: the order scanners run in",
         "policy": '`[policy."DOMAIN"]` tables: per recipient domain overrides',
+        "quarantine": "keep copies of mail that is not delivered, with its verdicts "
+        "([Quarantine](../quarantine.md)); without this table nothing is kept",
     },
     "defaults": {
         "on_error": "what a scanner that gives no verdict (down, timeout, garbage, crash) "
@@ -95,6 +97,20 @@ CORE_MEANINGS: dict[str, dict[str, str]] = {
         "skip_networks": "skip it for clients in these CIDR blocks (`skipped(network)`)",
         "max_size": "skip it for messages above this size (`skipped(oversize)`); "
         "a plugin with its own `max_size` option gets the value instead",
+        "keep_copy": "overrides `[quarantine] keep_copy` when this scanner decided",
+    },
+    "quarantine": {
+        "store": "`sqlite:PATH` (built in) or `postgresql://...` (several MX hosts, "
+        "needs `mxscan[postgresql]`)",
+        "keep": "`mxscan quarantine expire` deletes copies older than this (`30d`, `2w`, `12h`)",
+        "max_size": "larger messages are not stored (a QUARANTINE is then held by Postfix)",
+        "keep_copy": "final actions that keep a copy: `discard`, `reject`, `quarantine`",
+        "quarantine_action": "what QUARANTINE does: `store` keeps it here and answers "
+        "discard; `hold` is Postfix's hold queue",
+        "on_store_error": "a copy that cannot be stored: `tempfail` (the client retries) or "
+        "`proceed` (answer as if stored; the copy is lost)",
+        "release": "where `release` re-injects: `sendmail:PATH` (`-G -i -f SENDER -- RCPT...`) "
+        "or `smtp://HOST:PORT` (a next hop that does not scan again)",
     },
     "stage": {
         "run": "scanner names that run concurrently in this stage; every scanner runs in "
@@ -103,7 +119,9 @@ CORE_MEANINGS: dict[str, dict[str, str]] = {
 }
 
 _PROBE = "__probe__"
-SCANNER_ORDER = ("plugin", "on_error", "timeout", "max_concurrent", *CONDITION_KEYS)
+SCANNER_ORDER = (
+    "plugin", "on_error", "timeout", "max_concurrent", *CONDITION_KEYS, "keep_copy",
+)  # fmt: skip
 
 
 def _error(toml: str) -> str:
@@ -163,9 +181,11 @@ def _core_rows() -> dict[str, list[tuple[str, str, str]]]:
         "spool": _allowed(f"[spool]\n{_PROBE} = 1\n{_SCANNER}"),
         "mime": _allowed(f"[mime]\n{_PROBE} = 1\n{_SCANNER}"),
         "stage": _allowed(f'{_SCANNER}[[stage]]\nrun = ["x"]\n{_PROBE} = 1\n'),
+        "quarantine": _allowed(f"[quarantine]\n{_PROBE} = 1\n{_SCANNER}"),
         "scanner": [*sorted(CORE_KEYS, key=[*SCANNER_ORDER].index), "max_size"],
     }
     defaults = _defaults()
+    defaults["quarantine"] = _quarantine_defaults()
     rows: dict[str, list[tuple[str, str, str]]] = {}
     for table, names in keys.items():
         meanings = CORE_MEANINGS[table]
@@ -183,6 +203,8 @@ def _core_rows() -> dict[str, list[tuple[str, str, str]]]:
                 default = "none"
             if table == "scanner" and name == "max_concurrent":
                 default = "the plugin's"
+            if table == "scanner" and name == "keep_copy":
+                default = "[quarantine]'s"
             if table == "scanner" and name == "plugin":
                 default = "required"
             if table == "spool" and name == "directory" and default == '""':
@@ -197,12 +219,17 @@ def _core_rows() -> dict[str, list[tuple[str, str, str]]]:
     return rows
 
 
+def _quarantine_defaults() -> dict[str, str]:
+    """``config show`` of a file with an empty ``[quarantine]`` table."""
+    text = Config.from_toml(f"[quarantine]\n{_SCANNER}").render(Registry({"probe": _Probe}))
+    section = text.split("[quarantine]\n", 1)[1].split("\n\n", 1)[0]
+    return {m[1]: m[2] for m in re.finditer(r"(?m)^(\w+) = (.*?)  #", section)}
+
+
 def _choice_list(table: str, key: str) -> list[str] | None:
-    if table in ("defaults", "log", "mime") and key not in (
-        "max_depth",
-        "max_parts",
-        "max_nesting",
-    ):
+    if table == "quarantine" and key in ("quarantine_action", "on_store_error"):
+        return _choices(f'[quarantine]\n{key} = "{_PROBE}"\n{_SCANNER}')
+    if table in ("defaults", "log") or (table, key) == ("mime", "on_unchecked"):
         return _choices(f'[{table}]\n{key} = "{_PROBE}"\n{_SCANNER}')
     if table == "scanner" and key in ("on_error", "mode"):
         return _choices(f'{_SCANNER}{key} = "{_PROBE}"\n')
@@ -340,6 +367,7 @@ def render() -> str:
         "mime": "`[mime]`",
         "scanner": "`[scanner.NAME]`: keys the core reads",
         "stage": "`[[stage]]`",
+        "quarantine": "`[quarantine]`",
     }
     for table, title in titles.items():
         rows = [(f"`{k}`", _code(d), m) for k, d, m in core[table]]

@@ -162,6 +162,10 @@ def test_api_page_lists_every_public_name() -> None:
     public = [n for n in mxscan.__all__ if not n.startswith("_") and n not in alias]
     missing = [n for n in public if f"::: mxscan.{n}\n" not in text]
     assert not missing, f"docs/api.md does not list {missing}"
+    import mxscan.testing  # the one public submodule
+
+    missing = [n for n in mxscan.testing.__all__ if f"::: mxscan.testing.{n}\n" not in text]
+    assert not missing, f"docs/api.md does not list {missing}"
 
 
 def migration_block(after: str, lang: str) -> str:

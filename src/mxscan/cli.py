@@ -17,10 +17,12 @@ import os
 import sys
 import time
 from collections.abc import Sequence
-from typing import Any, TextIO
+from typing import Any
 
 from . import __version__
-from .config import Config, default_config_path, load_given_config
+from .cliargs import config_arg  # also the old place adapters imported it from
+from .cliargs import table as _table
+from .config import Config, load_given_config
 from .engine import Engine
 from .errors import ConfigError
 from .logline import format_lines, setup_logging
@@ -34,17 +36,12 @@ EXIT_NOT_ACCEPTED = 1
 EXIT_ERROR = 2
 
 #: Adapters that add their own subcommands: module with add_parser(subparsers).
-ADAPTER_COMMANDS = ("mxscan.adapters.milter.cli", "mxscan.adapters.pipe")
-
-
-def config_arg(parser: argparse.ArgumentParser) -> None:
-    """``-c/--config``, worded alike for every subcommand (adapters' too)."""
-    parser.add_argument(
-        "-c",
-        "--config",
-        metavar="FILE",
-        help=f"TOML configuration (default: $MXSCAN_CONFIG or {default_config_path()})",
-    )
+ADAPTER_COMMANDS = (
+    "mxscan.adapters.milter.cli",
+    "mxscan.adapters.pipe",
+    "mxscan.adapters.http.cli",
+    "mxscan.adapters.quarantine.cli",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -235,6 +232,14 @@ async def _probe_all(engine: Engine, timeout: float) -> list[tuple[str, str, boo
                 continue
             seen.add(id(step.scanner))
             jobs += [(step.name, address, probe) for address, probe in probes()]
+    if engine.keeper is not None:  # the [quarantine] store answers too
+        store = engine.keeper.store
+
+        async def store_probe() -> str:
+            stats = await store.stats()
+            return f"{stats['messages']} messages, schema version {stats['schema_version']}"
+
+        jobs.append(("quarantine", store.url, store_probe))
 
     async def one(name: str, address: str, probe: Any) -> tuple[str, str, bool, str, float]:
         start = time.monotonic()
@@ -257,13 +262,6 @@ def cmd_plugins(args: argparse.Namespace) -> int:
         return EXIT_OK
     _table(("PLUGIN", "DISTRIBUTION", "VERSION", "FACTORY"), rows, sys.stdout)
     return EXIT_OK
-
-
-def _table(header: Sequence[str], rows: Sequence[Sequence[str]], out: TextIO) -> None:
-    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
-    for row in [header, *rows]:
-        cells = [str(c).ljust(w) for c, w in zip(row, widths, strict=True)]
-        out.write("  ".join(cells).rstrip() + "\n")
 
 
 class _Progress:

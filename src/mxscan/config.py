@@ -28,6 +28,9 @@ from .mimelimits import LIMITS, ON_UNCHECKED_ACTIONS, MimeLimits
 from .mimelimits import SCANNER as MIME_SCANNER
 from .pipeline import ON_ERROR_ACTIONS, Pipeline, Step
 from .plugins import PluginInfo, Registry
+from .quarantine.keeper import Keeper
+from .quarantine.settings import QuarantineSettings, format_age, parse_quarantine
+from .quarantine.store import open_store
 from .scanner import Scanner
 from .slots import Slots, default_slots
 from .units import format_duration, format_size, parse_size
@@ -48,8 +51,10 @@ DEFAULT_TIMEOUT = 60.0
 
 #: Keys of a ``[scanner.NAME]`` table that the core reads; the rest go to the plugin.
 CONDITION_KEYS = ("mode", "skip_authenticated", "skip_networks")
-CORE_KEYS = frozenset({"plugin", "on_error", "timeout", "max_concurrent", *CONDITION_KEYS})
-_TOP_KEYS = ("defaults", "log", "spool", "mime", "scanner", "stage", "policy")
+CORE_KEYS = frozenset(
+    {"plugin", "on_error", "timeout", "max_concurrent", "keep_copy", *CONDITION_KEYS}
+)
+_TOP_KEYS = ("defaults", "log", "spool", "mime", "scanner", "stage", "policy", "quarantine")
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*")
 #: A recipient domain, or ``.domain`` for its subdomains (labels of letters,
 #: digits, ``-`` and ``_``, Unicode letters included for SMTPUTF8 domains).
@@ -94,6 +99,8 @@ class Config:
     spool_threshold: int = DEFAULT_SPOOL_THRESHOLD
     spool_dir: str | None = None
     origins: Mapping[str, str] = attrs.field(factory=dict)
+    #: ``[quarantine]``; None: no copies kept, QUARANTINE is Postfix's hold.
+    quarantine: QuarantineSettings | None = None
     mime: MimeLimits = attrs.field(factory=MimeLimits)
 
     @classmethod
@@ -126,7 +133,16 @@ class Config:
             policies[domain] = Pipeline(
                 [[steps[n] for n in stage] for stage in self.stages], limits=self.mime
             )
-        return Engine(default, policies)
+        return Engine(default, policies, keeper=self._keeper())
+
+    def _keeper(self) -> Keeper | None:
+        if self.quarantine is None:
+            return None
+        try:
+            store = open_store(self.quarantine.store)
+        except ValueError as exc:
+            raise ConfigError(f"{self.source}: [quarantine] store: {exc}") from None
+        return Keeper(store, self.quarantine)
 
     def _step(
         self,
@@ -263,6 +279,24 @@ class Config:
                 if key not in sc.options:
                     table.append(_line(key, value, f"default of plugin {sc.plugin}"))
             out += ["", f"[scanner.{sc.name}]", *_marked(table, errors.get(f"scanner.{sc.name}"))]
+        if self.quarantine is not None:
+            q = self.quarantine
+
+            def origin(key: str) -> str:
+                return "file" if key in q.given else "default"
+
+            out += [
+                "",
+                "[quarantine]",
+                _line("store", q.store, origin("store")),
+                _line("keep", format_age(q.keep), origin("keep")),
+                _line("max_size", format_size(q.max_size) if q.max_size else "",
+                      origin("max_size"), note="" if q.max_size else "no limit"),
+                _line("keep_copy", sorted(q.keep_copy), origin("keep_copy")),
+                _line("quarantine_action", q.quarantine_action, origin("quarantine_action")),
+                _line("on_store_error", q.on_store_error, origin("on_store_error")),
+                _line("release", q.release, origin("release")),
+            ]  # fmt: skip
         for stage in self.stages:
             out += ["", "[[stage]]", _line("run", list(stage), self.origins.get("stages"))]
         for domain, overrides in self.policies.items():
@@ -598,6 +632,7 @@ def parse_config(data: Mapping[str, Any], *, source: str = "<config>") -> Config
     stages = _parse_stages(source, data.get("stage"), scanners)
     origins["stages"] = "file" if "stage" in data else "default (one stage per scanner)"
     policies = _parse_policies(source, data.get("policy", {}), scanners)
+    quarantine = parse_quarantine(source, data.get("quarantine"), scanner_tables)
     return Config(
         source=source,
         on_error=on_error,
@@ -611,6 +646,7 @@ def parse_config(data: Mapping[str, Any], *, source: str = "<config>") -> Config
         spool_threshold=spool_threshold,
         spool_dir=spool_dir,
         origins=origins,
+        quarantine=quarantine,
         mime=mime,
     )
 
@@ -701,6 +737,11 @@ def _parse_policies(
             if "plugin" in options:
                 raise ConfigError(
                     f"{source}: {where} {scanner}.plugin: a policy changes options, not the plugin"
+                )
+            if "keep_copy" in options:
+                raise ConfigError(
+                    f"{source}: {where} {scanner}.keep_copy: set it in [scanner.{scanner}]: "
+                    "which copies are kept does not depend on the recipient's domain"
                 )
             if "max_concurrent" in options:
                 raise ConfigError(

@@ -13,6 +13,7 @@ from collections.abc import Iterable
 
 import attrs
 
+from .editbuffer import EditBuffer
 from .header import Header, validate_name, validate_value
 
 __all__ = ["EditKind", "HeaderEdit", "apply_edits"]
@@ -87,49 +88,49 @@ class HeaderEdit:
         return f"delete {self.name}[{self.occurrence}]"
 
 
-def _find(headers: list[Header], name: str, occurrence: int) -> int | None:
-    lowered = name.lower()
-    seen = 0
-    for position, header in enumerate(headers):
-        if header.name.lower() == lowered:
-            seen += 1
-            if seen == occurrence:
-                return position
-    return None
-
-
 def apply_edits(headers: Iterable[Header], edits: Iterable[HeaderEdit], eol: bytes) -> list[Header]:
     """Apply ``edits`` in order and return the new header list.
 
-    Unedited headers are the very same objects, so their bytes cannot change.
+    Unedited headers are the very same objects, so their bytes cannot change. The
+    cost is linear in headers plus edits for edits in header order, forwards or
+    backwards (see :mod:`mxscan.editbuffer`): a message cannot make it quadratic.
     """
-    result = list(headers)
+    result = EditBuffer(headers, _name)
+    # Only a message cut short has a last header without a line ending; it needs
+    # one before anything can follow it, and gets it at the first addition.
+    open_last = result.get(len(result) - 1) if len(result) else None
+    if open_last is not None and open_last.eol:
+        open_last = None
     for edit in edits:
         if edit.kind is EditKind.DELETE:
             assert edit.occurrence is not None
-            position = _find(result, edit.name, edit.occurrence)
+            position = result.find(edit.name, edit.occurrence)
             if position is not None:
-                del result[position]
+                if result.get(position) is open_last:
+                    open_last = None
+                result.delete(position)
             continue
         assert edit.value is not None
-        if result and not result[-1].eol and edit.kind is not EditKind.CHANGE:
-            # The last header had no line ending (message cut short): it needs
-            # one before anything can follow it.
-            result[-1] = Header(result[-1].raw + eol)
-        new = Header._checked(edit.name, edit.value, eol)
-        if edit.kind is EditKind.ADD:
-            result.append(new)
-        elif edit.kind is EditKind.INSERT:
-            assert edit.index is not None
-            result.insert(min(edit.index, len(result)), new)
-        else:
+        if edit.kind is EditKind.CHANGE:
             assert edit.occurrence is not None
-            position = _find(result, edit.name, edit.occurrence)
-            if position is None:
-                if result and not result[-1].eol:
-                    result[-1] = Header(result[-1].raw + eol)
-                result.append(new)
-            else:
-                old = result[position]
-                result[position] = Header._checked(edit.name, edit.value, old.eol or eol)
-    return result
+            position = result.find(edit.name, edit.occurrence)
+            if position is not None:
+                old = result.get(position)
+                if old is open_last:
+                    open_last = None
+                result.replace(position, Header._checked(edit.name, edit.value, old.eol or eol))
+                continue
+        if open_last is not None:
+            result.replace(len(result) - 1, Header(open_last.raw + eol))
+            open_last = None
+        new = Header._checked(edit.name, edit.value, eol)
+        if edit.kind is EditKind.INSERT:
+            assert edit.index is not None
+            result.insert(edit.index, new)
+        else:  # ADD, or CHANGE past the last occurrence (libmilter appends)
+            result.append(new)
+    return result.items()
+
+
+def _name(header: Header) -> str:
+    return header.name

@@ -9,12 +9,16 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING
 
 import attrs
 
 from .message import Message
 from .pipeline import Pipeline, Step, close_scanners
 from .verdict import Result
+
+if TYPE_CHECKING:
+    from .quarantine.keeper import Keeper
 
 __all__ = ["DEFAULT_POLICY", "Engine", "domain_of"]
 
@@ -42,8 +46,12 @@ class Engine:
         self,
         default: Pipeline,
         policies: Mapping[str, Pipeline] | None = None,
+        *,
+        keeper: Keeper | None = None,
     ) -> None:
         self.default = default
+        #: The ``[quarantine]`` step: copies kept before any adapter answers.
+        self.keeper = keeper
         self.policies = {k.lower(): v for k, v in (policies or {}).items()}
         if DEFAULT_POLICY in self.policies:
             raise ValueError(f"{DEFAULT_POLICY!r} cannot be a policy domain")
@@ -81,6 +89,13 @@ class Engine:
         return {policy: tuple(rcpts) for policy, rcpts in groups.items()}
 
     async def scan(self, message: Message) -> Result:
+        result = await self._scan(message)
+        if self.keeper is not None:
+            # The original bytes, as received, whatever scanners edited.
+            result = await self.keeper.keep(result, message)
+        return result
+
+    async def _scan(self, message: Message) -> Result:
         groups = self.group(message.envelope.recipients) or {DEFAULT_POLICY: ()}
         if len(groups) == 1:
             (policy,) = groups  # every recipient: the message's envelope as it is
@@ -112,3 +127,5 @@ class Engine:
     async def aclose(self) -> None:
         """Close each scanner instance once: policies share unchanged ones."""
         await close_scanners(step.scanner for step in self.steps)
+        if self.keeper is not None:
+            await self.keeper.aclose()

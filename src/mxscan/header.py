@@ -185,7 +185,10 @@ class Header:
 
     @property
     def name(self) -> str:
-        return _decode(self.raw[: self._colon].rstrip(b" \t"))
+        # Inlined (no _colon, no _decode): read for every field of every edited
+        # message, 40,000 times for a 40,000-field one.
+        raw = self.raw
+        return raw[: raw.index(b":")].rstrip(b" \t").decode("utf-8", "surrogateescape")
 
     @property
     def raw_value(self) -> bytes:

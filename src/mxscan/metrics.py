@@ -212,6 +212,35 @@ class Metrics:
             ["scanner"],
             registry=r,
         )
+        self.quarantined = prom.Counter(
+            "mxscan_quarantined",
+            "Copies committed to the quarantine store, by the final action they were kept for.",
+            ["action"],
+            registry=r,
+        )
+        self.store_errors = prom.Counter(
+            "mxscan_quarantine_store_errors",
+            "Copies the quarantine store could not take (the MTA heard tempfail, or "
+            "on_store_error = proceed).",
+            registry=r,
+        )
+        self.store_latency = prom.Histogram(
+            "mxscan_quarantine_store_duration_seconds",
+            "Time to commit one copy (or to fail to), bytes included.",
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.store_messages = prom.Gauge(
+            "mxscan_quarantine_messages",
+            "Messages in the quarantine store (read at each health-probe round; with a "
+            "store shared by several hosts, the store's total).",
+            registry=r,
+        )
+        self.store_released = prom.Gauge(
+            "mxscan_quarantine_released_messages",
+            "Messages in the quarantine store that were released (same reading).",
+            registry=r,
+        )
         for action in Action:  # every series exists from the first scrape, at 0
             self.messages.labels(action=str(action))
         for result in ("success", "failure"):
@@ -220,8 +249,9 @@ class Metrics:
         self._probed: set[str] = set()
 
     def track(self, engine: object) -> None:
-        """Create each configured scanner's error and skip series, and the
-        core's MIME limit series, at 0."""
+        """Create each configured scanner's error and skip series and the
+        core's MIME limit series at 0, and count what the engine's quarantine
+        step stores."""
         for limit in MIME_LIMITS:
             self.unchecked.labels(scanner=MIME_SCANNER, limit=limit)
         for step in _distinct_steps(engine):
@@ -229,6 +259,33 @@ class Metrics:
                 self.errors.labels(scanner=step.name, kind=kind)
             for reason in SKIP_REASONS:
                 self.skipped.labels(scanner=step.name, reason=reason)
+        keeper = getattr(engine, "keeper", None)
+        if keeper is not None:
+            for action in ("discard", "reject", "quarantine"):
+                self.quarantined.labels(action=action)
+            keeper.events.stored = self._stored
+            keeper.events.failed = self._store_failed
+
+    def _stored(self, action: str, seconds: float) -> None:
+        self.quarantined.labels(action=action).inc()
+        self.store_latency.observe(seconds)
+
+    def _store_failed(self, seconds: float) -> None:
+        self.store_errors.inc()
+        self.store_latency.observe(seconds)
+
+    async def _read_store(self, engine: object, timeout: float) -> None:
+        keeper = getattr(engine, "keeper", None)
+        if keeper is None:
+            return
+        try:
+            async with asyncio.timeout(timeout):
+                stats = await keeper.store.stats()
+        except Exception as exc:  # the store is down: the gauges keep their last reading
+            log.warning("reading the quarantine store for metrics failed: %s", exc or repr(exc))
+            return
+        self.store_messages.set(float(stats["messages"]))
+        self.store_released.set(float(stats["released"]))
 
     def reloaded(self, ok: bool) -> None:
         """Count a SIGHUP reload; ``ok`` false: the old configuration stays."""
@@ -243,6 +300,7 @@ class Metrics:
         never a made-up 1. A scanner no longer configured loses its series."""
         steps = [s for s in _distinct_steps(engine) if callable(getattr(s.scanner, "ping", None))]
         results = await asyncio.gather(*(self._probe_one(s, timeout) for s in steps))
+        await self._read_store(engine, timeout)
         for name in self._probed - {s.name for s in steps}:
             self.up.remove(name)
             self.probe_latency.remove(name)
@@ -367,6 +425,11 @@ class InstrumentedEngine:
         """The wrapped engine's: the milter asks the MTA for body replacement from it,
         so without this a scanner's new body would be refused when metrics are on."""
         return getattr(self.engine, "changes_body", False) is True
+
+    @property
+    def keeper(self) -> object:
+        """The wrapped engine's quarantine step (None without ``[quarantine]``)."""
+        return getattr(self.engine, "keeper", None)
 
     @property
     def steps(self) -> tuple[Step, ...]:

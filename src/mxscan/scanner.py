@@ -40,6 +40,11 @@ class Scanner(Protocol):
     (clamd's zPING, spamd's PING) that returns when the backend would take a scan
     now and raises otherwise; ``mxscan milter --metrics`` calls it periodically
     for ``mxscan_scanner_up``. Scanners without a backend need not have it.
+
+    Optional method: ``async def learn(self, message: Message, spam: bool) -> None``,
+    teaching a learning backend (spamd's TELL, rspamd's controller) that the message
+    is spam or ham; ``mxscan learn`` and ``mxscan quarantine release --as-ham`` call
+    it. It raises ``ScannerError`` when the backend refused or was unreachable.
     """
 
     name: str

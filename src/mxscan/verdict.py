@@ -114,6 +114,9 @@ class Verdict:
     reason: str = ""
     status: str = ""
     score: float | None = None
+    #: The score at which ``score`` counts as spam (SpamAssassin's required_score),
+    #: for adapters that report both, such as the rspamd-protocol HTTP API.
+    threshold: float | None = None
     findings: tuple[str, ...] = attrs.field(default=(), converter=_strs)
     edits: tuple[HeaderEdit, ...] = attrs.field(default=(), converter=_edits)
     reply: SmtpReply | None = None
@@ -152,6 +155,7 @@ class Verdict:
             reason=self.reason,
             status=self.status,
             score=self.score,
+            threshold=self.threshold,
             findings=self.findings,
             edits=self.edits,
             reply=self.reply,

@@ -10,6 +10,7 @@ import subprocess
 import sys
 import threading
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 
@@ -26,14 +27,13 @@ from mxscan import (
     ascan,
     scan,
 )
-
-from .fakes import FakeScanner
+from mxscan.testing import FakeEngine, StaticScanner
 
 DATA = b"Subject: hi\r\n\r\nbody\r\n"
 
 
 def pipeline() -> Pipeline:
-    return Pipeline([[FakeScanner("tag", edits=(HeaderEdit.add("X-Tag", "1"),))]])
+    return Pipeline([[StaticScanner(name="tag", edits=(HeaderEdit.add("X-Tag", "1"),))]])
 
 
 def test_scan_takes_bytes_path_and_file(tmp_path: Path) -> None:
@@ -51,9 +51,9 @@ def test_scan_rejects_other_types() -> None:
 
 
 def test_envelope_reaches_scanners() -> None:
-    seen = FakeScanner("s")
-    scan(DATA, config=Pipeline([[seen]]), envelope=Envelope(sender="a@example.com"))
-    assert seen.seen[0].envelope.sender == "a@example.com"
+    engine = FakeEngine()
+    scan(DATA, config=engine, envelope=Envelope(sender="a@example.com"))
+    assert engine.messages[0].envelope.sender == "a@example.com"
 
 
 async def test_ascan_inside_a_loop_and_scan_refuses_it() -> None:
@@ -265,3 +265,155 @@ def test_ctrl_c_does_not_wait_forever_for_a_scan_that_ignores_cancel(
     # The leftover ends during a later call, on the same loop.
     assert scan(DATA, config=Pipeline([[LoopRecorder(sleep=1.5)]])).action is Action.ACCEPT
     assert stubborn.finished == 1
+
+
+# -- a configuration file's engine is built once, and rebuilt when it changes --
+
+
+class Gated:
+    """A plugin factory for these tests: each instance counts itself, records
+    its close, and holds scans while ``gate`` is clear."""
+
+    made: ClassVar[list[Gated]] = []
+    gate: ClassVar[asyncio.Event | None] = None
+    entered: ClassVar[asyncio.Event | None] = None
+
+    def __init__(self, *, name: str, tag: str = "one") -> None:
+        self.name = name
+        self.tag = tag
+        self.closed = False
+        self.scanning = 0
+        Gated.made.append(self)
+
+    async def scan(self, message: Message) -> Verdict:
+        self.scanning += 1
+        if Gated.entered is not None:
+            Gated.entered.set()
+        if Gated.gate is not None:
+            await Gated.gate.wait()
+        assert not self.closed, "scanned on a closed engine"
+        return Verdict(edits=(HeaderEdit.add("X-Tag", self.tag),))
+
+    async def aclose(self) -> None:
+        self.closed = True
+
+
+@pytest.fixture
+def gated(monkeypatch: pytest.MonkeyPatch) -> type[Gated]:
+    from mxscan import Registry, config
+
+    monkeypatch.setattr(Gated, "made", [])
+    monkeypatch.setattr(Gated, "gate", None)
+    monkeypatch.setattr(Gated, "entered", None)
+    monkeypatch.setattr(config, "Registry", lambda: Registry({"gated": Gated}))
+    return Gated
+
+
+def write_config(path: Path, tag: str) -> None:
+    path.write_text(f'[scanner.g]\nplugin = "gated"\ntag = "{tag}"\n')
+
+
+@pytest.fixture
+def path(tmp_path: Path, gated: type[Gated]) -> Path:
+    """A configuration file whose scanner tags messages ``one``."""
+    config = tmp_path / "mxscan.toml"
+    write_config(config, "one")
+    return config
+
+
+def test_config_path_builds_one_engine_for_many_calls(path: Path, gated: type[Gated]) -> None:
+    for _ in range(20):
+        assert scan(DATA, config=path).message.get("X-Tag") == "one"
+    assert scan(DATA, config=str(path)).message.get("X-Tag") == "one"  # same file, str or Path
+    assert len(gated.made) == 1 and not gated.made[0].closed
+
+
+def test_config_path_is_rebuilt_when_the_file_changes_and_the_old_engine_closed(
+    tmp_path: Path, path: Path, gated: type[Gated]
+) -> None:
+    assert scan(DATA, config=path).message.get("X-Tag") == "one"
+    write_config(path, "two")  # same size, same inode, same timestamp tick: the racy case
+    assert scan(DATA, config=path).message.get("X-Tag") == "two"
+    first, second = gated.made
+    assert first.closed and not second.closed
+    # Replaced by rename (a new inode), as editors and config management do.
+    other = tmp_path / "new.toml"
+    write_config(other, "six")
+    other.replace(path)
+    assert scan(DATA, config=path).message.get("X-Tag") == "six"
+    assert second.closed and len(gated.made) == 3
+
+
+def test_a_rewrite_within_one_timestamp_tick_is_seen_by_its_content(
+    path: Path, gated: type[Gated], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Same size, same inode, and a filesystem clock that did not move between
+    the two writes: every stamp is equal, only the content tells."""
+    frozen = api._stamp(str(path))
+    monkeypatch.setattr(api, "_stamp", lambda p: frozen)
+    assert scan(DATA, config=path).message.get("X-Tag") == "one"
+    write_config(path, "two")
+    assert scan(DATA, config=path).message.get("X-Tag") == "two"
+    assert len(gated.made) == 2 and gated.made[0].closed
+
+
+def test_an_unchanged_file_past_the_racy_window_is_not_read_again(
+    path: Path, gated: type[Gated], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    os.utime(path, ns=(0, 0))  # mtime long ago; ctime is now, so still racy
+    monkeypatch.setattr(api, "RACY_NS", 0)  # ... and now it is not
+    scan(DATA, config=path)
+    reads: list[str] = []
+    monkeypatch.setattr(api, "_digest", lambda p: reads.append(p))
+    for _ in range(5):
+        scan(DATA, config=path)
+    assert reads == [] and len(gated.made) == 1
+
+
+def test_the_retired_engine_closes_only_when_its_scan_in_flight_ends(
+    path: Path, gated: type[Gated]
+) -> None:
+
+    async def main() -> None:
+        gated.gate, gated.entered = asyncio.Event(), asyncio.Event()
+        running = asyncio.ensure_future(ascan(DATA, config=path))
+        await gated.entered.wait()
+        write_config(path, "two")
+        gated.gate.set()  # the new engine's scan does not wait
+        assert (await ascan(DATA, config=path)).message.get("X-Tag") == "two"
+        first = gated.made[0]
+        assert not first.closed  # its scan is still running (the gate was set, not yet run)
+        assert (await running).message.get("X-Tag") == "one"
+        assert first.closed  # closed by the end of its last scan
+
+    asyncio.run(main())
+    assert gated.made[1].closed  # asyncio.run's shutdown closed the loop's engine
+
+
+def test_a_broken_new_file_is_a_config_error_never_the_old_config(
+    path: Path, gated: type[Gated]
+) -> None:
+    scan(DATA, config=path)
+    path.write_text('[scanner.g]\nplugin = "gated"\ntag = \n')
+    for _ in range(2):  # every call while the file is broken
+        with pytest.raises(ConfigError, match="not valid TOML"):
+            scan(DATA, config=path)
+    assert gated.made[0].closed  # the stale engine is gone, not kept for later
+    write_config(path, "two")
+    assert scan(DATA, config=path).message.get("X-Tag") == "two"
+    path.unlink()  # removed: an error too, not the engine it had
+    with pytest.raises(ConfigError, match="no such configuration file"):
+        scan(DATA, config=path)
+    assert gated.made[1].closed
+
+
+def test_each_thread_builds_its_own_engine_and_closes_it_when_the_thread_ends(
+    path: Path, gated: type[Gated]
+) -> None:
+    scan(DATA, config=path)
+    thread = threading.Thread(target=lambda: [scan(DATA, config=path) for _ in range(3)])
+    thread.start()
+    thread.join()
+    gc.collect()
+    mine, theirs = gated.made
+    assert theirs.closed and not mine.closed

@@ -186,3 +186,66 @@ def test_edits_that_cancel_out_leave_the_input_bytes(data: bytes) -> None:
 def test_a_field_after_a_bare_last_header_still_gets_its_line_end() -> None:
     msg = Message.from_bytes(b"A: 1\r\nB: 2").apply([HeaderEdit.add("X", "y")])
     assert msg.as_bytes() == b"A: 1\r\nB: 2\r\nX: y\r\n"
+
+
+def _reference(headers: list[bytes], edits: list[HeaderEdit]) -> list[bytes]:
+    """Sequential edits the obvious (quadratic) way: the semantics apply_edits keeps."""
+    out = list(headers)
+
+    def find(name: str, occurrence: int) -> int | None:
+        seen = 0
+        for at, raw in enumerate(out):
+            if raw.split(b":", 1)[0].decode().lower() == name.lower():
+                seen += 1
+                if seen == occurrence:
+                    return at
+        return None
+
+    for edit in edits:
+        new = f"{edit.name}: {edit.value}\r\n".encode()
+        if edit.kind.value == "delete":
+            at = find(edit.name, edit.occurrence or 0)
+            if at is not None:
+                del out[at]
+        elif edit.kind.value == "change":
+            at = find(edit.name, edit.occurrence or 0)
+            if at is None:
+                out.append(new)
+            else:
+                out[at] = new
+        elif edit.kind.value == "insert":
+            out.insert(min(edit.index or 0, len(out)), new)
+        else:
+            out.append(new)
+    return out
+
+
+_names = st.sampled_from(["A", "a", "B", "C-D"])
+_edit = st.one_of(
+    st.builds(HeaderEdit.add, _names, st.sampled_from(["1", "2"])),
+    st.builds(HeaderEdit.insert, st.integers(0, 12), _names, st.sampled_from(["3", "4"])),
+    st.builds(HeaderEdit.change, _names, st.integers(1, 5), st.sampled_from(["5", "6"])),
+    st.builds(HeaderEdit.delete, _names, st.integers(1, 5)),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(_names, max_size=10), st.lists(_edit, max_size=25))
+def test_edits_in_any_order_match_the_sequential_reference(
+    names: list[str], edits: list[HeaderEdit]
+) -> None:
+    head = [f"{name}: v{i}\r\n".encode() for i, name in enumerate(names)]
+    msg = Message.from_bytes(b"".join(head) + b"\r\nbody\r\n").apply(edits)
+    assert [h.raw for h in msg.headers] == _reference(head, edits)
+
+
+def test_twenty_thousand_deletions_forwards_and_backwards_agree() -> None:
+    # The header-rules pattern (occurrence 1, again and again) and the ClamAV /
+    # SpamAssassin one (last occurrence down to the first): both linear now.
+    n = 20_000
+    head = b"".join(b"X-Keep-%d: k\r\nX-Spam-Level: *\r\n" % i for i in range(n))
+    msg = Message.from_bytes(head + b"\r\nbody\r\n")
+    forwards = msg.apply([HeaderEdit.delete("X-Spam-Level", 1)] * n)
+    backwards = msg.apply([HeaderEdit.delete("x-spam-level", k) for k in range(n, 0, -1)])
+    expected = head.replace(b"X-Spam-Level: *\r\n", b"") + b"\r\nbody\r\n"
+    assert forwards.as_bytes() == expected and backwards.as_bytes() == expected

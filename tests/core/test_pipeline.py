@@ -237,3 +237,33 @@ def test_smtp_reply_validation() -> None:
         SmtpReply(450, "5.7.1", "mismatch")
     with pytest.raises(ValueError):
         SmtpReply(550, "5.7.1", "a\r\nb")
+
+
+async def test_a_big_edit_batch_is_applied_off_the_event_loop(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Above THREAD_EDITS the stage's edits go to a worker thread; they must still
+    # all be applied and all reported (the milter replays result.edits).
+    import threading
+
+    from mxscan import pipeline
+
+    threads: list[str] = []
+    original = Message.apply
+
+    def spy(self: Message, edits):  # type: ignore[no-untyped-def]
+        threads.append(threading.current_thread().name)
+        return original(self, edits)
+
+    monkeypatch.setattr(Message, "apply", spy)
+    n = pipeline.THREAD_EDITS
+    head = b"X-Spam-Level: *\r\n" * n
+    msg = Message.from_bytes(head + MSG)
+    edits = (HeaderEdit.delete("X-Spam-Level", 1),) * n
+    adder = FakeScanner("small", edits=(HeaderEdit.add("X-A", "1"),))
+    result = await Pipeline([[FakeScanner("strip", edits=edits)], [adder]]).run(msg)
+    assert result.edits == (*edits, HeaderEdit.add("X-A", "1"))
+    assert result.message.as_bytes() == MSG.replace(b"\r\n\r\n", b"\r\nX-A: 1\r\n\r\n")
+    main = threading.current_thread().name
+    assert threads[0] != main  # the big batch
+    assert threads[1] == main  # a small one: not worth a thread

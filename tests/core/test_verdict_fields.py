@@ -13,7 +13,7 @@ STAMPED = {"scanner", "shadow", "elapsed", "waited"}
 
 def test_recorded_knows_every_field() -> None:
     assert {f.name for f in attrs.fields(Verdict)} == {
-        *STAMPED, "action", "reason", "status", "score", "findings", "edits", "reply",
+        *STAMPED, "action", "reason", "status", "score", "threshold", "findings", "edits", "reply",
         "routes", "body",
     }  # fmt: skip
 
@@ -25,6 +25,7 @@ def test_recorded_keeps_everything_but_the_stamp() -> None:
         reason="why",
         status="infected(X)",
         score=7.5,
+        threshold=5.0,
         findings=("a", "b"),
         edits=(HeaderEdit.add("X-A", "1"),),
         reply=SmtpReply(550, "5.7.1", "no"),

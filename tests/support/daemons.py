@@ -29,7 +29,7 @@ DEFAULT_SPAMD_INET = "inet:127.0.0.1:10783"
 DEFAULT_RSPAMD_INET = "inet:127.0.0.1:11433"
 DEFAULT_RSPAMD_CONTROLLER = "inet:127.0.0.1:11434"
 
-DaemonKind = Literal["clamd", "clamd-inet", "spamd", "rspamd", "postfix", "miltertest"]
+DaemonKind = Literal["clamd", "clamd-inet", "spamd", "rspamd", "postfix", "miltertest", "sendmail"]
 
 # The GTUBE string may appear in files (only EICAR may not).
 GTUBE = b"XJS*C4JDBQADN1.NSBN3*2IDNEN*GTUBE-STANDARD-ANTI-UBE-TEST-EMAIL*C.34X"
@@ -219,6 +219,10 @@ def _absent_reason(kind: DaemonKind) -> str | None:
     elif kind == "miltertest":
         if shutil.which("miltertest") is None:
             return "miltertest is not installed; run scripts/install-system-deps"
+    elif kind == "sendmail":
+        from tests.support.sendmail import absent_reason
+
+        return absent_reason()
     else:  # pragma: no cover - guarded by the Literal type
         raise ValueError(f"unknown daemon kind {kind!r}")
     return None

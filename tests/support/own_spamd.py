@@ -17,7 +17,7 @@ import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,8 +43,11 @@ class OwnSpamd:
 
 
 @contextmanager
-def own_spamd(config: str, *, max_children: int = 1) -> Iterator[OwnSpamd]:
-    """Start a spamd with the shared site config plus ``config``. Raises
+def own_spamd(
+    config: str, *, max_children: int = 1, args: Sequence[str] = ()
+) -> Iterator[OwnSpamd]:
+    """Start a spamd with the shared site config plus ``config`` (and spamd
+    ``args``, such as ``--allow-tell``). Raises
     RuntimeError (with spamd's log) if it cannot start."""
     site = run_dir() / "spamassassin"
     if not site.is_dir() or shutil.which("spamd") is None:
@@ -72,7 +75,7 @@ def own_spamd(config: str, *, max_children: int = 1) -> Iterator[OwnSpamd]:
         "spamd", "-L", "-x", "-i", f"127.0.0.1:{port}", "-A", "127.0.0.1", *user,
         "-H", str(home), "--configpath=/usr/share/spamassassin",
         f"--siteconfigpath={conf}", f"--max-children={max_children}", "--min-children=1",
-        "-s", str(log),
+        "-s", str(log), *args,
     ]  # fmt: skip
     process = subprocess.Popen(
         command, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, start_new_session=True

@@ -149,3 +149,69 @@ async def test_serve_reload_and_stop(tmp_path: Path) -> None:
         if proc.returncode is None:
             proc.kill()
             await proc.wait()
+
+
+async def test_limit_options_reach_the_server(tmp_path: Path) -> None:
+    cfg = tmp_path / "mxscan.toml"
+    cfg.write_text(RULES)
+    sock = tmp_path / "milter.sock"
+    proc = await asyncio.create_subprocess_exec(
+        *cmd("--config", str(cfg), "--listen", f"unix:{sock}", "--max-headers", "3",
+             "--max-header-bytes", "1k", "--idle-timeout", "0.5s"),
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    assert proc.stderr is not None
+    log = Log(proc.stderr)
+    try:
+        await log.wait_for("ready (pid ")
+        assert (await message(sock, "fine"))[-1] == (b"c", b"")
+        client = await mta.MtaClient.open_unix(str(sock))
+        await client.handshake()
+        await client.send(mta.mail("s@example.org"), mta.rcpt("r@example.net"))
+        await client.read()
+        await client.send(*mta.message_packets(b"A: 1\r\nB: 2\r\nC: 3\r\nD: 4\r\n\r\nx\r\n"))
+        assert await client.read_until_final() == [(b"y", b"552 5.3.4 Message header too large\0")]
+        # Then silence: the idle timeout closes it.
+        assert (await client.read(wait=30))[1].startswith(b"451 4.4.2")
+        await client.close()
+        await log.wait_for("milter connection idle for 0.5s")
+        for bad in (["--max-headers", "0"], ["--max-macro-bytes", "lots"]):
+            code, text = await run("--config", str(cfg), "--listen", f"unix:{sock}2", *bad)
+            assert code == 2 and "Traceback" not in text and bad[0] in text
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        await asyncio.wait_for(proc.wait(), 30)
+
+
+async def test_the_descriptor_limit_is_raised_for_max_connections(tmp_path: Path) -> None:
+    # A service manager's soft limit is often 1024: 1,000 connections, each with a
+    # spool file, would not fit and accept() would fail rather than tempfail.
+    import resource
+
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    need = 2 * 600 + 64
+    expected = need if hard == resource.RLIM_INFINITY else min(need, hard)
+    cfg = tmp_path / "mxscan.toml"
+    cfg.write_text(RULES)
+    sock = tmp_path / "milter.sock"
+
+    def low_limit() -> None:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (256, hard))
+
+    proc = await asyncio.create_subprocess_exec(
+        *cmd("--config", str(cfg), "--listen", f"unix:{sock}", "--max-connections", "600"),
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
+        preexec_fn=low_limit,
+    )
+    assert proc.stderr is not None
+    log = Log(proc.stderr)
+    try:
+        await log.wait_for("ready (pid ")
+        limits = Path(f"/proc/{proc.pid}/limits").read_text()  # noqa: ASYNC240
+        line = next(x for x in limits.splitlines() if x.startswith("Max open files"))
+        assert int(line.split()[3]) == expected
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        await asyncio.wait_for(proc.wait(), 30)

@@ -8,11 +8,13 @@ from pathlib import Path
 import attrs
 import milter_mta as mta
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from mxscan.adapters.milter.codec import ProtocolError
 from mxscan.adapters.milter.constants import Action as Flag
 from mxscan.adapters.milter.outcome import body_packets
-from mxscan.adapters.milter.session import Session, Step
+from mxscan.adapters.milter.session import Limits, Session, Step
 from mxscan.body import Body, BodyBuilder
 from mxscan.edits import HeaderEdit
 from mxscan.engine import domain_of
@@ -442,3 +444,244 @@ def test_the_documented_milter_macros_are_the_ones_negotiated() -> None:
         assert sorted(settings[key].split()) == sorted(DEFAULT_MACROS[stage]), key
     needed = {"{client_addr}", "{client_name}", "{client_ptr}", "_", "j", "{tls_version}"}
     assert needed | {"{auth_type}"} <= {m for names in DEFAULT_MACROS.values() for m in names}
+
+
+# -- edits whole or not at all; Sendmail's index rules ---------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("granted", "missing"), [(0x1, "CHGHDRS"), (0x10, "ADDHDRS")], ids=["ADDHDRS", "CHGHDRS"]
+)
+def test_replace_needing_an_ungranted_action_sends_no_edit(
+    granted: int, missing: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A REPLACE of a first instance is insert + delete: with only one of the two
+    # actions granted, half of it went out (two Subjects, or none).
+    for default, final in (("tempfail", b"y"), ("accept", b"c")):
+        s = Session(default_action=default)  # type: ignore[arg-type]
+        s.receive(mta.optneg(actions=granted))
+        envelope(s, "r@example.net")
+        msg = deliver(s)
+        edits = (HeaderEdit.add("X-Ok", "1"), HeaderEdit.change("Subject", 1, "new"))
+        caplog.clear()
+        out = mta.parse_replies(s.complete(result(msg, edits=edits)).send)
+        assert [code for code, _ in out] == [final]  # no h/i/m packet at all
+        if final == b"y":
+            assert out[0][1].startswith(b"451 4.7.1")
+        errors = [r for r in caplog.records if r.levelname == "ERROR"]
+        assert len(errors) == 1
+        assert "ABC123" in errors[0].getMessage() and missing in errors[0].getMessage()
+
+
+def test_mta_is_detected_from_the_v_macro() -> None:
+    for version, expected in (
+        ("Postfix 3.7.11", "postfix"),
+        ("8.17.1.9", "sendmail"),
+        ("", "postfix"),
+    ):
+        s = Session()
+        start(s)
+        s.receive(mta.macro(b"C", v=version) if version else b"")
+        assert s.mta == expected
+    s = Session(mta="sendmail")
+    start(s)
+    s.receive(mta.macro(b"C", v="Postfix 3.7.11"))
+    assert s.mta == "sendmail"  # the option wins
+
+
+def test_sendmail_changes_in_place_and_places_only_first_and_last() -> None:
+    # Measured on Sendmail 8.17.1.9 (test_milter_sendmail.py runs it): INSHEADER 1 is
+    # just below its Received:, the other indexes count hidden entries, and one past
+    # the end appends (ADDHEADER would reuse a deleted field's place).
+    s = Session(mta="sendmail")
+    msg = eom(s, b"X-Dup: one\r\nX-Dup: two\r\nX-Dup: three\r\nX-Check-Id: 7\r\n\r\nb\r\n")
+    edits = (
+        HeaderEdit.change("X-Dup", 2, "TWO"),
+        HeaderEdit.change("X-Dup", 1, "ONE"),
+        # header rules' REPLACE: delete, then insert a same-named field there
+        HeaderEdit.delete("X-Dup", 3),
+        HeaderEdit.insert(2, "X-Dup", "THREE"),
+        HeaderEdit.insert(0, "X-First", "f"),
+        HeaderEdit.insert(99, "X-Last", "l"),
+    )
+    out = mta.parse_replies(s.complete(result(msg, edits=edits)).send)
+    assert out == [
+        (b"m", struct.pack("!I", 2) + b"X-Dup\0 TWO\0"),
+        (b"m", struct.pack("!I", 1) + b"X-Dup\0 ONE\0"),
+        (b"m", struct.pack("!I", 3) + b"X-Dup\0 THREE\0"),
+        (b"i", struct.pack("!I", 1) + b"X-First\0 f\0"),
+        (b"i", struct.pack("!I", 0x7FFFFFFF) + b"X-Last\0 l\0"),
+        (b"c", b""),
+    ]
+
+
+def test_sendmail_insert_in_the_middle_follows_the_default_action(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    s = Session(mta="sendmail")
+    msg = eom(s)
+    edits = (HeaderEdit.add("X-Ok", "1"), HeaderEdit.insert(2, "X-Mid", "m"))
+    out = mta.parse_replies(s.complete(result(msg, edits=edits)).send)
+    assert [code for code, _ in out] == [b"y"]
+    assert "Sendmail cannot be told to put a field at position 2" in caplog.text
+
+
+# -- limits: what one connection may make the milter hold --------------------------------------
+
+
+def test_macro_flood_is_capped_and_tempfails_the_connection(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    s = Session(limits=Limits(max_macros=50, max_macro_bytes=10_000))
+    start(s)
+    assert envelope(s, "r@example.net")  # under the limits: RCPT answered CONTINUE
+    caplog.clear()
+    flood = b"".join(mta.macro(b"C", **{f"{{m{i}}}": "v" * 10}) for i in range(200))
+    s.receive(flood)
+    # Nothing past the limit is kept...
+    assert len(s._conn_macros) + len(s._tx.macros) == 0 and s._macro_bytes == 0
+    warnings = [r for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 1 and "macros over the limit" in warnings[0].getMessage()
+    # ... and every command that takes a reply is tempfailed, the message included.
+    out = mta.parse_replies(s.receive(mta.rcpt("r2@example.net")).send)
+    assert out == [
+        (b"y", b"451 4.7.0 Too many milter macros on this connection, try again later\0")
+    ]
+    out = mta.parse_replies(s.receive(b"".join(mta.message_packets(RAW))).send)
+    assert [code for code, _ in out] == [b"y"] and out[0][1].startswith(b"451 4.7.0")
+    assert s.in_message is None  # nothing to scan
+
+
+def test_macro_bytes_limit_and_redefinitions_do_not_count_twice() -> None:
+    s = Session(limits=Limits(max_macros=10, max_macro_bytes=1000))
+    start(s)
+    for _ in range(500):  # the same macros, again and again: still two kept
+        s.receive(mta.macro(b"C", j="mx.example", v="Postfix 3.7.11"))
+    assert s._macro_bytes == len("jmx.examplevPostfix 3.7.11")
+    s.receive(mta.macro(b"M", i="X" * 2000))
+    assert mta.parse_replies(s.receive(mta.rcpt("r@example.net")).send)[0][0] == b"y"
+
+
+def test_message_macros_are_released_per_message() -> None:
+    s = Session(limits=Limits(max_macros=20))
+    start(s)
+    s.receive(mta.macro(b"C", j="mx.example"))
+    for n in range(50):  # 50 messages on one connection, 5 macros each
+        s.receive(mta.macro(b"M", **{f"{{m{i}}}": str(n) for i in range(5)}))
+        s.receive(mta.mail("s@example.org"))
+        assert mta.parse_replies(s.receive(mta.rcpt("r@example.net")).send) == [(b"c", b"")]
+        s.receive(mta.ABORT)
+
+
+@pytest.mark.parametrize(
+    ("limits", "head"),
+    [
+        (Limits(max_headers=100), b"X-H: v\r\n" * 101),
+        (Limits(max_header_bytes=10_000), b"X-Big: " + b"v" * 10_000 + b"\r\n"),
+    ],
+    ids=["count", "bytes"],
+)
+def test_header_bomb_is_rejected_without_keeping_it(
+    limits: Limits, head: bytes, caplog: pytest.LogCaptureFixture
+) -> None:
+    s = Session(limits=limits)
+    start(s)
+    envelope(s, "r@example.net")
+    caplog.clear()
+    step = s.receive(b"".join(mta.message_packets(head + b"\r\nbody\r\n")))
+    assert step.message is None and s._tx.headers == []
+    assert mta.parse_replies(step.send) == [(b"y", b"552 5.3.4 Message header too large\0")]
+    warnings = [r for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 1 and "ABC123" in warnings[0].getMessage()
+    # The next message on the connection is judged on its own.
+    s.receive(mta.ABORT)
+    s.receive(mta.mail("s@example.org"))
+    s.receive(mta.rcpt("r@example.net"))
+    assert deliver(s).as_bytes() == RAW
+
+
+def test_header_rules_replace_is_one_chgheader_on_sendmail() -> None:
+    # The real header-rules scanner's REPLACE (delete + insert where it was), after
+    # an IGNORE has shifted the positions: Sendmail gets one in-place change.
+    from mxscan_header_rules import HeaderRules
+
+    rules = "/^X-Spam: / IGNORE\n/^X-Dup: two/ REPLACE X-Dup: TWO\n"
+    s = Session(mta="sendmail")
+    msg = eom(s, b"X-Spam: a\r\nX-Dup: one\r\nX-Spam: b\r\nX-Dup: two\r\nX-Dup: three\r\n\r\nb\r\n")
+    verdict = HeaderRules("t", rules=rules).check(msg)
+    out = mta.parse_replies(s.complete(result(msg, edits=verdict.edits)).send)
+    assert out == [
+        (b"m", struct.pack("!I", 1) + b"X-Spam\0\0"),
+        (b"m", struct.pack("!I", 1) + b"X-Spam\0\0"),
+        (b"m", struct.pack("!I", 2) + b"X-Dup\0 TWO\0"),
+        (b"c", b""),
+    ]
+    assert (
+        msg.apply(verdict.edits).as_bytes()
+        == b"X-Dup: one\r\nX-Dup: TWO\r\nX-Dup: three\r\n\r\nb\r\n"
+    )
+
+
+# -- the Postfix wire indexes, against a plain list model ----------------------------------------
+
+
+def _postfix_model(names: list[str], edits: tuple[HeaderEdit, ...]) -> bytes:
+    """The replies for ``edits`` on Postfix, computed by rescanning a plain list for
+    every edit (what the milter did before its names got an index): the linear
+    version must send the very same bytes."""
+    from mxscan.adapters.milter import replies
+
+    current = [n.lower() for n in names]
+
+    def position(name: str, occurrence: int) -> int | None:
+        seen = 0
+        for at, existing in enumerate(current):
+            if existing == name.lower():
+                seen += 1
+                if seen == occurrence:
+                    return at
+        return None
+
+    out = b""
+    for edit in edits:
+        value = b" " + (edit.value or "").encode()
+        if edit.kind.value == "add":
+            current.append(edit.name.lower())
+            out += replies.add_header(edit.name, value)
+        elif edit.kind.value == "insert":
+            at = min(edit.index or 0, len(current))
+            current.insert(at, edit.name.lower())
+            out += replies.insert_header(at + 1, edit.name, value)
+        else:
+            pos = position(edit.name, edit.occurrence or 0)
+            if edit.kind.value == "delete":
+                if pos is not None:
+                    del current[pos]
+                    out += replies.delete_header(edit.occurrence or 0, edit.name)
+            elif pos is None:
+                current.append(edit.name.lower())
+                out += replies.add_header(edit.name, value)
+            elif edit.occurrence == 1:
+                out += replies.insert_header(pos + 1, edit.name, value)
+                out += replies.delete_header(2, edit.name)
+            else:
+                out += replies.change_header(edit.occurrence or 0, edit.name, value)
+    return out + replies.continue_()
+
+
+_hnames = st.sampled_from(["A", "a", "B", "Cc"])
+_hedit = st.one_of(
+    st.builds(HeaderEdit.add, _hnames, st.sampled_from(["1", "2"])),
+    st.builds(HeaderEdit.insert, st.integers(0, 10), _hnames, st.sampled_from(["3"])),
+    st.builds(HeaderEdit.change, _hnames, st.integers(1, 4), st.sampled_from(["5"])),
+    st.builds(HeaderEdit.delete, _hnames, st.integers(1, 4)),
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(_hnames, min_size=1, max_size=8), st.lists(_hedit, max_size=15))
+def test_postfix_replies_match_the_list_model(names: list[str], edits: list[HeaderEdit]) -> None:
+    s = Session()
+    msg = eom(s, b"".join(f"{n}: v\r\n".encode() for n in names) + b"\r\nb\r\n")
+    sent = s.complete(result(msg, edits=tuple(edits))).send
+    assert sent == _postfix_model(names, tuple(edits))

@@ -9,6 +9,7 @@ import sys
 import pytest
 
 import mxscan
+from mxscan.testing import StaticScanner
 from mxscan_example_keyword import Keyword
 
 
@@ -38,6 +39,26 @@ async def test_keyword_straddling_two_body_chunks_is_found() -> None:
     msg = message("hi", body)
     assert next(len(c) for c in msg.body.chunks()) == 65536
     assert (await Keyword(keywords=["giveaway"]).scan(msg)).status == "found(giveaway)"
+
+
+async def test_sees_the_subject_an_earlier_stage_rewrote() -> None:
+    rewriter = StaticScanner(
+        name="rewriter", edits=(mxscan.HeaderEdit.change("Subject", 1, "a giveaway"),)
+    )
+    pipeline = mxscan.Pipeline([[rewriter], [Keyword(name="keyword", keywords=["giveaway"])]])
+    result = await mxscan.Engine(pipeline).scan(message("hello", b"hi\r\n"))
+    assert result.action is mxscan.Action.REJECT and result.verdict.scanner == "keyword"
+
+
+async def test_the_worse_verdict_of_a_stage_wins() -> None:
+    """Scanners in one stage run concurrently; the most severe action decides."""
+    stage = [
+        Keyword(name="keyword", keywords=["giveaway"], action="quarantine"),
+        StaticScanner(name="other"),
+    ]
+    result = await mxscan.Engine(mxscan.Pipeline([stage])).scan(message("giveaway", b"x\r\n"))
+    assert result.action is mxscan.Action.QUARANTINE
+    assert [v.scanner for v in result.verdicts] == ["keyword", "other"]
 
 
 @pytest.mark.parametrize(

@@ -7,6 +7,7 @@ rule does here what it did in Postfix.
 
 from __future__ import annotations
 
+import functools
 import re
 
 import attrs
@@ -50,7 +51,9 @@ class ParsedAction:
     text: str  # the optional text, leading blanks removed
 
 
+@functools.lru_cache(maxsize=4096)
 def parse_action(value: bytes) -> ParsedAction:
+    """(Cached: a table has few distinct actions, and one rule may hit every field.)"""
     text = value.decode("utf-8", "surrogateescape")
     cut = len(text)
     for i, ch in enumerate(text):

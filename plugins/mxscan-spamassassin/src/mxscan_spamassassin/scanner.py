@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 
 from mxscan import (
     Action,
     Address,
     HeaderEdit,
     Message,
+    ScannerError,
     SmtpReply,
     Verdict,
     parse_addresses,
@@ -18,7 +19,7 @@ from mxscan import (
 )
 
 from . import options
-from .client import ask_spamd
+from .client import Content, ask_spamd, tell_spamd
 from .edits import forged_removals, sent_fields, spam_header_edits, subject_edits
 from .levels import Levels, decide
 from .oversize import OnOversize, truncated, truncated_status
@@ -40,14 +41,12 @@ def _trace(message: Message) -> bytes:
     return trace.raw if trace is not None else b""
 
 
-def _pieces(to_scan: Message, message: Message) -> Iterator[bytes]:
-    """What spamd gets, in pieces: an mbox ``From `` line (which must stay
-    first), this hop's Received: line, the rest of the header, the body chunk
-    by chunk (joined once, with no intermediate copy of the message)."""
-    yield to_scan.mbox_from
-    yield _trace(message)
-    yield b"".join(h.raw for h in to_scan.headers) + to_scan.separator
-    yield from to_scan.body.chunks()
+def _content(to_scan: Message, message: Message) -> Content:
+    """What spamd gets: an mbox ``From `` line (which must stay first), this
+    hop's Received: line, the rest of the header, then the body, which the
+    client streams from its spool (never joined into one bytes object)."""
+    head = b"".join(h.raw for h in to_scan.headers) + to_scan.separator
+    return Content(to_scan.mbox_from + _trace(message) + head, to_scan.body)
 
 
 def _with_trace(data: bytes, to_scan: Message, message: Message) -> bytes:
@@ -139,6 +138,24 @@ class SpamAssassin:
         """mxscan's optional health-probe hook: spamd's PING, the addresses in order."""
         await ping_spamd(self.addresses, timeout=self._budget())
 
+    async def learn(self, message: Message, spam: bool) -> None:
+        """mxscan's optional learning hook: spamd's TELL into its Bayes database
+        (``mxscan learn``, ``mxscan quarantine release --as-ham``). spamd must run
+        with ``--allow-tell``; the message is sent as it is, up to ``max_size``."""
+        if message.size > self.max_size:
+            raise ScannerError(
+                f"spamassassin: {message.size} bytes is over max_size {self.max_size}: not learned"
+            )
+        learned = await tell_spamd(
+            self.addresses, message.as_bytes(), spam=spam, timeout=self._budget(),
+            user=self.user,
+        )  # fmt: skip
+        log.info(
+            "spamassassin: spamd %s the message as %s",
+            "learned" if learned else "already knew",
+            "spam" if spam else "ham",
+        )
+
     async def scan(self, message: Message) -> Verdict:
         removals: list[HeaderEdit] = (
             forged_removals(message.headers) if self.remove_existing else []
@@ -146,17 +163,18 @@ class SpamAssassin:
         to_scan = message.apply(removals) if removals else message
         size = to_scan.size
         note = ""
+        data: bytes | Content
         if size > self.max_size:
             if self.on_oversize is not OnOversize.TRUNCATE:
                 return self._oversize(message, size, removals)
-            data = truncated(to_scan, self.max_size)
+            head = truncated(to_scan, self.max_size)
             note = (
-                f" (truncated: header and the first {len(data) - len(to_scan.head_bytes())}"
-                f" body bytes scanned, {len(data)} of {size}: over max_size {self.max_size})"
+                f" (truncated: header and the first {len(head) - len(to_scan.head_bytes())}"
+                f" body bytes scanned, {len(head)} of {size}: over max_size {self.max_size})"
             )
-            data = _with_trace(data, to_scan, message)
+            data = _with_trace(head, to_scan, message)
         else:
-            data = b"".join(_pieces(to_scan, message))
+            data = _content(to_scan, message)
         _, answer = await ask_spamd(
             self.addresses, data, timeout=self._budget(), user=self.user, compress=self.compress
         )
@@ -178,6 +196,7 @@ class SpamAssassin:
             reason=decision.reason + note,
             status=truncated_status(decision.status) if note else decision.status,
             score=answer.score,
+            threshold=decision.threshold,
             findings=answer.tests,
             edits=tuple(edits),
             reply=reply,

@@ -94,17 +94,25 @@ class Request:
             raise ValueError(f"not a SPAMC command: {self.command!r}")
 
     def to_bytes(self) -> bytes:
+        if self.command == "PING":
+            return self.head(0)
+        body = zlib.compress(self.body) if self.compress else self.body
+        return self.head(len(body)) + body
+
+    def head(self, content_length: int) -> bytes:
+        """The request up to its body, for a body of ``content_length`` bytes
+        on the wire (compressed, if ``compress``) that the caller streams
+        after it; ``body`` is not used."""
         lines = [f"{self.command} SPAMC/1.5\r\n".encode("ascii")]
         if self.command == "PING":
             return lines[0] + b"\r\n"
-        body = zlib.compress(self.body) if self.compress else self.body
-        lines.append(b"Content-length: %d\r\n" % len(body))
+        lines.append(b"Content-length: %d\r\n" % content_length)
         if self.user:
             lines.append(_header_value("User", self.user))
         if self.compress:
             lines.append(b"Compress: zlib\r\n")
         lines += [_header_value(name, value) for name, value in self.headers.items()]
-        return b"".join(lines) + b"\r\n" + body
+        return b"".join(lines) + b"\r\n"
 
 
 @attrs.frozen

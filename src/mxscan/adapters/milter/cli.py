@@ -14,14 +14,20 @@ import os
 import signal
 import sys
 
-from mxscan.adapters.milter.server import MilterServer, ServerError, drop_privileges
+from mxscan.adapters.milter.server import (
+    MilterServer,
+    ServerError,
+    drop_privileges,
+    ensure_fd_room,
+)
+from mxscan.adapters.milter.session import Limits
 from mxscan.addresses import Address, parse_address
-from mxscan.cli import config_arg
+from mxscan.cliargs import config_arg
 from mxscan.config import Config, load_given_config
 from mxscan.errors import ConfigError
 from mxscan.logline import setup_logging
 from mxscan.metrics import Metrics, MetricsServer
-from mxscan.units import parse_duration
+from mxscan.units import format_size, parse_duration, parse_size
 
 log = logging.getLogger("mxscan.milter")
 
@@ -51,6 +57,23 @@ def _interval(text: str) -> float:
     if seconds <= 0:
         raise argparse.ArgumentTypeError(f"{text!r}: must be more than 0 seconds")
     return seconds
+
+
+def _size(text: str) -> int:
+    try:
+        return parse_size(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: must be at least 1")
+    return value
 
 
 def _address(text: str) -> Address:
@@ -92,7 +115,42 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
                         "(clamd and spamd PING) this often (default 15s)")  # fmt: skip
     p.add_argument("--no-split-policies", dest="split_policies", action="store_false",
                    help="accept recipients of differing domain policies together")  # fmt: skip
+    p.add_argument("--mta", choices=("auto", "postfix", "sendmail"), default="auto",
+                   help="whose header index rules to follow (default auto: from the MTA's "
+                        "'v' macro, Postfix if it sends none)")  # fmt: skip
+    _limit_args(p)
     p.set_defaults(func=run)
+
+
+def _limit_args(p: argparse.ArgumentParser) -> None:
+    """What one MTA connection may cost; past a limit it gets a tempfail or a reject
+    and the milter logs one line (docs/milter.md, "Limits")."""
+    d = Limits()
+    g = p.add_argument_group(
+        "limits", "defaults far above what a real MTA sends; each refusal is logged once"
+    )
+    g.add_argument("--max-connections", type=_count, default=1000, metavar="N",
+                   help="connections served at once; past it a new one gets a tempfail "
+                        "(default 1000)")  # fmt: skip
+    g.add_argument("--listen-backlog", type=_count, default=None, metavar="N",
+                   help="connections the kernel queues before they are accepted "
+                        "(default SOMAXCONN)")  # fmt: skip
+    g.add_argument("--idle-timeout", type=_interval, default=600.0, metavar="TIME",
+                   help="close a connection silent this long, with a tempfail "
+                        "(default 10m; Postfix's smtpd_timeout is 5m)")  # fmt: skip
+    g.add_argument("--packet-timeout", type=_interval, default=60.0, metavar="TIME",
+                   help="a packet begun must be whole within this (default 60s)")  # fmt: skip
+    g.add_argument("--max-macros", type=_count, default=d.max_macros, metavar="N",
+                   help=f"macros kept per connection (default {d.max_macros})")  # fmt: skip
+    g.add_argument("--max-macro-bytes", type=_size, default=d.max_macro_bytes, metavar="SIZE",
+                   help="bytes of macros kept per connection "
+                        f"(default {format_size(d.max_macro_bytes)})")  # fmt: skip
+    g.add_argument("--max-headers", type=_count, default=d.max_headers, metavar="N",
+                   help="header fields per message; past it 552 5.3.4 "
+                        f"(default {d.max_headers})")  # fmt: skip
+    g.add_argument("--max-header-bytes", type=_size, default=d.max_header_bytes,
+                   metavar="SIZE", help="bytes of header fields per message; past it 552 "
+                   f"5.3.4 (default {format_size(d.max_header_bytes)})")  # fmt: skip
 
 
 def run(args: argparse.Namespace) -> int:
@@ -111,6 +169,7 @@ async def _main(args: argparse.Namespace, config: Config) -> int:
     metrics = Metrics() if args.metrics else None
     metrics_server: MetricsServer | None = None
     engine = config.build()
+    ensure_fd_room(args.max_connections)
     server = MilterServer(
         metrics.instrument(engine) if metrics else engine,
         progress_interval=args.progress_interval,
@@ -121,6 +180,17 @@ async def _main(args: argparse.Namespace, config: Config) -> int:
         socket_mode=args.socket_mode,
         socket_owner=args.socket_owner,
         socket_group=args.socket_group,
+        limits=Limits(
+            max_macros=args.max_macros,
+            max_macro_bytes=args.max_macro_bytes,
+            max_headers=args.max_headers,
+            max_header_bytes=args.max_header_bytes,
+        ),
+        max_connections=args.max_connections,
+        idle_timeout=args.idle_timeout,
+        packet_timeout=args.packet_timeout,
+        backlog=args.listen_backlog,
+        mta=args.mta,
     )
     try:
         for address in args.listen or [parse_address("unix:/run/mxscan/milter.sock")]:

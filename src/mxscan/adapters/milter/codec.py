@@ -260,6 +260,8 @@ class Decoder:
     def __init__(self, max_packet: int = DEFAULT_MAX_PACKET) -> None:
         self._buf = bytearray()
         self._max_packet = max_packet
+        self.consumed = 0
+        """Bytes of complete packets decoded so far."""
 
     @property
     def buffered(self) -> int:
@@ -280,5 +282,6 @@ class Decoder:
             cmd = bytes(self._buf[4:5])
             payload = bytes(self._buf[5 : 4 + length])
             del self._buf[: 4 + length]
+            self.consumed += 4 + length
             events.extend(decode_packet(cmd, payload))
         return events

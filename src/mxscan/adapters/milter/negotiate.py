@@ -34,6 +34,7 @@ DEFAULT_STEPS = frozenset(
 DEFAULT_MACROS: Mapping[MacroStage, tuple[str, ...]] = {
     MacroStage.CONNECT: (
         "j",
+        "v",  # MTA name and version: which header index rules apply
         "{daemon_name}",
         "{daemon_addr}",
         "{client_addr}",

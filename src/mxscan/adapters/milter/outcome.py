@@ -11,10 +11,20 @@ Postfix's index rules:
   the workaround DESIGN.md records for a Postfix quirk; the bytes that come out are
   the same as an in-place change.
 
-Only actions the MTA granted in the negotiation are used; anything else is logged
-and skipped rather than sent (Postfix would drop the connection). A replaced body
-is the exception: skipping it would deliver a message nobody decided on, so
-without SMFIF_CHGBODY the message is tempfailed instead.
+Only actions the MTA granted in the negotiation are used (Postfix would drop the
+connection otherwise). An edit is sent whole or not at all: a header edit that needs
+an action the MTA did not grant raises :class:`NotGranted`, and the session answers
+with its default action (tempfail unless configured otherwise) rather than deliver a
+half-applied REPLACE (two Subjects, or none). A replaced body without SMFIF_CHGBODY
+is tempfailed for the same reason.
+
+Sendmail (detected from the ``v`` macro, or ``--mta``) numbers INSHEADER positions
+over its whole internal header list, which holds entries the milter never sees
+(see :meth:`HeaderEditor._insert_index`): there, a change is always an in-place
+CHGHEADER, a REPLACE (delete + insert of a same-named field where it was) becomes
+one too, a field inserted first goes to index 1, one added or inserted last goes
+past the end of the list (``SENDMAIL_END``), and a field inserted anywhere else
+cannot be placed and refuses the result.
 
 A replaced body goes out as SMFIR_REPLBODY packets of at most 65535 bytes, as it
 is: the milter built the message from Postfix's CRLF body, and scanners keep the
@@ -27,6 +37,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Iterator, Sequence
+from typing import Literal
 
 import attrs
 
@@ -34,6 +45,7 @@ from mxscan.adapters.milter import replies
 from mxscan.adapters.milter.constants import BODY_CHUNK_SIZE
 from mxscan.adapters.milter.constants import Action as Flag
 from mxscan.body import Body
+from mxscan.editbuffer import EditBuffer
 from mxscan.edits import EditKind, HeaderEdit
 from mxscan.verdict import Action, Result, SmtpReply
 
@@ -51,67 +63,142 @@ def wire_value(value: str, leading_space: bool) -> bytes:
     return raw[1:] if raw[:1] == b" " else raw
 
 
-class HeaderEditor:
-    """Tracks the header names as edits are replayed, to compute wire indexes."""
+class CannotApply(ValueError):
+    """An edit that this MTA cannot be made to apply as mxscan applied it: the whole
+    result is refused (the session answers with its default action), never half
+    applied."""
 
-    def __init__(self, names: Iterable[str], actions: Flag, leading_space: bool) -> None:
-        self.names = [n.lower() for n in names]
+
+class NotGranted(CannotApply):
+    """An edit needs an action the MTA did not grant."""
+
+
+#: An INSHEADER index past the end of any header list Sendmail holds (it reads the
+#: index as a signed int: the largest positive one).
+SENDMAIL_END = 0x7FFFFFFF
+
+#: How the MTA numbers header positions (see the module docstring and docs/milter.md).
+Mta = Literal["postfix", "sendmail"]
+
+
+class HeaderEditor:
+    """Replays edits over the header names the MTA showed, to compute wire indexes.
+
+    The names live in an :class:`~mxscan.editbuffer.EditBuffer`, so a batch of
+    20,000 deletions costs linear time here too (it rescanned the list per edit).
+    """
+
+    def __init__(
+        self, names: Iterable[str], actions: Flag, leading_space: bool, mta: Mta = "postfix"
+    ) -> None:
+        self.names: EditBuffer[str] = EditBuffer(names, str)  # (it lower-cases keys)
         self.actions = actions
         self.leading_space = leading_space
+        self.mta = mta
+        # Looked up per edit: a set, not a Flag operation (20,000 deletions).
+        self._granted = {flag for flag in (Flag.ADDHDRS, Flag.CHGHDRS) if actions & flag}
 
-    def _position(self, name: str, occurrence: int) -> int | None:
-        seen = 0
-        for pos, existing in enumerate(self.names):
-            if existing == name.lower():
-                seen += 1
-                if seen == occurrence:
-                    return pos
-        return None
+    def _require(self, flag: Flag, edit: HeaderEdit) -> None:
+        if flag not in self._granted:
+            raise NotGranted(f"the MTA did not grant {flag.name}, needed for {edit}")
 
-    def _allowed(self, flag: Flag, edit: HeaderEdit) -> bool:
-        if self.actions & flag:
-            return True
-        log.warning("MTA did not grant %s: skipping header edit %s", flag.name, edit)
-        return False
+    def encode_all(self, edits: Sequence[HeaderEdit]) -> bytes:
+        out = bytearray()
+        i = 0
+        while i < len(edits):
+            edit = edits[i]
+            following = edits[i + 1] if i + 1 < len(edits) else None
+            if (
+                self.mta == "sendmail"
+                and following is not None
+                and self._is_replace(edit, following)
+            ):
+                out += self._replace_in_place(edit, following)
+                i += 2
+                continue
+            out += self.encode(edit)
+            i += 1
+        return bytes(out)
+
+    def _is_replace(self, edit: HeaderEdit, following: HeaderEdit) -> bool:
+        """A delete, then an insert of a same-named field where it was: a REPLACE as
+        header rules emit it. On Sendmail the insert index would not land there."""
+        if edit.kind is not EditKind.DELETE or following.kind is not EditKind.INSERT:
+            return False
+        if edit.name.lower() != following.name.lower():
+            return False
+        assert edit.occurrence is not None
+        return self.names.find(edit.name, edit.occurrence) == following.index
+
+    def _replace_in_place(self, delete: HeaderEdit, insert: HeaderEdit) -> bytes:
+        self._require(Flag.CHGHDRS, delete)
+        assert delete.occurrence is not None
+        value = wire_value(insert.value or "", self.leading_space)
+        return replies.change_header(delete.occurrence, insert.name, value)
 
     def encode(self, edit: HeaderEdit) -> bytes:
-        lname = edit.name.lower()
+        if edit.kind is EditKind.DELETE:
+            assert edit.occurrence is not None
+            pos = self.names.find(edit.name, edit.occurrence)
+            if pos is None:
+                return b""
+            self._require(Flag.CHGHDRS, edit)
+            self.names.delete(pos)
+            return replies.delete_header(edit.occurrence, edit.name)
         value = wire_value(edit.value or "", self.leading_space)
         if edit.kind is EditKind.ADD:
-            if not self._allowed(Flag.ADDHDRS, edit):
-                return b""
-            self.names.append(lname)
-            return replies.add_header(edit.name, value)
+            self._require(Flag.ADDHDRS, edit)
+            self.names.append(edit.name)
+            return self._append(edit.name, value)
         if edit.kind is EditKind.INSERT:
-            if not self._allowed(Flag.ADDHDRS, edit):
-                return b""
+            self._require(Flag.ADDHDRS, edit)
             assert edit.index is not None
-            at = min(edit.index, len(self.names))
-            self.names.insert(at, lname)
-            return replies.insert_header(at + 1, edit.name, value)
+            at = self.names.insert(edit.index, edit.name)
+            if self.mta == "sendmail" and at == len(self.names) - 1:
+                return self._append(edit.name, value)
+            return replies.insert_header(self._insert_index(at, edit), edit.name, value)
         assert edit.occurrence is not None
-        pos = self._position(edit.name, edit.occurrence)
-        if edit.kind is EditKind.DELETE:
-            if pos is None or not self._allowed(Flag.CHGHDRS, edit):
-                return b""
-            del self.names[pos]
-            return replies.delete_header(edit.occurrence, edit.name)
+        pos = self.names.find(edit.name, edit.occurrence)
         # CHANGE
         if pos is None:
             # Past the last occurrence: libmilter and Postfix both append.
-            if not self._allowed(Flag.ADDHDRS, edit):
-                return b""
-            self.names.append(lname)
-            return replies.add_header(edit.name, value)
-        if not self._allowed(Flag.CHGHDRS, edit):
-            return b""
-        if edit.occurrence == 1 and self.actions & Flag.ADDHDRS:
+            self._require(Flag.ADDHDRS, edit)
+            self.names.append(edit.name)
+            return self._append(edit.name, value)
+        self._require(Flag.CHGHDRS, edit)
+        if self.mta == "postfix" and edit.occurrence == 1 and self.actions & Flag.ADDHDRS:
             # Insert the new field just before the old one, then delete the old one,
-            # which has become occurrence 2.
-            return replies.insert_header(pos + 1, edit.name, value) + replies.delete_header(
-                2, edit.name
+            # which has become occurrence 2. (Sendmail changes a field in place, and
+            # its insert index would not land next to the old one: no workaround.)
+            return replies.insert_header(self._insert_index(pos, edit), edit.name, value) + (
+                replies.delete_header(2, edit.name)
             )
         return replies.change_header(edit.occurrence, edit.name, value)
+
+    def _append(self, name: str, value: bytes) -> bytes:
+        """A field after the last one. Sendmail's ADDHEADER puts a field where a
+        deleted or default one of the same name was (a sender's X-Virus-Status that
+        a scanner deleted, a hidden Date:), not at the end; an INSHEADER past the
+        end of its list appends, whatever the list holds."""
+        if self.mta == "sendmail":
+            return replies.insert_header(SENDMAIL_END, name, value)
+        return replies.add_header(name, value)
+
+    def _insert_index(self, position: int, edit: HeaderEdit) -> int:
+        """The wire index that puts a new field before the one now at ``position``.
+
+        Postfix counts its own hidden Received: header as index 0, and nothing else
+        the milter does not see. Sendmail counts every entry of its internal header
+        list: its Received: first, then the configuration's default headers (Date,
+        From, Message-Id...) that the message's own replaced but that stay in the
+        list, hidden, in places the milter cannot know. So on Sendmail only "first"
+        (index 1: after its Received:) and "last" (ADDHEADER) can be placed."""
+        if self.mta == "postfix" or position == 0:
+            return position + 1
+        raise CannotApply(
+            f"Sendmail cannot be told to put a field at position {position} of "
+            f"{len(self.names)} ({edit})"
+        )
 
 
 def reply_for(reply: SmtpReply) -> bytes:
@@ -135,8 +222,13 @@ def encode_result(
     recipients: Sequence[str],
     actions: Flag,
     leading_space: bool,
+    mta: Mta = "postfix",
 ) -> Replies:
-    """Every reply for end-of-message, ending with the final decision."""
+    """Every reply for end-of-message, ending with the final decision.
+
+    Raises :class:`CannotApply` when an edit cannot be applied as it was meant: an
+    action the MTA did not grant (:class:`NotGranted`), a position Sendmail cannot
+    be told."""
     verdict = result.verdict
     action = verdict.action
     if action is Action.REJECT or action is Action.TEMPFAIL:
@@ -151,9 +243,8 @@ def encode_result(
         )
         return Replies(replies.tempfail())
     out = bytearray()
-    editor = HeaderEditor(header_names, actions, leading_space)
-    for edit in result.edits:
-        out += editor.encode(edit)
+    editor = HeaderEditor(header_names, actions, leading_space, mta)
+    out += editor.encode_all(result.edits)
     out += _routes(result, recipients, actions)
     if action is Action.QUARANTINE:
         if actions & Flag.QUARANTINE:

@@ -15,25 +15,45 @@ import importlib
 import logging
 import os
 import pwd
+import resource
 import socket
 import stat
 import time
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from mxscan.adapters.milter import replies
-from mxscan.adapters.milter.codec import ProtocolError
+from mxscan.adapters.milter.codec import Decoder, Macro, OptNeg, ProtocolError
+from mxscan.adapters.milter.constants import Command
+from mxscan.adapters.milter.negotiate import Wants, negotiate
 from mxscan.adapters.milter.outcome import body_packets
-from mxscan.adapters.milter.session import DefaultAction, Session, Step
+from mxscan.adapters.milter.session import DefaultAction, Limits, MtaChoice, Session, Step
 from mxscan.addresses import Address, InetAddress, UnixAddress
 from mxscan.body import DEFAULT_SPOOL_THRESHOLD
 from mxscan.logline import format_lines, log_token
 from mxscan.message import Message
+from mxscan.pipeline import THREAD_EDITS  # also the bound for turning edits into replies
 from mxscan.verdict import Result
 
 log = logging.getLogger("mxscan.milter")
 
 READ_SIZE = 256 * 1024
+
+#: Sent before closing a connection that went quiet: the MTA reads it as the answer
+#: to its next command and retries the mail, instead of finding a dead socket.
+TIMEOUT_REPLY = (451, "4.4.2", "Milter connection timed out, try again later")
+#: Past --max-connections, each new connection is negotiated and its first command
+#: answered with a tempfail (Postfix then tempfails that SMTP session), rather than
+#: left waiting in the listen queue until Postfix's own timeout.
+BUSY_TIMEOUT = 10.0
+
+
+class _TimedOut(Exception):
+    """The MTA sent nothing (or not a whole packet) in time."""
+
+
+class _HungUp(Exception):
+    """The MTA closed the connection while its message was being scanned."""
 
 
 class ScanEngine(Protocol):
@@ -63,8 +83,20 @@ class MilterServer:
         socket_mode: int = 0o660,
         socket_owner: str | None = None,
         socket_group: str | None = None,
+        limits: Limits | None = None,
+        max_connections: int = 1000,
+        idle_timeout: float = 600.0,
+        packet_timeout: float = 60.0,
+        backlog: int | None = None,
+        mta: MtaChoice = "auto",
     ) -> None:
         self.engine = engine
+        self.limits = limits or Limits()
+        self.max_connections = max_connections
+        self.idle_timeout = idle_timeout
+        self.packet_timeout = packet_timeout
+        self.backlog = socket.SOMAXCONN if backlog is None else backlog
+        self.mta: MtaChoice = mta
         self.progress_interval = progress_interval
         self.split_policies = split_policies
         self.default_action: DefaultAction = default_action
@@ -88,7 +120,9 @@ class MilterServer:
     async def listen(self, address: Address) -> None:
         if isinstance(address, UnixAddress):
             sock = self._bind_unix(address.path)
-            server = await asyncio.start_unix_server(self._accept, sock=sock, limit=READ_SIZE)
+            server = await asyncio.start_unix_server(
+                self._accept, sock=sock, limit=READ_SIZE, backlog=self.backlog
+            )
         else:
             server = await self._listen_inet(address)
         self._servers.append(server)
@@ -97,7 +131,12 @@ class MilterServer:
     async def _listen_inet(self, address: InetAddress) -> asyncio.Server:
         try:
             return await asyncio.start_server(
-                self._accept, address.host, address.port, reuse_address=True, limit=READ_SIZE
+                self._accept,
+                address.host,
+                address.port,
+                reuse_address=True,
+                limit=READ_SIZE,
+                backlog=self.backlog,
             )
         except OSError as exc:
             raise ServerError(f"cannot listen on {address}: {exc.strerror or exc}") from None
@@ -156,6 +195,17 @@ class MilterServer:
         sock = writer.get_extra_info("socket")
         if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if len(self._connections) > self.max_connections:
+            try:
+                await self._refuse_busy(reader, writer)
+            except (TimeoutError, ProtocolError, ConnectionError):
+                pass
+            finally:
+                writer.close()
+                with contextlib.suppress(Exception):
+                    await writer.wait_closed()
+                self._connections.discard(task)
+            return
         session = Session(
             policy_for=lambda rcpt: self.engine.policy_for(rcpt),
             split_policies=self.split_policies,
@@ -165,11 +215,20 @@ class MilterServer:
             # Engines without the property (test fakes, older embedders) never
             # replace the body.
             changes_body=getattr(self.engine, "changes_body", False) is True,
+            mta=self.mta,
+            limits=self.limits,
         )
         try:
             await self._serve(session, reader, writer)
         except ProtocolError as exc:
             log.warning("milter protocol error, dropping the connection: %s", exc)
+        except _TimedOut as exc:
+            log.warning("%s: tempfailing and closing the connection", exc)
+            with contextlib.suppress(Exception):
+                writer.write(replies.reply_code(*TIMEOUT_REPLY))
+                await asyncio.wait_for(writer.drain(), 1)
+        except _HungUp as exc:
+            log.warning("%s", exc)
         except (ConnectionError, asyncio.IncompleteReadError):
             log.debug("MTA closed the connection")
         except asyncio.CancelledError:
@@ -186,19 +245,69 @@ class MilterServer:
     async def _serve(
         self, session: Session, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
     ) -> None:
+        early = bytearray()  # read while a scan ran (pipelined by the MTA)
+        partial: list[float] = []
         while True:
-            data = await reader.read(READ_SIZE)
-            if not data:
-                return
+            if early:
+                data = bytes(early)
+                early.clear()
+            else:
+                data = await self._read(session, reader, partial)
+                if not data:
+                    return
             step = session.receive(data)
             while True:
                 await self._write(step, writer)
                 if step.message is None:
                     break
-                step = await self._end_of_message(session, step.message, writer)
+                step = await self._end_of_message(session, step.message, reader, writer, early)
             await writer.drain()
             if step.closed:
                 return
+
+    async def _read(
+        self, session: Session, reader: asyncio.StreamReader, partial: list[float]
+    ) -> bytes:
+        """The next bytes, within the idle timeout, or within the packet timeout of the
+        first byte of a packet still incomplete (one byte a second cannot hold a
+        connection open). ``partial`` is [offset, time] of that packet's start."""
+        loop = asyncio.get_running_loop()
+        offset = session.partial_packet
+        if offset is None:
+            partial.clear()
+            wait = self.idle_timeout
+            what = f"milter connection idle for {self.idle_timeout:g}s"
+        else:
+            if not partial or partial[0] != offset:
+                partial[:] = [offset, loop.time()]
+            wait = partial[1] + self.packet_timeout - loop.time()
+            what = f"no complete milter packet within {self.packet_timeout:g}s"
+        try:
+            return await asyncio.wait_for(reader.read(READ_SIZE), max(wait, 0))
+        except TimeoutError:
+            raise _TimedOut(what) from None
+
+    async def _refuse_busy(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        log.warning("more than %d milter connections: tempfailing a new one", self.max_connections)
+        decoder = Decoder()
+        # Every step takes a reply: the first command after the negotiation is
+        # answered with TEMPFAIL, which Postfix applies to the whole SMTP session.
+        wants = Wants(reply_steps=frozenset(Command), macros={})
+        async with asyncio.timeout(BUSY_TIMEOUT):
+            while True:
+                data = await reader.read(READ_SIZE)
+                if not data:
+                    return
+                for event in decoder.feed(data):
+                    if isinstance(event, OptNeg):
+                        writer.write(negotiate(event, wants).encode())
+                    elif not isinstance(event, Macro):
+                        writer.write(replies.tempfail())
+                        await writer.drain()
+                        return
+                await writer.drain()
 
     @staticmethod
     async def _write(step: Step, writer: asyncio.StreamWriter) -> None:
@@ -219,7 +328,12 @@ class MilterServer:
         writer.write(step.after)
 
     async def _end_of_message(
-        self, session: Session, message: Message, writer: asyncio.StreamWriter
+        self,
+        session: Session,
+        message: Message,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        early: bytearray,
     ) -> Step:
         engine = self.engine
         self._scans += 1
@@ -227,12 +341,32 @@ class MilterServer:
         self._engine_users[id(engine)] = self._engine_users.get(id(engine), 0) + 1
         started = time.monotonic()
         task = asyncio.ensure_future(engine.scan(message))
+        # Watch the connection while the scan runs: an MTA that hangs up no longer
+        # wants the answer, so the scan (clamd, spamd, ...) is cancelled.
+        watch: asyncio.Task[bytes] | None = asyncio.ensure_future(reader.read(READ_SIZE))
         try:
             await writer.drain()
             while True:
-                done, _ = await asyncio.wait({task}, timeout=self.progress_interval)
-                if done:
+                waiting: set[asyncio.Future[Any]] = {task}
+                if watch is not None:
+                    waiting.add(watch)
+                done, _ = await asyncio.wait(
+                    waiting, timeout=self.progress_interval, return_when=asyncio.FIRST_COMPLETED
+                )
+                if task in done:
                     break
+                if watch is not None and watch in done:
+                    data = watch.result()
+                    if not data:
+                        raise _HungUp(
+                            f"{log_token(message.envelope.queue_id or 'NOQUEUE')}: the MTA hung up "
+                            "during the scan: scan cancelled"
+                        )
+                    early += data
+                    # More input before our answer is pipelining, not a hang-up:
+                    # keep it for after the answer and stop reading meanwhile.
+                    watch = None
+                    continue
                 writer.write(replies.progress())
                 await writer.drain()
             try:
@@ -250,8 +384,16 @@ class MilterServer:
             for line in format_lines(result, elapsed=elapsed, size=message.size):
                 log.info("%s", line)
             self.messages += 1
+            if len(message.headers) + len(result.edits) > THREAD_EDITS:
+                return await asyncio.to_thread(session.complete, result)
             return session.complete(result)
         finally:
+            if watch is not None and not watch.done():
+                watch.cancel()
+                with contextlib.suppress(BaseException):
+                    await watch
+            elif watch is not None and not watch.cancelled() and watch.exception() is None:
+                early += watch.result()  # came in with the result: not lost
             if not task.done():
                 task.cancel()
                 with contextlib.suppress(BaseException):
@@ -298,6 +440,29 @@ class MilterServer:
             except OSError as exc:
                 log.warning("cannot remove unix:%s: %s", path, exc.strerror)
         self._unix_paths.clear()
+
+
+def ensure_fd_room(max_connections: int) -> int:
+    """Raise the soft RLIMIT_NOFILE so that ``max_connections`` connections (each
+    may hold a spool file too) fit: a service manager's default soft limit is
+    often 1024, and past it accept() fails instead of the busy tempfail. Returns
+    the soft limit now in force; warns when the hard limit is too low."""
+    need = 2 * max_connections + 64
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and soft < need:
+        new = need if hard == resource.RLIM_INFINITY else min(need, hard)
+        if new > soft:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (new, hard))
+            soft = new
+    if soft != resource.RLIM_INFINITY and soft < need:
+        log.warning(
+            "only %d file descriptors (RLIMIT_NOFILE) for --max-connections %d, which "
+            "may need %d: raise the hard limit (systemd: LimitNOFILE=)",
+            soft,
+            max_connections,
+            need,
+        )
+    return soft
 
 
 def _remove_stale_socket(path: str) -> None:

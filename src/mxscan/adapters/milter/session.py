@@ -26,15 +26,43 @@ from mxscan.adapters.milter import codec, replies
 from mxscan.adapters.milter.codec import Decoder, Event, ProtocolError
 from mxscan.adapters.milter.constants import DEFAULT_MAX_PACKET, Command
 from mxscan.adapters.milter.negotiate import Negotiated, Wants, negotiate, wants_for
-from mxscan.adapters.milter.outcome import Replies, encode_result
+from mxscan.adapters.milter.outcome import CannotApply, Mta, Replies, encode_result
 from mxscan.body import DEFAULT_SPOOL_THRESHOLD, Body, BodyBuilder
 from mxscan.header import Header, InvalidHeader
+from mxscan.logline import log_token
 from mxscan.message import Envelope, Message
 from mxscan.verdict import Result
 
 log = logging.getLogger("mxscan.milter")
 
 DefaultAction = Literal["tempfail", "accept", "reject"]
+MtaChoice = Literal["auto", "postfix", "sendmail"]
+
+
+@attrs.frozen
+class Limits:
+    """What one MTA connection may make the milter hold. The defaults are far above
+    what Postfix or Sendmail send for real mail (a few dozen macros, a few hundred
+    header fields, a few KiB of them), and low enough that a hostile peer costs a bounded amount of
+    memory: past one, the connection or message gets a clear refusal (below)
+    instead of the milter growing without end."""
+
+    max_macros: int = 1000
+    """Macro definitions kept per connection (a redefinition counts again)."""
+    max_macro_bytes: int = 1024 * 1024
+    """Bytes of macro names and values kept per connection."""
+    max_headers: int = 200_000
+    """Header fields per message (Postfix has no such limit; 100,000 one-line fields
+    through Postfix are tested to be delivered)."""
+    max_header_bytes: int = 4 * 1024 * 1024
+    """Bytes of header fields per message (they are held in memory, not spooled)."""
+
+
+#: Answered to every command that takes a reply once the connection's macros are
+#: over the limit: the MTA retries the mail later, on a connection that is not.
+MACRO_REPLY = (451, "4.7.0", "Too many milter macros on this connection, try again later")
+#: A header over the limits is refused for good: resending it cannot help.
+HEADER_REPLY = (552, "5.3.4", "Message header too large")
 
 SPLIT_REPLY = (452, "4.5.3", "Recipient policy differs: send to it in a separate transaction")
 SPOOL_REPLY = (451, "4.3.0", "Message could not be stored for scanning, try again later")
@@ -78,6 +106,9 @@ class _Transaction:
     body: BodyBuilder | None = None
     macros: dict[str, str] = attrs.field(factory=dict)
     spool_error: str | None = None
+    header_bytes: int = 0
+    refused: bool = False
+    """The header went over a limit: nothing more is kept, EOM gets HEADER_REPLY."""
 
 
 class Session:
@@ -92,6 +123,8 @@ class Session:
         spool_dir: str | None = None,
         max_packet: int = DEFAULT_MAX_PACKET,
         changes_body: bool = False,
+        mta: MtaChoice = "auto",
+        limits: Limits | None = None,
     ) -> None:
         # changes_body: the engine may replace bodies, so ask for SMFIF_CHGBODY.
         self.wants = wants or wants_for(changes_body)
@@ -100,6 +133,10 @@ class Session:
         self.default_action = default_action
         self.spool_threshold = spool_threshold
         self.spool_dir = spool_dir
+        self.mta_choice: MtaChoice = mta
+        self.limits = limits or Limits()
+        self._macro_bytes = 0  # of the macros kept, connection and message ones
+        self._macros_refused = False
         self.negotiated: Negotiated | None = None
         self._decoder = Decoder(max_packet)
         self._pending: deque[Event] = deque()
@@ -109,6 +146,12 @@ class Session:
         self._helo: str | None = None
         self._tx = _Transaction()
         self.messages = 0
+
+    @property
+    def partial_packet(self) -> int | None:
+        """Where the incomplete packet waiting for its rest starts in the stream (a
+        byte offset: a new value is a new packet), or None."""
+        return self._decoder.consumed if self._decoder.buffered else None
 
     # -- input ---------------------------------------------------------------
 
@@ -146,8 +189,18 @@ class Session:
         if isinstance(event, codec.QuitNewConnection):
             self._reset_message()
             self._client, self._helo, self._conn_macros = None, None, {}
+            self._macro_bytes, self._macros_refused = 0, False
             return b""
+        if self._macros_refused and n.expects_reply(_COMMAND_OF.get(type(event), Command.BODYEOB)):
+            if isinstance(event, codec.EndOfMessage):
+                self.messages += 1
+                self._reset_message()
+            return replies.reply_code(*MACRO_REPLY)
         if isinstance(event, codec.EndOfMessage):
+            if self._tx.refused:
+                self.messages += 1
+                self._reset_message()
+                return replies.reply_code(*HEADER_REPLY)
             message: Message | None = None
             try:
                 if self._tx.spool_error is None:
@@ -182,10 +235,31 @@ class Session:
         return b""
 
     def _store_macros(self, event: codec.Macro) -> None:
+        if self._macros_refused:
+            return
         if event.stage in (Command.CONNECT.value, Command.HELO.value):
-            self._conn_macros.update(event.macros)
+            target = self._conn_macros
         else:
-            self._tx.macros.update(event.macros)
+            target = self._tx.macros
+        for name, value in event.macros.items():
+            old = target.get(name)
+            self._macro_bytes += (
+                len(name) + len(value) - (0 if old is None else len(name) + len(old))
+            )
+            target[name] = value
+        limits = self.limits
+        count = len(self._conn_macros) + len(self._tx.macros)
+        if count > limits.max_macros or self._macro_bytes > limits.max_macro_bytes:
+            log.warning(
+                "milter macros over the limit (%d, %d bytes; at most %d, %d bytes per "
+                "connection): tempfailing everything on this connection",
+                count,
+                self._macro_bytes,
+                limits.max_macros,
+                limits.max_macro_bytes,
+            )
+            self._macros_refused = True
+            self._conn_macros, self._tx.macros, self._macro_bytes = {}, {}, 0
 
     def _rcpt(self, event: codec.RcptTo, n: Negotiated) -> bytes:
         address = event.address
@@ -201,6 +275,29 @@ class Session:
         return replies.continue_() if n.expects_reply(Command.RCPT) else b""
 
     def _header(self, event: codec.Header, n: Negotiated) -> None:
+        tx = self._tx
+        if tx.refused:
+            return
+        tx.header_bytes += len(event.name) + len(event.value) + 3
+        limits = self.limits
+        if len(tx.headers) >= limits.max_headers or tx.header_bytes > limits.max_header_bytes:
+            log.warning(
+                "%s: message header over the limit (%d fields, %d bytes so far; at most %d, "
+                "%d bytes): rejecting it with %d %s",
+                log_token({**self._conn_macros, **tx.macros}.get("i") or "NOQUEUE"),
+                len(tx.headers) + 1,
+                tx.header_bytes,
+                limits.max_headers,
+                limits.max_header_bytes,
+                HEADER_REPLY[0],
+                HEADER_REPLY[1],
+            )
+            tx.refused = True
+            tx.headers = []
+            if tx.body is not None:
+                tx.body.close()
+                tx.body = None
+            return
         value = event.value.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
         if not n.leading_space:
             # The MTA ate one space after the colon: put it back (exact unless
@@ -213,7 +310,7 @@ class Session:
             raise ProtocolError(f"HEADER: {exc}") from None
 
     def _store_body(self, chunk: bytes) -> None:
-        if self._tx.spool_error is not None:
+        if self._tx.spool_error is not None or self._tx.refused:
             return
         try:
             self._body().write(chunk)
@@ -256,6 +353,18 @@ class Session:
         return Message(headers=tuple(self._tx.headers), body=body, envelope=envelope)
 
     @property
+    def mta(self) -> Mta:
+        """Whose header index rules apply: the option, or the MTA's ``v`` macro
+        ("Postfix 3.7.11" from Postfix, "8.17.1.9" from Sendmail); Postfix when
+        the MTA does not say."""
+        if self.mta_choice != "auto":
+            return self.mta_choice
+        version = self._conn_macros.get("v", "")
+        if version and not version.lower().startswith("postfix"):
+            return "sendmail"
+        return "postfix"
+
+    @property
     def in_message(self) -> Message | None:
         """The message waiting for complete()/fail(), if any."""
         return self._in_eom
@@ -276,7 +385,16 @@ class Session:
                 message.envelope.recipients,
                 n.actions,
                 n.leading_space,
+                self.mta,
             )
+        except CannotApply as exc:
+            log.error(
+                "%s: %s: not sending any edit, default action %s",
+                log_token(message.envelope.queue_id or "NOQUEUE"),
+                exc,
+                self.default_action,
+            )
+            reply = Replies(self.default_reply())
         except ValueError as exc:
             log.error("cannot encode the result for the MTA (%s): default reply", exc)
             reply = Replies(self.default_reply())
@@ -329,6 +447,8 @@ class Session:
         if self._tx.body is not None:
             self._tx.body.close()
         macros = self._tx.macros if keep_macros else {}
+        if not keep_macros:
+            self._macro_bytes -= sum(len(k) + len(v) for k, v in self._tx.macros.items())
         self._tx = _Transaction(macros=macros)
 
     def close(self) -> None:

@@ -12,7 +12,7 @@ import argparse
 import sys
 from typing import Any, NoReturn
 
-from mxscan.cli import config_arg
+from mxscan.cliargs import config_arg
 
 from .exitcodes import ExitCode, dsn_line
 from .output import write_fd
