@@ -87,7 +87,10 @@ def test_unknown_xforward_values_are_not_client_facts() -> None:
 
 def test_xforward_out_only_what_the_next_hop_offers() -> None:
     attrs = parse("NAME=n ADDR=192.0.2.1 IDENT=Q1 SOURCE=LOCAL")
-    assert commands(attrs, ["NAME", "ADDR"]) == ["XFORWARD NAME=n ADDR=192.0.2.1"]
+    assert commands(attrs, ["NAME", "ADDR", "HELO"]) == [
+        "XFORWARD NAME=n ADDR=192.0.2.1 HELO=[UNAVAILABLE]"
+    ]
+    assert commands({}, ["NAME"]) == []
     long = {"NAME": "n" * 255, "HELO": "h" * 255, "ADDR": "192.0.2.1"}
     lines = commands(long, ["NAME", "ADDR", "HELO"])
     assert len(lines) == 2 and all(len(x) <= 512 for x in lines)

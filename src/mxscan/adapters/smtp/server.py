@@ -195,6 +195,7 @@ class SmtpServer:
             log.error("spool write failed: %s", spool.failed)
             return [_spool_error()] * count
         envelope = xforward.envelope(tx.sender, tx.recipients, tx.xforward)
+        log.debug("%s: xforward %s", envelope.queue_id or "NOQUEUE", tx.xforward)
         async with self.holder.use() as engine:
             try:
                 message = spool.message(envelope)

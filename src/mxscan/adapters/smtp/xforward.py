@@ -78,7 +78,11 @@ def envelope(sender: str, recipients: Iterable[str], attrs: Mapping[str, str]) -
 def commands(attrs: Mapping[str, str], offered: Iterable[str]) -> list[str]:
     """The XFORWARD command lines for a next hop that offers ``offered``."""
     allowed = {a.upper() for a in offered}
-    items = [f"{k}={attrs[k]}" for k in ATTRIBUTES if k in attrs and k in allowed]
+    if not attrs:
+        return []
+    # As Postfix's own client does: every offered attribute, [UNAVAILABLE] when
+    # unknown, so the next hop never mixes forwarded facts with its own.
+    items = [f"{k}={attrs.get(k, UNKNOWN[0])}" for k in ATTRIBUTES if k in allowed]
     lines: list[str] = []
     line = "XFORWARD"
     for item in items:
