@@ -19,6 +19,11 @@ from tests.support.postfix import PostfixInstance, free_port
 READY = "ready (pid "
 SNIPPETS = Path(__file__).resolve().parents[3] / "docs" / "snippets"
 FILTER_PORT, NEXT_PORT = "10024", "10025"
+#: protocol -> (main.cf lines, master.cf lines) in docs/snippets/.
+SNIPPET_FILES = {
+    "smtp": ("smtp-main.cf", "smtp-master.cf"),
+    "lmtp": ("lmtp-main.cf", "lmtp-master.cf"),
+}
 
 
 def full_config(*, clamd: str | None = None, extra: str = "") -> str:
@@ -50,7 +55,7 @@ spamassassin.discard_score = 2000.0
 
 def snippet_main(name: str, filter_port: int) -> dict[str, str]:
     settings: dict[str, str] = {}
-    for line in (SNIPPETS / f"{name}-main.cf").read_text().splitlines():
+    for line in (SNIPPETS / SNIPPET_FILES[name][0]).read_text().splitlines():
         if line.strip() and not line.lstrip().startswith("#"):
             key, _, value = line.partition("=")
             settings[key.strip()] = value.strip()
@@ -62,7 +67,7 @@ def snippet_main(name: str, filter_port: int) -> dict[str, str]:
 def snippet_master(name: str, next_port: int) -> list[str]:
     lines = [
         line
-        for line in (SNIPPETS / f"{name}-master.cf").read_text().splitlines()
+        for line in (SNIPPETS / SNIPPET_FILES[name][1]).read_text().splitlines()
         if line.strip() and not line.lstrip().startswith("#")
     ]
     return [line.replace(f"127.0.0.1:{NEXT_PORT} ", f"127.0.0.1:{next_port} ") for line in lines]
