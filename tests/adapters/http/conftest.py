@@ -8,6 +8,7 @@ import pytest
 from http_proc import HttpProcess, full_config
 
 from tests.support.daemons import require_daemon
+from tests.support.sink import SMTPSink
 
 
 @pytest.fixture(scope="module")
@@ -21,3 +22,13 @@ def mxscan_http(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HttpProces
         yield proc
     finally:
         proc.stop()
+
+
+@pytest.fixture(scope="module")
+def sink() -> Iterator[SMTPSink]:
+    """An SMTP sink for the MTAs (Haraka, Exim) that relay what mxscan passes."""
+    s = SMTPSink().start()
+    try:
+        yield s
+    finally:
+        s.stop()

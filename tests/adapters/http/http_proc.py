@@ -41,21 +41,36 @@ class HttpProcess:
     """Started by the constructor; ``port`` is where it listens once ``ready``."""
 
     def __init__(
-        self, config: str, directory: Path, *, args: Sequence[str] = (), timeout: float = 30
+        self,
+        config: str,
+        directory: Path,
+        *,
+        args: Sequence[str] = (),
+        timeout: float = 30,
+        prefix: Sequence[str] = (),
+        pythonpath: Sequence[Path] = (),
     ) -> None:
+        """``prefix``: a command to run it under (the benchmark's ``taskset``);
+        ``pythonpath``: extra plugin directories (the benchmark's no-op scanner)."""
         self.dir = directory
         self.config_path = directory / "mxscan.toml"
         self.config_path.write_text(config)
         self.port = free_port()
         self.lines: list[str] = []
         self._cond = threading.Condition()
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        paths = [str(p) for p in pythonpath]
+        if env.get("PYTHONPATH"):
+            paths.append(env["PYTHONPATH"])
+        if paths:
+            env["PYTHONPATH"] = os.pathsep.join(paths)
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "mxscan", "http", "-c", str(self.config_path),
+            [*prefix, sys.executable, "-m", "mxscan", "http", "-c", str(self.config_path),
              "-l", f"inet:127.0.0.1:{self.port}", *args],
             stderr=subprocess.PIPE,
             stdout=subprocess.DEVNULL,
             text=True,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            env=env,
         )  # fmt: skip
         threading.Thread(target=self._read, daemon=True).start()
         self.wait_for(READY, timeout)

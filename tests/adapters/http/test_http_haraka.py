@@ -17,15 +17,6 @@ pytestmark = [pytest.mark.e2e, pytest.mark.clamd, pytest.mark.spamd]
 
 
 @pytest.fixture(scope="module")
-def sink() -> Iterator[SMTPSink]:
-    s = SMTPSink().start()
-    try:
-        yield s
-    finally:
-        s.stop()
-
-
-@pytest.fixture(scope="module")
 def haraka(
     mxscan_http: HttpProcess, sink: SMTPSink, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Haraka]:

@@ -104,6 +104,22 @@ async def test_keep_alive_serves_several_requests_on_one_connection() -> None:
         assert server.messages == 3
 
 
+async def test_expect_100_continue_is_answered() -> None:
+    rec = Recorder()
+    async with serving(rec) as (_, port):
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(
+            b"POST /checkv2 HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\n"
+            b"Content-Length: %d\r\n\r\n" % len(MAIL)
+        )
+        interim = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+        assert interim.startswith(b"HTTP/1.1 100 ")
+        writer.write(MAIL)
+        assert (await read_response(reader))[0] == 200
+        writer.close()
+    assert rec.data == [MAIL]
+
+
 async def test_http10_without_keep_alive_closes() -> None:
     async with serving(engine(FakeScanner("x"))) as (_, port):
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
@@ -350,7 +366,9 @@ async def test_replaced_body_is_never_answered_as_accept() -> None:
 
 async def test_password_is_required_when_set() -> None:
     async with serving(engine(), password="s3cret") as (_, port):
-        assert (await exchange(port, request(body=MAIL)))[0] == 401
+        status, headers, _ = await exchange(port, request(body=MAIL))
+        # Refused before its body was read: the connection cannot go on, and says so.
+        assert (status, headers["connection"]) == (401, "close")
         bad = request(body=MAIL, headers=[("Password", "wrong")])
         assert (await exchange(port, bad))[0] == 401
         good = request(body=MAIL, headers=[("Password", "s3cret")])
