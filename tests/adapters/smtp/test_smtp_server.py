@@ -185,3 +185,35 @@ async def test_drain_lets_the_message_in_flight_finish(sink: SMTPSink) -> None:
         assert reply[0] == 250
         assert (await client.reply())[0] == 421
     assert len(sink.deliveries) == 1
+
+
+async def test_spool_write_failure_is_451(sink: SMTPSink, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """The spool moves to a file past the threshold; a spool directory that cannot
+    take it (here: gone) answers 451 4.3.1, and nothing is relayed."""
+    gone = tmp_path / "gone"
+    async with serving(engine(), sink.port, spool_threshold=10, spool_dir=str(gone)) as (_, port):
+        client = await Client.connect(port)
+        reply = (await client.send(MAIL, "a@x.org", ["b@example.com"]))[-1]
+        await client.close()
+    assert reply[0] == 451 and b"4.3.1" in reply[1]
+    assert sink.deliveries == []
+
+
+async def test_xforward_fills_the_envelope_the_scanners_see(sink: SMTPSink) -> None:
+    seen = FakeScanner("seen")
+    async with serving(engine(seen), sink.port) as (_, port):
+        client = await Client.connect(port)
+        await client.cmd(b"EHLO postfix")
+        code, _ = await client.cmd(
+            b"XFORWARD NAME=mail.example ADDR=192.0.2.7 HELO=helo.example IDENT=4QABC PROTO=ESMTP SOURCE=REMOTE"
+        )
+        assert code == 250
+        assert (await client.send(MAIL, "a@x.org", ["b@example.com"]))[-1][0] == 250
+        await client.close()
+    env = seen.seen[0].envelope
+    assert (env.client_address, env.client_name, env.helo, env.queue_id) == (
+        "192.0.2.7",
+        "mail.example",
+        "helo.example",
+        "4QABC",
+    )

@@ -26,6 +26,7 @@ from collections.abc import Iterator
 
 from mxscan.logline import format_result
 from mxscan.message import Envelope, Message
+from mxscan.service.connections import Connections
 from mxscan.service.engines import EngineHolder, EngineLike
 from mxscan.service.listen import Listening
 
@@ -75,6 +76,7 @@ class SmtpServer:
         self._servers: list[asyncio.Server] = []
         self._listening: list[Listening] = []
         self._connections: dict[asyncio.Task[None], Session] = {}
+        self._tracked = Connections()
         self._stopping = False
 
     @property
@@ -108,9 +110,7 @@ class SmtpServer:
             if late:
                 log.warning("%d transaction(s) still open after %ss: cut, Postfix retries "
                             "them", len(late), timeout)  # fmt: skip
-                for task in late:
-                    task.cancel()
-                await asyncio.wait(late)
+                await self._tracked.cancel_all()
         await self.nexthop.aclose()
         await self.holder.aclose()
 
@@ -129,6 +129,15 @@ class SmtpServer:
         )
         self._connections[task] = session
         try:
+            with self._tracked.track(writer):
+                await self._serve_one(reader, writer, session)
+        finally:
+            self._connections.pop(task, None)
+
+    async def _serve_one(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, session: Session
+    ) -> None:
+        try:
             if self._stopping:
                 writer.write(SHUTDOWN)
                 return
@@ -143,7 +152,6 @@ class SmtpServer:
         except Exception:
             log.exception("%s connection failed", self.protocol)
         finally:
-            self._connections.pop(task, None)
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(writer.drain(), 1)
             writer.close()
