@@ -21,8 +21,8 @@ from mxscan.logline import setup_logging
 from mxscan.service import args as types
 from mxscan.service.engines import EngineHolder, EngineLike
 from mxscan.service.lifecycle import Reloader, run_until_signalled
-from mxscan.service.listen import ListenError, Listening, SocketPermissions, bind, is_loopback
-from mxscan.service.privileges import drop_privileges
+from mxscan.service.listen import ListenError, SocketPermissions, is_loopback
+from mxscan.service.serving import bind_and_serve
 from mxscan.verdict import Action
 
 log = logging.getLogger("mxscan.http")
@@ -153,19 +153,9 @@ async def _main(args: argparse.Namespace, config: Config, password: str | None) 
         metrics=metrics,
     )
     permissions = SocketPermissions(args.socket_mode, args.socket_owner, args.socket_group)
-    bound: list[Listening] = []
-    try:
-        for address in args.listen:
-            bound.append(bind(address, permissions))
-        for listening in bound:
-            await server.serve(listening)
-        if args.user:
-            drop_privileges(args.user)
-    except BaseException:
-        for listening in bound:
-            listening.close()
-        await server.stop(0)
-        raise
+    await bind_and_serve(
+        args.listen, permissions, serve=server.serve, stop=server.stop, user=args.user
+    )
     source = config.source
     reloader = Reloader(
         holder,

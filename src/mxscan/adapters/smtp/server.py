@@ -20,7 +20,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import socket
 import tempfile
 from collections.abc import Iterator
 
@@ -29,6 +28,7 @@ from mxscan.message import Envelope, Message
 from mxscan.service.connections import Connections
 from mxscan.service.engines import EngineHolder, EngineLike
 from mxscan.service.listen import Listening
+from mxscan.service.serving import start_server
 
 from . import xforward
 from .nexthop import Delivered, NextHop, NextHopError
@@ -84,10 +84,7 @@ class SmtpServer:
         return "lmtp" if self.lmtp else "smtp"
 
     async def serve(self, listening: Listening) -> None:
-        if listening.sock.family == socket.AF_UNIX:
-            server = await asyncio.start_unix_server(self._accept, sock=listening.sock)
-        else:
-            server = await asyncio.start_server(self._accept, sock=listening.sock)
+        server = await start_server(listening, self._accept)
         self._servers.append(server)
         self._listening.append(listening)
         log.info("%s listening on %s, next hop %s", self.protocol, listening.address,
