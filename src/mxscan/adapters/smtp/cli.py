@@ -21,7 +21,7 @@ from mxscan.logline import setup_logging
 from mxscan.service import args as types
 from mxscan.service.engines import EngineHolder, EngineLike
 from mxscan.service.lifecycle import Reloader, run_until_signalled
-from mxscan.service.listen import ListenError, SocketPermissions, is_loopback
+from mxscan.service.listen import ListenError, is_loopback
 from mxscan.service.serving import bind_and_serve
 
 log = logging.getLogger("mxscan.smtp")
@@ -80,11 +80,7 @@ def _add(subparsers: argparse._SubParsersAction[argparse.ArgumentParser], name: 
                    help="bound on the next hop's reply to the message (300s)")  # fmt: skip
     p.add_argument("--next-connections", type=types.positive_int, default=32, metavar="N",
                    help="idle connections to the next hop kept open (default 32)")  # fmt: skip
-    p.add_argument("--socket-mode", type=types.octal_mode, default=0o660, metavar="MODE",
-                   help="permissions of a unix socket (default 0660)")  # fmt: skip
-    p.add_argument("--socket-owner", metavar="USER", help="owner of a unix socket")
-    p.add_argument("--socket-group", metavar="GROUP", help="group of a unix socket")
-    p.add_argument("--user", metavar="USER", help="drop privileges to USER after binding")
+    types.add_socket_options(p)
     p.add_argument("--drain-timeout", type=types.duration, default=30.0, metavar="TIME",
                    help="on SIGTERM, wait this long for messages in flight (default 30s); "
                         "the rest are cut and Postfix retries them")  # fmt: skip
@@ -139,9 +135,8 @@ async def _main(args: argparse.Namespace, config: Config) -> int:
         spool_threshold=config.spool_threshold,
         spool_dir=config.spool_dir,
     )
-    permissions = SocketPermissions(args.socket_mode, args.socket_owner, args.socket_group)
     await bind_and_serve(
-        args.listen, permissions, serve=server.serve, stop=server.stop, user=args.user
+        args.listen, types.permissions(args), serve=server.serve, stop=server.stop, user=args.user
     )
     source = config.source
     reloader = Reloader(holder, lambda: load_given_config(source).build(), source, log)
