@@ -217,3 +217,17 @@ async def test_xforward_fills_the_envelope_the_scanners_see(sink: SMTPSink) -> N
         "helo.example",
         "4QABC",
     )
+
+
+async def test_smtp_without_split_gives_the_most_severe_verdict_to_all(sink: SMTPSink) -> None:
+    """--no-split-policies: mixed recipients in one SMTP transaction; one reply after
+    DATA, so one outcome for all (never a relayed group and then a 451 retry)."""
+    strict = Pipeline([[FakeScanner("spam", action=Action.DISCARD)]])
+    eng = Engine(Pipeline([[FakeScanner()]]), {"strict.example": strict})
+    async with serving(eng, sink.port, split_policies=False) as (_, port):
+        client = await Client.connect(port)
+        replies = await client.send(MAIL, "s@x.org", ["a@default.example", "b@strict.example"])
+        await client.close()
+    assert [c for c, _ in replies] == [250, 250, 250]
+    assert b"discarded" in replies[-1][1]
+    assert sink.deliveries == []

@@ -46,11 +46,17 @@ QUARANTINE_UNSET = reply(451, "4.3.5", "Quarantine requested but no quarantine i
 DISCARDED = reply(250, "2.0.0", "Ok: discarded by mxscan")
 
 
-def plan(result: Result, recipients: tuple[str, ...]) -> list[Relay | Answer]:
+def plan(
+    result: Result, recipients: tuple[str, ...], *, per_group: bool = True
+) -> list[Relay | Answer]:
+    """``per_group=False`` (SMTP, one reply after DATA): a split result is handled
+    as one group, the most severe verdict with its message for every recipient,
+    as the milter does with ``--no-split-policies``; answering each group on its
+    own could not be said in one reply without retrying what was relayed."""
     steps: list[Relay | Answer] = []
-    groups = result.groups
+    groups = result.groups if per_group else (result,)
     for group in groups:
-        rcpts = group.recipients if (group.recipients or len(groups) > 1) else recipients
+        rcpts = group.recipients if (group.recipients and len(groups) > 1) else recipients
         verdict = group.verdict
         action = verdict.action
         match action:

@@ -209,7 +209,9 @@ class SmtpServer:
                 return [_spool_error()] * count
             try:
                 result = await engine.scan(message)
-                by_rcpt, notes = await self._hand_over(tx, plan(result, tuple(tx.recipients)))
+                by_rcpt, notes = await self._hand_over(
+                    tx, plan(result, tuple(tx.recipients), per_group=self.lmtp)
+                )
             except Exception:
                 log.exception("%s: scanning failed", envelope.queue_id or "NOQUEUE")
                 return [TEMPFAIL] * count
