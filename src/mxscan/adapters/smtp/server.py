@@ -242,7 +242,9 @@ class SmtpServer:
                     xforward_attrs=tx.xforward,
                     all_or_nothing=not self.lmtp,
                 )
-            except NextHopError as exc:
+            except Exception as exc:  # this group only: the others keep their replies
+                if not isinstance(exc, NextHopError):
+                    log.exception("relaying to %s failed", self.nexthop.address)
                 notes.append(f"next={exc}")
                 err = reply(451, "4.4.2", "Error: next hop unavailable, try again later")
                 by_rcpt.update(dict.fromkeys(step.recipients, err))
