@@ -243,9 +243,11 @@ class SmtpServer:
                     all_or_nothing=not self.lmtp,
                 )
             except Exception as exc:  # this group only: the others keep their replies
-                if not isinstance(exc, NextHopError):
+                if isinstance(exc, NextHopError):
+                    log.warning("next hop %s: %s", self.nexthop.address, exc)
+                else:
                     log.exception("relaying to %s failed", self.nexthop.address)
-                notes.append(f"next={exc}")
+                notes.append("next=unavailable")
                 err = reply(451, "4.4.2", "Error: next hop unavailable, try again later")
                 by_rcpt.update(dict.fromkeys(step.recipients, err))
                 continue
