@@ -94,6 +94,7 @@ def test_clean_mail_is_byte_identical_and_the_client_is_forwarded(stack: Stack) 
     )
 
 
+@pytest.mark.corpus
 def test_dkim_signature_still_verifies(stack: Stack) -> None:
     base = corpus_dir("dkimpy-tests")
     private, public = (base / "test.private").read_bytes(), (base / "test.txt").read_bytes()
