@@ -24,6 +24,7 @@ import attrs
 
 from mxscan.addresses import Address, UnixAddress
 from mxscan.message import Message
+from mxscan.service.connections import no_delay
 
 from . import xforward
 from .dots import DotStuffer
@@ -118,6 +119,7 @@ class NextHop:
             reader, writer = await asyncio.wait_for(opened, self.timeout)
         except (OSError, TimeoutError) as exc:
             raise NextHopError(f"cannot connect to {self.address}: {exc or 'timeout'}") from None
+        no_delay(writer)  # the body's last chunk and the end marker: two writes, one read
         conn = _Connection(reader, writer)
         try:
             code, text = await conn.reply(self.timeout)
