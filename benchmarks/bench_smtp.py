@@ -177,7 +177,12 @@ def throughput() -> None:
         x.replace("127.0.0.1:10025 ", f"127.0.0.1:{next_port} ").replace(" 10  ", " 16  ")
         for x in _snippet_lines("smtp-master.cf")
     ]
-    postfix = PostfixInstance(relay_port=sink.port, master_extra=master)
+    main = {}
+    for line in _snippet_lines("smtp-main.cf"):
+        key, _, value = line.partition("=")
+        if key.strip() != "content_filter":  # per listener below
+            main[key.strip()] = value.strip().replace("10", "16")
+    postfix = PostfixInstance(relay_port=sink.port, master_extra=master, main_overrides=main)
     smtp_port = postfix.add_smtpd_listener({"content_filter": f"mxscan:[127.0.0.1]:{filter_port}"})
     milter_port = postfix.add_smtpd_listener({"smtpd_milters": f"unix:{sock}"})
     smtp = milter = None

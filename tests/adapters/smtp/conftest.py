@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from smtp_proc import FilterProcess, filter_postfix, full_config, snippet_master
+from smtp_proc import FilterProcess, filter_postfix, full_config, snippet_main, snippet_master
 
 from tests.support.daemons import require_daemon, run_dir
 from tests.support.postfix import PostfixInstance, free_port
@@ -37,6 +37,9 @@ def stack() -> Iterator[Stack]:
     postfix, filter_port, next_port = filter_postfix("smtp", sink.port)
     lmtp_filter = free_port()
     postfix.master_extra += snippet_master("lmtp", next_port)
+    lmtp_main = snippet_main("lmtp", lmtp_filter)
+    del lmtp_main["content_filter"]  # per listener: the main content_filter is smtp's
+    postfix.main_overrides.update(lmtp_main)
     lmtp_port = postfix.add_smtpd_listener(
         {"content_filter": f"mxscan-lmtp:inet:127.0.0.1:{lmtp_filter}"}
     )

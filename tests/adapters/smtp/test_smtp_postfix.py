@@ -187,3 +187,20 @@ def test_no_spaces_in_xforward_idents_fake_queue_ids(stack: Stack) -> None:
     delivered(stack, b"ident-check")
     assert re.fullmatch(r"[0-9A-Za-z]+", result.queue_id or "")
     assert f"{result.queue_id}: " in stack.smtp.wait_for(f"{result.queue_id}: ")
+
+
+def test_postfix_knows_every_snippet_setting(stack: Stack) -> None:
+    """A misspelt (or per-transport, for a transport that does not exist) parameter
+    is silently ignored by Postfix; postconf names it."""
+    import subprocess
+
+    done = subprocess.run(
+        ["postconf", "-c", str(stack.postfix.config_dir), "-n"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "unused parameter" not in done.stderr, done.stderr
+    assert "mxscan_initial_destination_concurrency = 10" in done.stdout
+    assert "mxscan-lmtp_initial_destination_concurrency = 10" in done.stdout
