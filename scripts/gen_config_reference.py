@@ -42,6 +42,7 @@ PAGE = ROOT / "docs" / "reference" / "configuration.md"
 PLUGINS = {
     "clamav": "../clamav.md",
     "spamassassin": "../spamassassin.md",
+    "rspamd": "../rspamd.md",
     "header-rules": "../header-rules.md",
 }
 #: Options a plugin needs before it checks another one (for the value probe).
@@ -74,6 +75,11 @@ CORE_MEANINGS: dict[str, dict[str, str]] = {
         "plugin": "the plugin's entry-point name (`mxscan plugins` lists them)",
         "on_error": "overrides `[defaults] on_error` for this scanner",
         "timeout": "overrides `[defaults] timeout`; plugins with a `timeout` option get it too",
+        "max_concurrent": "scans of this scanner in flight at once; more wait in mxscan, "
+        "and the wait counts in `timeout` (`mxscan_scanner_wait_seconds`). Default: what "
+        "the plugin declares (its daemon's default: spamassassin 5 = spamd "
+        "`--max-children`, clamav 10 = clamd `MaxThreads`), else no bound. Set it to "
+        "your daemon's setting; a policy cannot change it",
         "mode": "`shadow`: run, log and count the verdict, apply nothing it says",
         "skip_authenticated": "skip the scanner when the SMTP client authenticated "
         "(`skipped(authenticated)`)",
@@ -88,7 +94,7 @@ CORE_MEANINGS: dict[str, dict[str, str]] = {
 }
 
 _PROBE = "__probe__"
-SCANNER_ORDER = ("plugin", "on_error", "timeout", *CONDITION_KEYS)
+SCANNER_ORDER = ("plugin", "on_error", "timeout", "max_concurrent", *CONDITION_KEYS)
 
 
 def _error(toml: str) -> str:
@@ -165,6 +171,8 @@ def _core_rows() -> dict[str, list[tuple[str, str, str]]]:
             default = defaults.get(table, {}).get(name, "")
             if table == "scanner" and name == "max_size":
                 default = "none"
+            if table == "scanner" and name == "max_concurrent":
+                default = "the plugin's"
             if table == "scanner" and name == "plugin":
                 default = "required"
             if table == "spool" and name == "directory" and default == '""':

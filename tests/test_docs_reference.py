@@ -42,7 +42,9 @@ def test_generator_refuses_a_core_key_without_a_meaning(monkeypatch: pytest.Monk
         gen.render()
 
 
-@pytest.mark.parametrize("plugin", ["clamav", "spamassassin", "header-rules", "example-keyword"])
+@pytest.mark.parametrize(
+    "plugin", ["clamav", "spamassassin", "rspamd", "header-rules", "example-keyword"]
+)
 def test_every_plugin_option_is_explained_on_its_page(plugin: str) -> None:
     gen = generator()
     if plugin == "example-keyword":  # the example documents itself in its docstring

@@ -76,12 +76,14 @@ class HeaderEdit:
         return cls(EditKind.DELETE, name, occurrence=occurrence)
 
     def __str__(self) -> str:
+        # One line even for a folded value: this goes into logs.
+        value = (self.value or "").replace("\r\n", "\\r\\n")
         if self.kind is EditKind.ADD:
-            return f"add {self.name}: {self.value}"
+            return f"add {self.name}: {value}"
         if self.kind is EditKind.INSERT:
-            return f"insert@{self.index} {self.name}: {self.value}"
+            return f"insert@{self.index} {self.name}: {value}"
         if self.kind is EditKind.CHANGE:
-            return f"change {self.name}[{self.occurrence}]: {self.value}"
+            return f"change {self.name}[{self.occurrence}]: {value}"
         return f"delete {self.name}[{self.occurrence}]"
 
 

@@ -156,6 +156,14 @@ class Metrics:
             buckets=LATENCY_BUCKETS,
             registry=r,
         )
+        self.wait = prom.Histogram(
+            "mxscan_scanner_wait_seconds",
+            "Time each scan waited for a free slot (max_concurrent) before it ran; "
+            "part of mxscan_scanner_duration_seconds and of the scanner's timeout.",
+            ["scanner"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
         self.message_latency = prom.Histogram(
             "mxscan_message_duration_seconds",
             "Time the whole pipeline took per message.",
@@ -266,6 +274,8 @@ class Metrics:
                 self.skipped.labels(scanner=verdict.scanner, reason=match[2]).inc()
             if verdict.elapsed is not None:
                 self.latency.labels(scanner=verdict.scanner).observe(verdict.elapsed)
+            if verdict.waited is not None:
+                self.wait.labels(scanner=verdict.scanner).observe(verdict.waited)
 
     def instrument(self, engine: _Engine) -> InstrumentedEngine:
         self.track(engine)

@@ -8,7 +8,7 @@ import attrs
 from mxscan import Action, HeaderEdit, Route, SmtpReply, Verdict
 from mxscan.body import Body
 
-STAMPED = {"scanner", "shadow", "elapsed"}
+STAMPED = {"scanner", "shadow", "elapsed", "waited"}
 
 
 def test_recorded_knows_every_field() -> None:
@@ -34,8 +34,10 @@ def test_recorded_keeps_everything_but_the_stamp() -> None:
         shadow=False,
         elapsed=None,
     )
-    recorded = verdict._recorded("configured-name", True, 0.25)
-    assert recorded == attrs.evolve(verdict, scanner="configured-name", shadow=True, elapsed=0.25)
+    recorded = verdict._recorded("configured-name", True, 0.25, 0.125)
+    assert recorded == attrs.evolve(
+        verdict, scanner="configured-name", shadow=True, elapsed=0.25, waited=0.125
+    )
     for field in attrs.fields(Verdict):
         if field.name not in STAMPED:
             assert getattr(recorded, field.name) is getattr(verdict, field.name), field.name

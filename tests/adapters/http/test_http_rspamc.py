@@ -86,5 +86,29 @@ def test_rspamc_prints_mxscans_decision(
     assert spam.score is not None and spam.threshold is not None
     assert f"Score: {spam.score:.2f} / {spam.threshold:.2f}" in output
     assert "Message-ID: " in output
-    # One log line per message, the core's format (mxscan.format_result).
-    mxscan_http.wait_for(f"NOQUEUE: {mxscan.format_result(truth).split(': ', 1)[1]}")
+    # One log line per message, the core's (as the milter writes it: size as
+    # received, then the scan's elapsed time).
+    mxscan_http.wait_for(mxscan.format_result(truth, size=len(data)) + " elapsed=")
+
+
+def test_rspamc_sees_soft_reject_when_clamd_is_down(tmp_path: Path) -> None:
+    """The real clamav plugin against a socket nobody listens on: ``on_error =
+    "tempfail"`` is rspamd's ``soft reject`` with a 4.x.x reply."""
+    _rspamc()
+    config = f"""
+[scanner.clamav]
+plugin = "clamav"
+address = "unix:{tmp_path}/no-clamd.sock"
+on_error = "tempfail"
+timeout = "5s"
+"""
+    proc = HttpProcess(config, tmp_path)
+    try:
+        path = tmp_path / "ham.eml"
+        path.write_bytes(ham_message())
+        output = _rspamc_run(proc.port, "symbols", path)
+        assert "Action: soft reject\n" in output
+        assert re.search(r"^Message - smtp_message: 4\.\d+\.\d+ ", output, re.M), output
+        proc.wait_for("clamav=error(")
+    finally:
+        proc.stop()

@@ -1,9 +1,11 @@
 """spamd's PING, for mxscan's health probe (``mxscan milter --metrics``).
 
 A probe must cost spamd nothing: PING makes spamd answer ``SPAMD/1.5 0 PONG``
-without loading a message or running a rule. Written here rather than through
-aiospamc so that the probe has one failure message per cause and a hard
-deadline; the codec (``PING_REQUEST``, ``parse_pong``) is sans-I/O.
+without loading a message or running a rule. It is kept apart from the scan
+client (``client.py``, ``spamc.py``) for its own bounds: a one-line answer of at
+most 256 bytes and one failure message per cause within a hard deadline; the
+codec (``PING_REQUEST``, ``parse_pong``) is sans-I/O. ``config check --connect``
+uses it too, one address at a time.
 """
 
 from __future__ import annotations

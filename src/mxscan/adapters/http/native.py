@@ -64,6 +64,6 @@ def _group(result: Result) -> dict[str, Any]:
 def result_json(result: Result, *, elapsed: float) -> dict[str, Any]:
     out = _group(result)
     out["splits"] = [_group(g) for g in result.splits]
-    out["log"] = format_result(result)
+    out["log"] = format_result(result, elapsed=elapsed)
     out["elapsed"] = round(elapsed, 6)
     return out

@@ -24,7 +24,7 @@ import attrs
 import h11
 
 from mxscan.body import DEFAULT_SPOOL_THRESHOLD, Body, BodyBuilder
-from mxscan.logline import format_result
+from mxscan.logline import format_lines, log_token
 from mxscan.message import Message
 from mxscan.service.connections import Connections
 from mxscan.service.engines import EngineHolder, EngineLike
@@ -356,7 +356,7 @@ class HttpServer:
                 self.metrics.failures.inc()
             log.error(
                 "%s: scan failed (%s: %s): default action %s",
-                request.envelope.queue_id or "NOQUEUE",
+                log_token(request.envelope.queue_id or "NOQUEUE"),
                 type(exc).__name__,
                 exc,
                 self.default_action,
@@ -364,7 +364,9 @@ class HttpServer:
             return self._failed(path, time.monotonic() - start)
         elapsed = time.monotonic() - start
         try:
-            log.info("%s", format_result(result))
+            # The core's log line, as the milter and the pipe write it.
+            for line in format_lines(result, elapsed=elapsed, size=message.size):
+                log.info("%s", line)
             self.messages += 1
             if self.metrics:
                 self.metrics.message_size.observe(message.size)

@@ -42,7 +42,8 @@ log = logging.getLogger("mxscan.milter")
 
 def wire_value(value: str, leading_space: bool) -> bytes:
     """The value as the MTA must receive it to write ``Name: value`` exactly."""
-    raw = value.encode("utf-8", "surrogateescape")
+    # A folded value: Postfix joins a field's lines with a bare LF, both ways.
+    raw = value.encode("utf-8", "surrogateescape").replace(b"\r\n", b"\n")
     if leading_space:
         # With SMFIP_HDR_LEADSPC Postfix writes "Name:" + value verbatim.
         return raw if raw[:1] in (b" ", b"\t") else b" " + raw

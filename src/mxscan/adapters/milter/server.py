@@ -17,6 +17,7 @@ import os
 import pwd
 import socket
 import stat
+import time
 from pathlib import Path
 from typing import Protocol
 
@@ -26,7 +27,7 @@ from mxscan.adapters.milter.outcome import body_packets
 from mxscan.adapters.milter.session import DefaultAction, Session, Step
 from mxscan.addresses import Address, InetAddress, UnixAddress
 from mxscan.body import DEFAULT_SPOOL_THRESHOLD
-from mxscan.logline import format_result
+from mxscan.logline import format_lines, log_token
 from mxscan.message import Message
 from mxscan.verdict import Result
 
@@ -224,6 +225,7 @@ class MilterServer:
         self._scans += 1
         self._idle.clear()
         self._engine_users[id(engine)] = self._engine_users.get(id(engine), 0) + 1
+        started = time.monotonic()
         task = asyncio.ensure_future(engine.scan(message))
         try:
             await writer.drain()
@@ -238,13 +240,15 @@ class MilterServer:
             except Exception as exc:
                 log.error(
                     "%s: scan failed (%s: %s): default action %s",
-                    message.envelope.queue_id or "NOQUEUE",
+                    log_token(message.envelope.queue_id or "NOQUEUE"),
                     type(exc).__name__,
                     exc,
                     self.default_action,
                 )
                 return session.fail(exc)
-            log.info("%s", format_result(result))
+            elapsed = time.monotonic() - started
+            for line in format_lines(result, elapsed=elapsed, size=message.size):
+                log.info("%s", line)
             self.messages += 1
             return session.complete(result)
         finally:
@@ -265,10 +269,14 @@ class MilterServer:
         for server in self._servers:
             server.close()
         self._remove_sockets()
-        try:
-            await asyncio.wait_for(self._idle.wait(), drain_timeout)
-        except TimeoutError:
-            log.warning("drain timeout: %d scans still running, closing anyway", self._scans)
+        # Nothing in flight (a failed start, an idle stop): nothing to wait for,
+        # and no "drain timeout" to report (wait_for with 0 s times out even on
+        # an event that is already set).
+        if self._scans:
+            try:
+                await asyncio.wait_for(self._idle.wait(), drain_timeout)
+            except TimeoutError:
+                log.warning("drain timeout: %d scans still running, closing anyway", self._scans)
         for task in list(self._connections):
             task.cancel()
         if self._connections:

@@ -243,6 +243,13 @@ class Session:
             queue_id=macros.get("i"),
             auth_user=macros.get("{auth_authen}"),
             macros=macros,
+            receiver=macros.get("j") or None,
+            tls_version=macros.get("{tls_version}") or None,
+            tls_cipher=macros.get("{cipher}") or None,
+            tls_bits=macros.get("{cipher_bits}") or None,
+            auth_type=macros.get("{auth_type}") or None,
+            # Postfix hides its own Received: line from milters.
+            received_in_message=False,
         )
         body = self._body().finish()
         self._tx.body = None
