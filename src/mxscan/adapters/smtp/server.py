@@ -21,9 +21,10 @@ import asyncio
 import contextlib
 import logging
 import tempfile
+import time
 from collections.abc import Iterator
 
-from mxscan.logline import format_result
+from mxscan.logline import format_lines, log_token
 from mxscan.message import Envelope, Message
 from mxscan.service.connections import Connections
 from mxscan.service.engines import EngineHolder, EngineLike
@@ -170,11 +171,19 @@ class SmtpServer:
                     case MessageEnd(transaction=tx):
                         spool = spool or _Spool(self.spool_threshold, self.spool_dir)
                         try:
-                            replies = await self._message(tx, spool)
+                            replies, lines = await self._message(tx, spool)
                         finally:
                             spool.close()
                             spool = None
-                        events = session.finish(replies)
+                        # The reply first, the log after: nothing between the next
+                        # hop's 250 and ours but this write.
+                        writer.write(b"".join(replies))
+                        try:
+                            await asyncio.wait_for(writer.drain(), self.timeout)
+                        finally:
+                            for line in lines:
+                                log.info("%s", line)
+                        events = session.finish([])
                         break
                     case Close():
                         await writer.drain()
@@ -194,11 +203,12 @@ class SmtpServer:
 
     # -- one message -------------------------------------------------------------
 
-    async def _message(self, tx: Transaction, spool: _Spool) -> list[bytes]:
+    async def _message(self, tx: Transaction, spool: _Spool) -> tuple[list[bytes], list[str]]:
+        """The replies to Postfix and the log lines to write once they are sent."""
         count = len(tx.recipients) if self.lmtp else 1
         if spool.failed:
             log.error("spool write failed: %s", spool.failed)
-            return [_spool_error()] * count
+            return [_spool_error()] * count, []
         envelope = xforward.envelope(tx.sender, tx.recipients, tx.xforward)
         log.debug("%s: xforward %s", envelope.queue_id or "NOQUEUE", tx.xforward)
         async with self.holder.use() as engine:
@@ -206,28 +216,37 @@ class SmtpServer:
                 message = spool.message(envelope)
             except OSError as exc:
                 log.error("spool read failed: %s", exc)
-                return [_spool_error()] * count
+                return [_spool_error()] * count, []
+            size = message.size
+            started = time.monotonic()
             try:
                 result = await engine.scan(message)
+                elapsed = time.monotonic() - started
                 by_rcpt, notes = await self._hand_over(
                     tx, plan(result, tuple(tx.recipients), per_group=self.lmtp)
                 )
             except Exception:
-                log.exception("%s: scanning failed", envelope.queue_id or "NOQUEUE")
-                return [TEMPFAIL] * count
+                log.exception("%s: scanning failed", log_token(envelope.queue_id or "NOQUEUE"))
+                return [TEMPFAIL] * count, []
             finally:
                 message.close()
         replies = [by_rcpt[r] for r in tx.recipients] if self.lmtp else [_one(by_rcpt, tx)]
         self.messages += 1
-        line = format_result(result, envelope.queue_id)
-        log.info("%s %s", line, " ".join(notes)) if notes else log.info("%s", line)
-        return replies
+        lines = format_lines(result, envelope.queue_id, elapsed=elapsed, size=size)
+        groups = result.groups if len(lines) == len(result.groups) else (result,)
+        out = []
+        for line, group in zip(lines, groups, strict=False):
+            note = notes.get(group.policy) or notes.get(result.policy)
+            out.append(f"{line} {note}" if note else line)
+        return replies, out
 
     async def _hand_over(
         self, tx: Transaction, steps: list[Relay | Answer]
-    ) -> tuple[dict[str, bytes], list[str]]:
+    ) -> tuple[dict[str, bytes], dict[str, str]]:
+        """Each step's replies by recipient, and the next hop's code by policy
+        (``next=250``) for the log line."""
         by_rcpt: dict[str, bytes] = {}
-        notes: list[str] = []
+        notes: dict[str, str] = {}
         for step in steps:
             if isinstance(step, Answer):
                 by_rcpt.update(dict.fromkeys(step.recipients, step.reply))
@@ -247,13 +266,13 @@ class SmtpServer:
                     log.warning("next hop %s: %s", self.nexthop.address, exc)
                 else:
                     log.exception("relaying to %s failed", self.nexthop.address)
-                notes.append("next=unavailable")
+                notes[step.policy] = "next=unavailable"
                 err = reply(451, "4.4.2", "Error: next hop unavailable, try again later")
                 by_rcpt.update(dict.fromkeys(step.recipients, err))
                 continue
             by_rcpt.update(_relay_replies(step.recipients, delivered))
             if delivered.data_reply is not None:
-                notes.append(f"next={delivered.data_reply[0]}")
+                notes[step.policy] = f"next={delivered.data_reply[0]}"
         return by_rcpt, notes
 
 

@@ -72,6 +72,10 @@ def envelope(sender: str, recipients: Iterable[str], attrs: Mapping[str, str]) -
         helo=_known(attrs, "HELO"),
         queue_id=_known(attrs, "IDENT"),
         macros=macros,
+        protocol=_known(attrs, "PROTO"),
+        # Postfix's cleanup wrote its Received: line for the client's hop before
+        # queueing: a scanner that needs it finds it in the message.
+        received_in_message=True,
     )
 
 
