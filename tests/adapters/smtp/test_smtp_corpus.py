@@ -20,7 +20,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-from conftest import Stack
+from smtp_stack import Stack
 
 from tests.support.daemons import corpus_dir
 from tests.support.sink import header_fields

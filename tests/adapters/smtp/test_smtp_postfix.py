@@ -10,7 +10,7 @@ import time
 
 import dkim
 import pytest
-from conftest import Stack
+from smtp_stack import Stack
 
 from tests.support.daemons import corpus_dir, eicar_message, gtube_message, ham_message
 from tests.support.sink import Delivery, header_fields
