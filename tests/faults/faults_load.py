@@ -80,8 +80,13 @@ class LoadDaemons:
     def spamd(self) -> str:
         return f"inet:127.0.0.1:{self.spamd_port}"
 
+    #: Only these: ``start`` alone means every daemon the script knows (rspamd,
+    #: PostgreSQL too), on their default ports, which the shared ones hold.
+    KINDS = ("clamd", "spamd")
+
     def start(self) -> LoadDaemons:
-        self._run("start")
+        for kind in self.KINDS:
+            self._run("start", kind)
         return self
 
     def restart(self, kind: str) -> None:
@@ -91,7 +96,8 @@ class LoadDaemons:
 
     def stop(self) -> None:
         try:
-            self._run("stop")
+            for kind in self.KINDS:
+                self._run("stop", kind)
         finally:
             subprocess.run(["rm", "-rf", str(self.dir)], check=False)
 
