@@ -129,6 +129,10 @@ def test_every_snippet_file_is_read_by_an_end_to_end_test() -> None:
         "pipe-main.cf": REPO / "tests" / "adapters" / "pipe" / "pipe_postfix.py",
         "pipe-master.cf": REPO / "tests" / "adapters" / "pipe" / "pipe_postfix.py",
         "mxscan-hold.regexp": REPO / "tests" / "adapters" / "pipe" / "test_pipe_postfix.py",
+        **{
+            name: REPO / "tests" / "adapters" / "smtp" / "smtp_proc.py"
+            for name in ("smtp-main.cf", "smtp-master.cf", "lmtp-main.cf", "lmtp-master.cf")
+        },
     }
     assert set(readers) == {p.name for p in (DOCS / "snippets").iterdir()}
     for name, reader in readers.items():

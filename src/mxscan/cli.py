@@ -40,6 +40,7 @@ ADAPTER_COMMANDS = (
     "mxscan.adapters.milter.cli",
     "mxscan.adapters.pipe",
     "mxscan.adapters.http.cli",
+    "mxscan.adapters.smtp.cli",
     "mxscan.adapters.quarantine.cli",
 )
 

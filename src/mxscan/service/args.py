@@ -8,7 +8,17 @@ import argparse
 from mxscan.addresses import Address, parse_address
 from mxscan.units import parse_duration, parse_size
 
-__all__ = ["address", "duration", "octal_mode", "positive_int", "size"]
+from .listen import SocketPermissions
+
+__all__ = [
+    "add_socket_options",
+    "address",
+    "duration",
+    "octal_mode",
+    "permissions",
+    "positive_int",
+    "size",
+]
 
 
 def octal_mode(text: str) -> int:
@@ -53,3 +63,17 @@ def address(text: str) -> Address:
         return parse_address(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def add_socket_options(p: argparse.ArgumentParser) -> None:
+    """``--socket-mode/-owner/-group`` and ``--user``, worded alike everywhere."""
+    p.add_argument("--socket-mode", type=octal_mode, default=0o660, metavar="MODE",
+                   help="permissions of a unix socket (default 0660)")  # fmt: skip
+    p.add_argument("--socket-owner", metavar="USER", help="owner of a unix socket")
+    p.add_argument("--socket-group", metavar="GROUP", help="group of a unix socket")
+    p.add_argument("--user", metavar="USER", help="drop privileges to USER after binding")
+
+
+def permissions(args: argparse.Namespace) -> SocketPermissions:
+    """What ``add_socket_options`` asked for."""
+    return SocketPermissions(args.socket_mode, args.socket_owner, args.socket_group)

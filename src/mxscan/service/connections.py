@@ -13,7 +13,7 @@ import contextlib
 import socket
 from collections.abc import Iterator
 
-__all__ = ["Connections"]
+__all__ = ["Connections", "no_delay"]
 
 
 class Connections:
@@ -27,9 +27,7 @@ class Connections:
     def track(self, writer: asyncio.StreamWriter) -> Iterator[None]:
         task = asyncio.current_task()
         assert task is not None, "track() runs inside a connection handler task"
-        sock = writer.get_extra_info("socket")
-        if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        no_delay(writer)
         self._tasks.add(task)
         try:
             yield
@@ -43,3 +41,10 @@ class Connections:
             task.cancel()
         if tasks:
             await asyncio.wait(tasks, timeout=timeout)
+
+
+def no_delay(writer: asyncio.StreamWriter) -> None:
+    """TCP_NODELAY on a TCP stream (a unix socket has no Nagle to turn off)."""
+    sock = writer.get_extra_info("socket")
+    if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)

@@ -21,8 +21,8 @@ from mxscan.logline import setup_logging
 from mxscan.service import args as types
 from mxscan.service.engines import EngineHolder, EngineLike
 from mxscan.service.lifecycle import Reloader, run_until_signalled
-from mxscan.service.listen import ListenError, Listening, SocketPermissions, bind, is_loopback
-from mxscan.service.privileges import drop_privileges
+from mxscan.service.listen import ListenError, is_loopback
+from mxscan.service.serving import bind_and_serve
 from mxscan.verdict import Action
 
 log = logging.getLogger("mxscan.http")
@@ -49,11 +49,7 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
                    help="allow a non-loopback --listen (needs --password-file)")  # fmt: skip
     p.add_argument("--password-file", metavar="FILE",
                    help="require a Password header equal to FILE's first line")  # fmt: skip
-    p.add_argument("--socket-mode", type=types.octal_mode, default=0o660, metavar="MODE",
-                   help="permissions of a unix socket (default 0660)")  # fmt: skip
-    p.add_argument("--socket-owner", metavar="USER", help="owner of a unix socket")
-    p.add_argument("--socket-group", metavar="GROUP", help="group of a unix socket")
-    p.add_argument("--user", metavar="USER", help="drop privileges to USER after binding")
+    types.add_socket_options(p)
     p.add_argument("--max-size", type=types.size, default=64 * 1024 * 1024, metavar="SIZE",
                    help="refuse bodies over SIZE with 413 (default 64M)")  # fmt: skip
     p.add_argument("--max-connections", type=types.positive_int, default=512, metavar="N",
@@ -152,20 +148,9 @@ async def _main(args: argparse.Namespace, config: Config, password: str | None) 
         spool_dir=config.spool_dir,
         metrics=metrics,
     )
-    permissions = SocketPermissions(args.socket_mode, args.socket_owner, args.socket_group)
-    bound: list[Listening] = []
-    try:
-        for address in args.listen:
-            bound.append(bind(address, permissions))
-        for listening in bound:
-            await server.serve(listening)
-        if args.user:
-            drop_privileges(args.user)
-    except BaseException:
-        for listening in bound:
-            listening.close()
-        await server.stop(0)
-        raise
+    await bind_and_serve(
+        args.listen, types.permissions(args), serve=server.serve, stop=server.stop, user=args.user
+    )
     source = config.source
     reloader = Reloader(
         holder,

@@ -17,7 +17,6 @@ import contextlib
 import hmac
 import json
 import logging
-import socket
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -30,6 +29,7 @@ from mxscan.message import Message
 from mxscan.service.connections import Connections
 from mxscan.service.engines import EngineHolder, EngineLike
 from mxscan.service.listen import Listening
+from mxscan.service.serving import start_server
 from mxscan.verdict import DEFAULT_REJECT, DEFAULT_TEMPFAIL, Action, Result
 
 from . import native, rspamc, rspamd
@@ -97,10 +97,7 @@ class HttpServer:
 
     async def serve(self, listening: Listening) -> None:
         """Accept connections on a socket bound by ``service.listen.bind``."""
-        if listening.sock.family == socket.AF_UNIX:
-            server = await asyncio.start_unix_server(self._accept, sock=listening.sock)
-        else:
-            server = await asyncio.start_server(self._accept, sock=listening.sock)
+        server = await start_server(listening, self._accept)
         self._servers.append(server)
         self._listening.append(listening)
         log.info("http listening on %s", listening.address)

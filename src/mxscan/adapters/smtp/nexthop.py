@@ -1,0 +1,264 @@
+"""The re-injection client: hands a scanned message to the next hop (Postfix's
+second smtpd) over connections kept open between messages.
+
+Why not smtplib or aiosmtplib: both take the message for DATA as one bytes
+object, so a 100 MB message would be in memory; here the message is streamed
+from its spool through ``DotStuffer``. The client speaks only what the next
+hop (a Postfix smtpd) needs: EHLO, XFORWARD, MAIL with BODY/SMTPUTF8/SIZE, RCPT,
+DATA, RSET, QUIT, one command at a time.
+
+A pooled connection may have been closed by the server meanwhile: if that shows
+before any message byte is sent, the delivery is retried once on a new
+connection (nothing was handed over yet, so nothing can be duplicated).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Mapping, Sequence
+
+import attrs
+
+from mxscan.addresses import Address, UnixAddress
+from mxscan.message import Message
+from mxscan.service.connections import no_delay
+
+from . import xforward
+from .dots import DotStuffer
+
+__all__ = ["Delivered", "NextHop", "NextHopError"]
+
+log = logging.getLogger("mxscan.smtp")
+CHUNK = 64 * 1024
+
+
+class NextHopError(Exception):
+    """The next hop could not be reached or answered out of protocol (-> 451)."""
+
+
+class _Stale(NextHopError):
+    """A pooled connection turned out closed before anything was handed over."""
+
+
+@attrs.frozen
+class Delivered:
+    """The next hop's answers: one per recipient at RCPT, and DATA's (if reached)."""
+
+    rcpt_replies: tuple[tuple[int, str], ...]
+    data_reply: tuple[int, str] | None
+
+
+class _Connection:
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader = reader
+        self.writer = writer
+        self.features: dict[str, str] = {}
+        self.used = time.monotonic()
+
+    async def reply(self, timeout: float) -> tuple[int, str]:
+        lines: list[str] = []
+        while True:
+            try:
+                raw = await asyncio.wait_for(self.reader.readline(), timeout)
+            except TimeoutError:
+                raise NextHopError(f"no reply within {timeout:g}s") from None
+            except (OSError, ValueError) as exc:  # ValueError: over the line limit
+                raise NextHopError(f"reading a reply: {exc}") from None
+            if not raw.endswith(b"\n"):
+                raise NextHopError("connection closed by the next hop")
+            line = raw.rstrip(b"\r\n").decode("utf-8", "replace")
+            if len(line) < 3 or not line[:3].isdigit() or line[3:4] not in ("", " ", "-"):
+                raise NextHopError(f"garbage reply {line[:60]!r}")
+            lines.append(line[4:])
+            if line[3:4] != "-":
+                return int(line[:3]), "\n".join(lines)
+
+    async def command(self, line: str, timeout: float) -> tuple[int, str]:
+        self.writer.write(line.encode("utf-8") + b"\r\n")
+        try:
+            await asyncio.wait_for(self.writer.drain(), timeout)
+        except TimeoutError:
+            raise NextHopError(f"sending {line.split()[0]} took over {timeout:g}s") from None
+        except OSError as exc:
+            raise NextHopError(f"sending {line.split()[0]}: {exc}") from None
+        return await self.reply(timeout)
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self.writer.close()
+
+
+class NextHop:
+    def __init__(
+        self,
+        address: Address,
+        *,
+        helo: str = "localhost",
+        timeout: float = 60.0,
+        data_timeout: float = 300.0,
+        idle_timeout: float = 30.0,
+        pool_size: int = 32,
+    ) -> None:
+        self.address = address
+        self.helo = helo
+        self.timeout = timeout
+        self.data_timeout = data_timeout
+        self.idle_timeout = idle_timeout
+        self.pool_size = pool_size
+        self._idle: list[_Connection] = []
+
+    async def _connect(self) -> _Connection:
+        try:
+            if isinstance(self.address, UnixAddress):
+                opened = asyncio.open_unix_connection(self.address.path)
+            else:
+                opened = asyncio.open_connection(self.address.host, self.address.port)
+            reader, writer = await asyncio.wait_for(opened, self.timeout)
+        except (OSError, TimeoutError) as exc:
+            raise NextHopError(f"cannot connect to {self.address}: {exc or 'timeout'}") from None
+        no_delay(writer)  # the body's last chunk and the end marker: two writes, one read
+        conn = _Connection(reader, writer)
+        try:
+            code, text = await conn.reply(self.timeout)
+            if code != 220:
+                raise NextHopError(f"greeting {code} {text[:80]}")
+            code, text = await conn.command(f"EHLO {self.helo}", self.timeout)
+            if code != 250:
+                raise NextHopError(f"EHLO refused: {code} {text[:80]}")
+        except BaseException:
+            conn.close()
+            raise
+        for line in text.split("\n")[1:]:
+            keyword, _, params = line.partition(" ")
+            conn.features[keyword.upper()] = params
+        return conn
+
+    def _pooled(self) -> _Connection | None:
+        now = time.monotonic()
+        while self._idle:
+            conn = self._idle.pop()
+            if now - conn.used < self.idle_timeout and not conn.reader.at_eof():
+                return conn
+            conn.close()
+        return None
+
+    def _release(self, conn: _Connection) -> None:
+        conn.used = time.monotonic()
+        if len(self._idle) < self.pool_size:
+            self._idle.append(conn)
+        else:
+            conn.close()
+
+    async def deliver(
+        self,
+        message: Message,
+        sender: str,
+        recipients: Sequence[str],
+        *,
+        body_type: str | None,
+        smtputf8: bool,
+        xforward_attrs: Mapping[str, str],
+        all_or_nothing: bool = False,
+    ) -> Delivered:
+        """``all_or_nothing``: if the next hop refuses any recipient, hand over
+        nothing (SMTP has one reply after DATA for all of them)."""
+        args = (message, sender, recipients, body_type, smtputf8, xforward_attrs, all_or_nothing)
+        conn = self._pooled()
+        if conn is not None:
+            try:
+                return await self._transaction(conn, *args)
+            except _Stale:
+                log.debug("pooled connection to %s was closed: reconnecting", self.address)
+        conn = await self._connect()
+        return await self._transaction(conn, *args)
+
+    async def _transaction(
+        self,
+        conn: _Connection,
+        message: Message,
+        sender: str,
+        recipients: Sequence[str],
+        body_type: str | None,
+        smtputf8: bool,
+        attrs_: Mapping[str, str],
+        all_or_nothing: bool,
+    ) -> Delivered:
+        try:
+            first = True
+            for line in xforward.commands(attrs_, conn.features.get("XFORWARD", "").split()):
+                code, text = await self._first(conn, line, first)
+                first = False
+                if code != 250:
+                    raise NextHopError(f"XFORWARD refused: {code} {text[:80]}")
+            params = ""
+            if body_type and "8BITMIME" in conn.features:
+                params += f" BODY={body_type}"
+            if smtputf8:
+                if "SMTPUTF8" not in conn.features:
+                    raise NextHopError("the next hop does not offer SMTPUTF8")
+                params += " SMTPUTF8"
+            if "SIZE" in conn.features:
+                params += f" SIZE={message.size}"
+            code, text = await self._first(conn, f"MAIL FROM:<{sender}>{params}", first)
+            if code != 250:
+                await self._reset(conn)
+                return Delivered(tuple((code, text) for _ in recipients), None)
+            rcpt_replies = []
+            for rcpt in recipients:
+                rcpt_replies.append(await conn.command(f"RCPT TO:<{rcpt}>", self.timeout))
+            accepted = [code in (250, 251) for code, _ in rcpt_replies]
+            if not any(accepted) or (all_or_nothing and not all(accepted)):
+                await self._reset(conn)
+                return Delivered(tuple(rcpt_replies), None)
+            code, text = await conn.command("DATA", self.timeout)
+            if code != 354:
+                await self._reset(conn)
+                return Delivered(tuple(rcpt_replies), (code, text))
+            await self._send_body(conn, message)
+            data_reply = await conn.reply(self.data_timeout)
+        except BaseException:
+            conn.close()  # failed, cancelled or crashed mid-transaction: state unknown
+            raise
+        self._release(conn)
+        return Delivered(tuple(rcpt_replies), data_reply)
+
+    async def _first(self, conn: _Connection, line: str, first: bool) -> tuple[int, str]:
+        """The first command on a pooled connection: a failure means it was stale."""
+        try:
+            code, text = await conn.command(line, self.timeout)
+        except NextHopError as exc:
+            if first:
+                raise _Stale(str(exc)) from None
+            raise
+        if first and code == 421:
+            raise _Stale(text)
+        return code, text
+
+    async def _send_body(self, conn: _Connection, message: Message) -> None:
+        stuffer = DotStuffer()
+        writer = conn.writer
+        try:
+            for chunk in message.chunks(CHUNK):
+                writer.write(stuffer.encode(chunk))
+                await asyncio.wait_for(writer.drain(), self.timeout)
+            writer.write(stuffer.end())
+            await asyncio.wait_for(writer.drain(), self.timeout)
+        except TimeoutError:
+            raise NextHopError(f"sending the message took over {self.timeout:g}s a chunk") from None
+        except OSError as exc:
+            raise NextHopError(f"sending the message: {exc}") from None
+
+    async def _reset(self, conn: _Connection) -> None:
+        code, _ = await conn.command("RSET", self.timeout)
+        if code != 250:
+            raise NextHopError("RSET refused")
+
+    async def aclose(self) -> None:
+        for conn in self._idle:
+            with contextlib.suppress(Exception):
+                conn.writer.write(b"QUIT\r\n")
+            conn.close()
+        self._idle.clear()

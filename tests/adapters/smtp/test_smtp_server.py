@@ -1,0 +1,233 @@
+"""The content filter in process, the test sink as its next hop: the hand-over
+rule (250 only after the next hop's 250, 451 on every failure), byte-exact relay,
+per-recipient LMTP outcomes, connection reuse."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from smtp_rig import Client, serving
+
+from mxscan import Action, Engine, HeaderEdit, Pipeline
+from tests.core.fakes import FakeScanner, down
+from tests.support.postfix import free_port
+from tests.support.sink import SMTPSink
+
+MAIL = (
+    b"From: a@example.org\r\nSubject: caf\xc3\xa9\r\nMessage-ID: <k@example.org>\r\n\r\n"
+    b".leading dot\r\n..two\r\n.\r\n8bit \xe9\xff\r\nend\r\n"
+)
+
+
+@pytest.fixture
+def sink():
+    s = SMTPSink().start()
+    try:
+        yield s
+    finally:
+        s.stop()
+
+
+def engine(*scanners: FakeScanner, **policies: Pipeline) -> Engine:
+    return Engine(Pipeline([list(scanners) or [FakeScanner()]]), policies)
+
+
+async def test_clean_mail_is_relayed_byte_exact_then_250(sink: SMTPSink) -> None:
+    async with serving(engine(), sink.port) as (_, port):
+        client = await Client.connect(port)
+        replies = await client.send(MAIL, "a@example.org", ["b@example.com"])
+        await client.close()
+    assert replies[-1][0] == 250
+    assert b"stored by mxscan test sink" in replies[-1][1]  # the next hop's own 250
+    (got,) = sink.deliveries
+    assert got.data == MAIL
+    assert (got.mail_from, got.rcpt_tos) == ("a@example.org", ("b@example.com",))
+
+
+async def test_edits_are_applied_and_the_body_untouched(sink: SMTPSink) -> None:
+    tagger = FakeScanner("tag", edits=(HeaderEdit.add("X-Scanned", "yes"),))
+    async with serving(engine(tagger), sink.port) as (_, port):
+        client = await Client.connect(port)
+        assert (await client.send(MAIL, "a@x.org", ["b@example.com"]))[-1][0] == 250
+        await client.close()
+    data = sink.deliveries[0].data
+    head, _, body = data.partition(b"\r\n\r\n")
+    assert b"X-Scanned: yes" in head
+    assert body == MAIL.partition(b"\r\n\r\n")[2]
+
+
+@pytest.mark.parametrize(
+    ("scanner", "code", "status"),
+    [
+        (FakeScanner("av", action=Action.DISCARD), 250, b"2.0.0"),
+        (FakeScanner("av", action=Action.REJECT), 550, b"5.7.1"),
+        (down(), 451, b"4."),
+        (FakeScanner("q", action=Action.QUARANTINE), 451, b"4.3.5"),
+    ],
+)
+async def test_verdicts_that_relay_nothing(
+    sink: SMTPSink, scanner: FakeScanner, code: int, status: bytes
+) -> None:
+    async with serving(engine(scanner), sink.port) as (_, port):
+        client = await Client.connect(port)
+        reply = (await client.send(MAIL, "a@x.org", ["b@example.com"]))[-1]
+        await client.close()
+    assert reply[0] == code and reply[1][4:].startswith(status)
+    assert sink.deliveries == []
+
+
+async def test_next_hop_down_is_451() -> None:
+    async with serving(engine(), free_port(), next_timeout=2.0) as (_, port):
+        client = await Client.connect(port)
+        reply = (await client.send(MAIL, "a@x.org", ["b@example.com"]))[-1]
+        await client.close()
+    assert reply[0] == 451 and b"4.4.2" in reply[1]
+
+
+async def test_next_hop_tempfail_and_reject_are_passed_on(sink: SMTPSink) -> None:
+    async with serving(engine(), sink.port) as (_, port):
+        client = await Client.connect(port)
+        sink.data_reply = "452 4.3.1 Insufficient system storage"
+        assert (await client.send(MAIL, "a@x.org", ["b@example.com"]))[-1][:2] == (
+            452,
+            b"452 4.3.1 Insufficient system storage\r\n",
+        )
+        sink.data_reply = "554 5.7.0 no"
+        assert (await client.send(MAIL, "a@x.org", ["b@example.com"]))[-1][0] == 554
+        await client.close()
+
+
+async def test_next_hop_silent_is_451(sink: SMTPSink) -> None:
+    """A next hop that accepts the connection but never answers: 451 after the timeout."""
+
+    async def mute(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await asyncio.sleep(30)
+
+    server = await asyncio.start_server(mute, "127.0.0.1", 0)
+    mute_port = server.sockets[0].getsockname()[1]
+    async with serving(engine(), mute_port, next_timeout=0.5) as (_, port):
+        client = await Client.connect(port)
+        reply = (await client.send(MAIL, "a@x.org", ["b@example.com"]))[-1]
+        await client.close()
+    server.close()
+    assert reply[0] == 451
+
+
+async def test_connections_to_the_next_hop_are_reused(sink: SMTPSink) -> None:
+    async with serving(engine(), sink.port) as (_, port):
+        client = await Client.connect(port)
+        for _ in range(3):
+            assert (await client.send(MAIL, "a@x.org", ["b@example.com"]))[-1][0] == 250
+        await client.close()
+    peers = {d.peer for d in sink.deliveries}
+    assert len(sink.deliveries) == 3 and len(peers) == 1
+
+
+async def test_lmtp_each_policy_group_gets_its_own_reply_and_copy(sink: SMTPSink) -> None:
+    strict = Pipeline([[FakeScanner("spam", action=Action.DISCARD)]])
+    reject = Pipeline([[FakeScanner("spam", action=Action.REJECT)]])
+    tag = FakeScanner("tag", edits=(HeaderEdit.add("X-Policy", "default"),))
+    eng = Engine(Pipeline([[tag]]), {"strict.example": strict, "reject.example": reject})
+    rcpts = ["a@default.example", "b@strict.example", "c@reject.example", "d@default.example"]
+    async with serving(eng, sink.port, lmtp=True) as (_, port):
+        client = await Client.connect(port)
+        replies = await client.send(MAIL, "s@x.org", rcpts, hello=b"LHLO client")
+        await client.close()
+    data_replies = [code for code, _ in replies[len(rcpts) :]]
+    assert data_replies == [250, 250, 550, 250]
+    (got,) = sink.deliveries
+    assert got.rcpt_tos == ("a@default.example", "d@default.example")
+    assert b"X-Policy: default" in got.data
+
+
+async def test_client_gone_mid_data_relays_nothing(sink: SMTPSink) -> None:
+    async with serving(engine(), sink.port) as (_, port):
+        client = await Client.connect(port)
+        await client.cmd(b"EHLO c")
+        await client.cmd(b"MAIL FROM:<a@x>")
+        await client.cmd(b"RCPT TO:<b@example.com>")
+        await client.cmd(b"DATA")
+        client.writer.write(b"Subject: half\r\n\r\nhalf a mess")
+        await client.writer.drain()
+        client.writer.close()
+        await asyncio.sleep(0.3)
+    assert sink.deliveries == []
+
+
+async def test_scan_crash_is_451(sink: SMTPSink) -> None:
+    class Broken:
+        def policy_for(self, recipient: str) -> str:
+            return "default"
+
+        async def scan(self, message):  # type: ignore[no-untyped-def]
+            raise RuntimeError("boom")
+
+        async def aclose(self) -> None:
+            pass
+
+    async with serving(Broken(), sink.port) as (_, port):  # type: ignore[arg-type]
+        client = await Client.connect(port)
+        reply = (await client.send(MAIL, "a@x.org", ["b@example.com"]))[-1]
+        await client.close()
+    assert reply[0] == 451
+    assert sink.deliveries == []
+
+
+async def test_drain_lets_the_message_in_flight_finish(sink: SMTPSink) -> None:
+    slow = FakeScanner("slow", delay=0.5)
+    async with serving(engine(slow), sink.port) as (server, port):
+        client = await Client.connect(port)
+        sending = asyncio.ensure_future(client.send(MAIL, "a@x.org", ["b@example.com"]))
+        await asyncio.sleep(0.2)
+        await server.stop(5)
+        reply = (await sending)[-1]
+        assert reply[0] == 250
+        assert (await client.reply())[0] == 421
+    assert len(sink.deliveries) == 1
+
+
+async def test_spool_write_failure_is_451(sink: SMTPSink, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """The spool moves to a file past the threshold; a spool directory that cannot
+    take it (here: gone) answers 451 4.3.1, and nothing is relayed."""
+    gone = tmp_path / "gone"
+    async with serving(engine(), sink.port, spool_threshold=10, spool_dir=str(gone)) as (_, port):
+        client = await Client.connect(port)
+        reply = (await client.send(MAIL, "a@x.org", ["b@example.com"]))[-1]
+        await client.close()
+    assert reply[0] == 451 and b"4.3.1" in reply[1]
+    assert sink.deliveries == []
+
+
+async def test_xforward_fills_the_envelope_the_scanners_see(sink: SMTPSink) -> None:
+    seen = FakeScanner("seen")
+    async with serving(engine(seen), sink.port) as (_, port):
+        client = await Client.connect(port)
+        await client.cmd(b"EHLO postfix")
+        code, _ = await client.cmd(
+            b"XFORWARD NAME=mail.example ADDR=192.0.2.7 HELO=helo.example IDENT=4QABC PROTO=ESMTP SOURCE=REMOTE"
+        )
+        assert code == 250
+        assert (await client.send(MAIL, "a@x.org", ["b@example.com"]))[-1][0] == 250
+        await client.close()
+    env = seen.seen[0].envelope
+    assert (env.client_address, env.client_name, env.helo, env.queue_id) == (
+        "192.0.2.7",
+        "mail.example",
+        "helo.example",
+        "4QABC",
+    )
+
+
+async def test_smtp_without_split_gives_the_most_severe_verdict_to_all(sink: SMTPSink) -> None:
+    """--no-split-policies: mixed recipients in one SMTP transaction; one reply after
+    DATA, so one outcome for all (never a relayed group and then a 451 retry)."""
+    strict = Pipeline([[FakeScanner("spam", action=Action.DISCARD)]])
+    eng = Engine(Pipeline([[FakeScanner()]]), {"strict.example": strict})
+    async with serving(eng, sink.port, split_policies=False) as (_, port):
+        client = await Client.connect(port)
+        replies = await client.send(MAIL, "s@x.org", ["a@default.example", "b@strict.example"])
+        await client.close()
+    assert [c for c, _ in replies] == [250, 250, 250]
+    assert b"discarded" in replies[-1][1]
+    assert sink.deliveries == []
