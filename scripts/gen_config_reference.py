@@ -53,6 +53,8 @@ CORE_MEANINGS: dict[str, dict[str, str]] = {
         "defaults": "defaults for every scanner",
         "log": "where the one line per message goes",
         "spool": "where large message bodies are kept while they are scanned",
+        "mime": "MIME structure limits mxscan checks itself, before any scanner "
+        "([what is scanned](../scanned.md))",
         "scanner": "one `[scanner.NAME]` table per scanner instance",
         "stage": "`[[stage]]` tables: the order scanners run in",
         "policy": '`[policy."DOMAIN"]` tables: per recipient domain overrides',
@@ -72,6 +74,13 @@ CORE_MEANINGS: dict[str, dict[str, str]] = {
     "spool": {
         "threshold": "bodies above this size go to an unlinked temporary file",
         "directory": "where those files go (must exist)",
+    },
+    "mime": {
+        "max_depth": "multipart nesting deeper than this is `unchecked(max_depth)`",
+        "max_parts": "more MIME parts than this in the whole message is `unchecked(max_parts)`",
+        "max_nesting": "message/rfc822 attachments nested deeper than this are "
+        "`unchecked(max_nesting)`",
+        "on_unchecked": "what a message past a limit gets (scanners still run only for `accept`)",
     },
     "scanner": {
         "plugin": "the plugin's entry-point name (`mxscan plugins` lists them)",
@@ -170,6 +179,7 @@ def _core_rows() -> dict[str, list[tuple[str, str, str]]]:
         "defaults": _allowed(f"[defaults]\n{_PROBE} = 1\n{_SCANNER}"),
         "log": _allowed(f"[log]\n{_PROBE} = 1\n{_SCANNER}"),
         "spool": _allowed(f"[spool]\n{_PROBE} = 1\n{_SCANNER}"),
+        "mime": _allowed(f"[mime]\n{_PROBE} = 1\n{_SCANNER}"),
         "stage": _allowed(f'{_SCANNER}[[stage]]\nrun = ["x"]\n{_PROBE} = 1\n'),
         "quarantine": _allowed(f"[quarantine]\n{_PROBE} = 1\n{_SCANNER}"),
         "scanner": [*sorted(CORE_KEYS, key=[*SCANNER_ORDER].index), "max_size"],
@@ -219,7 +229,7 @@ def _quarantine_defaults() -> dict[str, str]:
 def _choice_list(table: str, key: str) -> list[str] | None:
     if table == "quarantine" and key in ("quarantine_action", "on_store_error"):
         return _choices(f'[quarantine]\n{key} = "{_PROBE}"\n{_SCANNER}')
-    if table in ("defaults", "log"):
+    if table in ("defaults", "log") or (table, key) == ("mime", "on_unchecked"):
         return _choices(f'[{table}]\n{key} = "{_PROBE}"\n{_SCANNER}')
     if table == "scanner" and key in ("on_error", "mode"):
         return _choices(f'{_SCANNER}{key} = "{_PROBE}"\n')
@@ -354,6 +364,7 @@ def render() -> str:
         "defaults": "`[defaults]`",
         "log": "`[log]`",
         "spool": "`[spool]`",
+        "mime": "`[mime]`",
         "scanner": "`[scanner.NAME]`: keys the core reads",
         "stage": "`[[stage]]`",
         "quarantine": "`[quarantine]`",

@@ -26,6 +26,7 @@ from .errors import ConfigError
 from .header import Header, InvalidHeader
 from .logline import format_result
 from .message import Envelope, Message
+from .mimelimits import MimeLimits
 from .pipeline import Pipeline, Step
 from .plugins import Registry
 from .received import received_header
@@ -49,6 +50,7 @@ __all__ = [
     "InetAddress",
     "InvalidHeader",
     "Message",
+    "MimeLimits",
     "Pipeline",
     "Registry",
     "Result",

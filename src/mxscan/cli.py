@@ -97,13 +97,14 @@ def build_parser() -> argparse.ArgumentParser:
         "warning a plugin gives while loading (a header_checks line Postfix would skip), "
         "fails the check.",
         epilog="Exit status: 0 good, 2 a problem (each printed on stderr with its file and "
-        "line), or with --connect an address that did not answer.",
+        "line), or with --connect an address that did not answer or failed a plugin's check "
+        "(a clamd that does not report its limits).",
     )
     config_arg(check)
     check.add_argument(
         "--connect", action="store_true",
-        help="also probe every daemon address (clamd zPING, spamd PING) and print the answer "
-        "and latency of each",
+        help="also probe every daemon address (clamd zPING and a file past its MaxRecursion, "
+        "spamd PING) and print the answer and latency of each",
     )  # fmt: skip
     check.add_argument(
         "--connect-timeout", type=_seconds, default=10.0, metavar="SECONDS",
@@ -197,7 +198,8 @@ def cmd_config_check(args: argparse.Namespace) -> int:
               file=sys.stderr)  # fmt: skip
         return EXIT_ERROR
     if failed:
-        print(f"mxscan: error: {failed} of {len(probed)} addresses did not answer",
+        print(f"mxscan: error: {failed} of {len(probed)} addresses did not answer or "
+              "failed a check",
               file=sys.stderr)  # fmt: skip
         return EXIT_ERROR
     print(f"{config.source}: OK ({len(config.scanners)} scanners in {len(config.stages)} stages, "

@@ -24,6 +24,8 @@ from .body import DEFAULT_SPOOL_THRESHOLD
 from .conditions import Conditions, parse_networks
 from .engine import Engine
 from .errors import ConfigError
+from .mimelimits import LIMITS, ON_UNCHECKED_ACTIONS, MimeLimits
+from .mimelimits import SCANNER as MIME_SCANNER
 from .pipeline import ON_ERROR_ACTIONS, Pipeline, Step
 from .plugins import PluginInfo, Registry
 from .quarantine.keeper import Keeper
@@ -52,7 +54,7 @@ CONDITION_KEYS = ("mode", "skip_authenticated", "skip_networks")
 CORE_KEYS = frozenset(
     {"plugin", "on_error", "timeout", "max_concurrent", "keep_copy", *CONDITION_KEYS}
 )
-_TOP_KEYS = ("defaults", "log", "spool", "scanner", "stage", "policy", "quarantine")
+_TOP_KEYS = ("defaults", "log", "spool", "mime", "scanner", "stage", "policy", "quarantine")
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*")
 #: A recipient domain, or ``.domain`` for its subdomains (labels of letters,
 #: digits, ``-`` and ``_``, Unicode letters included for SMTPUTF8 domains).
@@ -99,6 +101,7 @@ class Config:
     origins: Mapping[str, str] = attrs.field(factory=dict)
     #: ``[quarantine]``; None: no copies kept, QUARANTINE is Postfix's hold.
     quarantine: QuarantineSettings | None = None
+    mime: MimeLimits = attrs.field(factory=MimeLimits)
 
     @classmethod
     def from_toml(cls, text: str, *, source: str = "<string>") -> Config:
@@ -118,7 +121,7 @@ class Config:
         # One bound per scanner, shared by its policy variants: they talk to
         # the same daemon.
         slots = {name: step.slots for name, step in base.items()}
-        default = Pipeline([[base[n] for n in stage] for stage in self.stages])
+        default = Pipeline([[base[n] for n in stage] for stage in self.stages], limits=self.mime)
         policies: dict[str, Pipeline] = {}
         for domain, overrides in self.policies.items():
             steps = {
@@ -127,7 +130,9 @@ class Config:
                 else base[name]
                 for name, sc in self.scanners.items()
             }
-            policies[domain] = Pipeline([[steps[n] for n in stage] for stage in self.stages])
+            policies[domain] = Pipeline(
+                [[steps[n] for n in stage] for stage in self.stages], limits=self.mime
+            )
         return Engine(default, policies, keeper=self._keeper())
 
     def _keeper(self) -> Keeper | None:
@@ -239,6 +244,12 @@ class Config:
                   self.origins.get("spool.threshold")),
             _line("directory", self.spool_dir or "", self.origins.get("spool.directory"),
                   note="" if self.spool_dir else "the system's temporary directory"),
+            "",
+            "[mime]",
+            *(_line(key, getattr(self.mime, key), self.origins.get(f"mime.{key}"))
+              for key in LIMITS),
+            _line("on_unchecked", str(self.mime.on_unchecked),
+                  self.origins.get("mime.on_unchecked")),
         ]  # fmt: skip
         for sc in self.scanners.values():
             try:
@@ -575,6 +586,8 @@ def parse_config(data: Mapping[str, Any], *, source: str = "<config>") -> Config
             raise ConfigError(f"{source}: [spool] directory: {spool_dir!r} is not a directory")
         origins["spool.directory"] = "file"
 
+    mime = _parse_mime(source, data.get("mime", {}), origins)
+
     scanner_tables = _expect_table(source, "[scanner]", data.get("scanner", {}))
     if not scanner_tables:
         raise ConfigError(
@@ -586,6 +599,11 @@ def parse_config(data: Mapping[str, Any], *, source: str = "<config>") -> Config
         if not _NAME.fullmatch(name):
             raise ConfigError(
                 f"{source}: {where}: a scanner name may hold letters, digits, '-' and '_' only"
+            )
+        if name == MIME_SCANNER:
+            raise ConfigError(
+                f"{source}: {where}: the name {name!r} is taken by the [mime] limits' "
+                "verdict in the log line; choose another"
             )
         table = _expect_table(source, where, table)
         plugin = table.get("plugin")
@@ -629,7 +647,29 @@ def parse_config(data: Mapping[str, Any], *, source: str = "<config>") -> Config
         spool_dir=spool_dir,
         origins=origins,
         quarantine=quarantine,
+        mime=mime,
     )
+
+
+def _parse_mime(source: str, value: Any, origins: dict[str, str]) -> MimeLimits:
+    table = _expect_table(source, "[mime]", value)
+    _unknown(source, "[mime]", table, (*LIMITS, "on_unchecked"))
+    limits: dict[str, Any] = {}
+    for key in LIMITS:
+        if key in table:
+            number = table[key]
+            if isinstance(number, bool) or not isinstance(number, int) or number < 1:
+                raise ConfigError(
+                    f"{source}: [mime] {key}: expected a whole number of at least 1, got {number!r}"
+                )
+            limits[key] = number
+            origins[f"mime.{key}"] = "file"
+    if "on_unchecked" in table:
+        choices = [str(a) for a in ON_UNCHECKED_ACTIONS]
+        text = _choice(source, "[mime]", "on_unchecked", table["on_unchecked"], choices)
+        limits["on_unchecked"] = Action.parse(text)
+        origins["mime.on_unchecked"] = "file"
+    return MimeLimits(**limits)
 
 
 def _parse_stages(

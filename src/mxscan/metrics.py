@@ -31,6 +31,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 from .addresses import Address, InetAddress
 from .errors import ConfigError
 from .message import Message
+from .mimelimits import LIMITS as MIME_LIMITS
+from .mimelimits import SCANNER as MIME_SCANNER
 from .verdict import Action, Result
 
 if TYPE_CHECKING:
@@ -56,7 +58,7 @@ SKIP_REASONS = ("authenticated", "network", "oversize")
 #: A health probe that has not answered in this long counts as down.
 PROBE_TIMEOUT = 10.0
 
-_TOKEN = re.compile(r"(?:shadow:)?(error|skipped)\(([^)]*)\)")
+_TOKEN = re.compile(r"(?:shadow:)?(error|skipped|unchecked)\(([^)]*)\)")
 
 
 class _Engine(Protocol):
@@ -147,6 +149,13 @@ class Metrics:
             "mxscan_scanner_skipped",
             "Scans skipped by a condition or the plugin: authenticated, network, oversize...",
             ["scanner", "reason"],
+            registry=r,
+        )
+        self.unchecked = prom.Counter(
+            "mxscan_unchecked",
+            "Messages not fully scanned, by the limit that stopped the scan: the core's "
+            "MIME limits (scanner mime) or a scanner's own (clamd's Heuristics.Limits.*).",
+            ["scanner", "limit"],
             registry=r,
         )
         self.latency = prom.Histogram(
@@ -240,8 +249,11 @@ class Metrics:
         self._probed: set[str] = set()
 
     def track(self, engine: object) -> None:
-        """Create each configured scanner's error and skip series at 0, and count
-        what the engine's quarantine step stores."""
+        """Create each configured scanner's error and skip series and the
+        core's MIME limit series at 0, and count what the engine's quarantine
+        step stores."""
+        for limit in MIME_LIMITS:
+            self.unchecked.labels(scanner=MIME_SCANNER, limit=limit)
         for step in _distinct_steps(engine):
             for kind in ERROR_KINDS:
                 self.errors.labels(scanner=step.name, kind=kind)
@@ -328,6 +340,8 @@ class Metrics:
             match = _TOKEN.fullmatch(verdict.token)
             if match and match[1] == "error":
                 self.errors.labels(scanner=verdict.scanner, kind=match[2]).inc()
+            elif match and match[1] == "unchecked":
+                self.unchecked.labels(scanner=verdict.scanner, limit=match[2]).inc()
             elif match:
                 self.skipped.labels(scanner=verdict.scanner, reason=match[2]).inc()
             if verdict.elapsed is not None:

@@ -18,6 +18,7 @@ import attrs
 from .conditions import Conditions
 from .edits import HeaderEdit
 from .message import Message
+from .mimelimits import MimeLimits
 from .scanner import Scanner, ScannerError
 from .slots import Slots, default_slots
 from .verdict import Action, Result, SmtpReply, Verdict
@@ -38,6 +39,8 @@ THREAD_EDITS = 2000
 
 _ACCEPTED = Verdict(scanner="mxscan", reason="accepted by every scanner", status="accept")
 _NO_SCANNERS = Verdict(scanner="mxscan", reason="no scanners", status="accept")
+#: The MIME limits a pipeline checks unless told otherwise (frozen: shared).
+DEFAULT_LIMITS = MimeLimits()
 
 
 def _check_on_error(_: object, __: object, value: Action) -> None:
@@ -179,9 +182,19 @@ def _as_step(item: Scanner | Step) -> Step:
 
 
 class Pipeline:
-    """An ordered list of stages; build one directly or from a config file."""
+    """An ordered list of stages; build one directly or from a config file.
 
-    def __init__(self, stages: Iterable[Iterable[Scanner | Step]] = ()) -> None:
+    ``limits`` are the MIME structure limits checked before any stage (None
+    checks none); past one, the scanners run only if ``on_unchecked`` is
+    accept, since any other outcome is already decided without them."""
+
+    def __init__(
+        self,
+        stages: Iterable[Iterable[Scanner | Step]] = (),
+        *,
+        limits: MimeLimits | None = DEFAULT_LIMITS,
+    ) -> None:
+        self.limits = limits
         self.stages: tuple[tuple[Step, ...], ...] = tuple(
             tuple(_as_step(item) for item in stage) for stage in stages
         )
@@ -199,7 +212,13 @@ class Pipeline:
         edits: list[HeaderEdit] = []
         current = message
         body_replaced = False
-        for stage in self.stages:
+        unchecked = self.limits.verdict(message) if self.limits is not None else None
+        stages = self.stages
+        if unchecked is not None:
+            verdicts.append(unchecked)
+            if unchecked.action is not Action.ACCEPT:
+                stages = ()
+        for stage in stages:
             results = await _run_stage(stage, current)
             stage_edits = [e for v in results if not v.shadow for e in v.edits]
             if stage_edits:

@@ -1,6 +1,8 @@
-"""``mxscan config check --connect`` against the real private clamd and spamd, and
+"""``mxscan config check --connect`` against real clamds and the private spamd, and
 a closed port (issue 19.3): one line per address with the daemon's answer and the
-latency, exit 2 when any address did not answer."""
+latency, exit 2 when any address did not answer, or is a clamd that answers OK
+past its limits (issue 20). The clamds are the test's own, so that whether they
+report their limits (AlertExceedsMax) is known, not the host's."""
 
 from __future__ import annotations
 
@@ -9,11 +11,13 @@ import re
 import socket
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.support.daemons import clamd_inet, clamd_unix, require_daemon, spamd_inet
+from tests.support.daemons import require_daemon, spamd_inet
+from tests.support.private_clamd import private_clamd
 
 pytestmark = [pytest.mark.clamd, pytest.mark.spamd]
 
@@ -35,13 +39,39 @@ def check(tmp_path: Path, clamd: list[str], spamd: list[str]) -> subprocess.Comp
     )
     env = {k: v for k, v in os.environ.items() if k != "MXSCAN_CONFIG"}
     return subprocess.run(
-        [sys.executable, "-m", "mxscan", "config", "check", "--connect", "-c", str(config)],
+        # a generous timeout: a loaded CI machine must not turn a slow answer into a failure
+        [
+            sys.executable,
+            "-m",
+            "mxscan",
+            "config",
+            "check",
+            "--connect",
+            "--connect-timeout",
+            "60",
+            "-c",
+            str(config),
+        ],
         capture_output=True,
         text=True,
         env=env,
         timeout=120,
         check=False,
     )
+
+
+@pytest.fixture(scope="module")
+def clamd() -> Iterator[dict[str, str]]:
+    """A clamd set up as scripts/daemons and docs/clamav.md say (AlertExceedsMax yes)."""
+    with private_clamd("connect", ALERT_EXCEEDS_MAX="yes") as addresses:
+        yield addresses
+
+
+@pytest.fixture(scope="module")
+def silent_clamd() -> Iterator[dict[str, str]]:
+    """A clamd with clamd's own default, AlertExceedsMax no."""
+    with private_clamd("connect-silent", ALERT_EXCEEDS_MAX="no") as addresses:
+        yield addresses
 
 
 def answers(out: str) -> dict[tuple[str, str], str]:
@@ -54,32 +84,45 @@ def answers(out: str) -> dict[tuple[str, str], str]:
     return found
 
 
-def test_every_address_of_every_daemon_answers(tmp_path: Path) -> None:
-    require_daemon("clamd")
+def test_every_address_of_every_daemon_answers(tmp_path: Path, clamd: dict[str, str]) -> None:
     require_daemon("spamd")
-    out = check(tmp_path, [clamd_unix(), clamd_inet()], [spamd_inet()])
+    out = check(tmp_path, [clamd["unix"], clamd["inet"]], [spamd_inet()])
     assert out.returncode == 0, out.stderr
     assert answers(out.stdout) == {
-        ("virus", clamd_unix()): "PONG",
-        ("virus", clamd_inet()): "PONG",
+        ("virus", clamd["unix"]): "PONG, reports its limits",
+        ("virus", clamd["inet"]): "PONG, reports its limits",
         ("spam", spamd_inet()): "PONG",
     }
     assert out.stdout.rstrip().endswith("OK (2 scanners in 1 stages, 0 domain policies)")
 
 
-def test_a_closed_port_is_named_and_fails_the_check(tmp_path: Path) -> None:
-    require_daemon("clamd")
+def test_a_closed_port_is_named_and_fails_the_check(tmp_path: Path, clamd: dict[str, str]) -> None:
     require_daemon("spamd")
     dead_clamd, dead_spamd = closed_port(), closed_port()
-    out = check(tmp_path, [clamd_unix(), dead_clamd], [dead_spamd, spamd_inet()])
+    out = check(tmp_path, [clamd["unix"], dead_clamd], [dead_spamd, spamd_inet()])
     assert out.returncode == 2
     got = answers(out.stdout)
-    assert got["virus", clamd_unix()] == "PONG"
+    assert got["virus", clamd["unix"]] == "PONG, reports its limits"
     assert got["spam", spamd_inet()] == "PONG"
     assert got["virus", dead_clamd].startswith("FAILED: ")
     assert "Connection refused" in got["virus", dead_clamd]
     assert got["spam", dead_spamd] == f"FAILED: spamd PING failed: {dead_spamd}: Connection refused"
     assert "2 of 4 addresses did not answer" in out.stderr
+    assert "Traceback" not in out.stderr
+
+
+def test_a_clamd_that_answers_ok_past_its_limits_fails_the_check(
+    tmp_path: Path, clamd: dict[str, str], silent_clamd: dict[str, str]
+) -> None:
+    require_daemon("spamd")
+    out = check(tmp_path, [clamd["unix"], silent_clamd["inet"]], [spamd_inet()])
+    assert out.returncode == 2
+    got = answers(out.stdout)
+    assert got["virus", clamd["unix"]] == "PONG, reports its limits"
+    problem = got["virus", silent_clamd["inet"]]
+    assert problem.startswith(f"FAILED: clamd at {silent_clamd['inet']} answered OK for a file")
+    assert "Set 'AlertExceedsMax yes'" in problem
+    assert "1 of 3 addresses did not answer or failed a check" in out.stderr
     assert "Traceback" not in out.stderr
 
 

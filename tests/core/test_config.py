@@ -118,6 +118,14 @@ BAD: list[tuple[str, str]] = [
     ("[scanner.x]\nplugin='plain'\n[spool]\nthreshold='big'\n", "[spool] threshold"),
     ("[scanner.x]\nplugin='plain'\n[spool]\ndirectory='/nonexistent/x'\n", "not a directory"),
     ("[scanner.x\n", "not valid TOML"),
+    ("[scanner.x]\nplugin='plain'\n[mime]\nmax_depth=0\n",
+     "[mime] max_depth: expected a whole number of at least 1, got 0"),
+    ("[scanner.x]\nplugin='plain'\n[mime]\nmax_parts='many'\n", "[mime] max_parts: expected"),
+    ("[scanner.x]\nplugin='plain'\n[mime]\nmax_nesting=true\n", "[mime] max_nesting: expected"),
+    ("[scanner.x]\nplugin='plain'\n[mime]\non_unchecked='discard'\n",
+     "[mime] on_unchecked: expected one of accept, quarantine, tempfail, reject, got 'discard'"),
+    ("[scanner.x]\nplugin='plain'\n[mime]\nmax_size=1\n", "[mime] max_size: unknown key"),
+    ("[scanner.mime]\nplugin='plain'\n", "the name 'mime' is taken by the [mime] limits"),
 ]  # fmt: skip
 
 
@@ -197,3 +205,20 @@ def test_rendered_config_is_valid_toml_that_loads_back() -> None:
     data = tomllib.loads(text)
     assert data["scanner"]["spam"]["threshold"] == 7.5
     assert data["policy"][".example.jp"]["spam"]["threshold"] == 2000.0
+
+
+def test_mime_limits_parse_build_and_render() -> None:
+    from mxscan.mimelimits import MimeLimits
+
+    text = GOOD + '\n[mime]\nmax_parts = 100\non_unchecked = "tempfail"\n'
+    config = Config.from_toml(text, source="mx.toml")
+    assert config.mime == MimeLimits(max_parts=100, on_unchecked=Action.TEMPFAIL)
+    engine = config.build(registry())
+    pipelines = [engine.default, *engine.policies.values()]
+    assert all(p.limits == config.mime for p in pipelines)
+    lines = config.render(registry()).splitlines()
+    assert "[mime]" in lines
+    assert "max_depth = 20  # default" in lines
+    assert "max_parts = 100  # file" in lines
+    assert 'on_unchecked = "tempfail"  # file' in lines
+    assert Config.from_toml(GOOD).mime == MimeLimits()

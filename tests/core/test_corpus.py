@@ -85,3 +85,17 @@ def test_header_split_matches_postfix(oracle: str) -> None:
         checked += 1
     assert checked > 250
     assert mismatches == []
+
+
+def test_no_corpus_message_crosses_a_default_mime_limit() -> None:
+    """The defaults sit above anything real mail needs: 0 false unchecked verdicts."""
+    from mxscan.mimelimits import MimeLimits
+
+    limits = MimeLimits()
+    unchecked = []
+    for path in _corpus_files():
+        message = Message.from_bytes(path.read_bytes())
+        exceeded = limits.check(message)
+        if exceeded is not None:
+            unchecked.append(f"{path}: {exceeded.limit}")
+    assert unchecked == []

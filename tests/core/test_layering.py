@@ -149,7 +149,7 @@ def test_public_api_is_pinned() -> None:
         [
             "Action", "Address", "Body", "BodyBuilder", "Conditions", "Config", "ConfigError", "EditKind",
             "Engine", "Envelope", "Header", "HeaderEdit", "InetAddress", "InvalidHeader",
-            "Message", "Pipeline", "Registry", "Result", "Route", "Scanner", "ScannerError",
+            "Message", "MimeLimits", "Pipeline", "Registry", "Result", "Route", "Scanner", "ScannerError",
             "SmtpReply", "Step", "UnixAddress", "Verdict", "__version__", "ascan",
             "format_result", "load_config", "open_connection", "options", "parse_address",
             "parse_addresses", "parse_duration", "parse_size", "received_header", "scan",

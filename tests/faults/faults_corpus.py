@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from faults_load import Item as _Item
-from faults_load import Outcome, corpus_files, submit
+from faults_load import Outcome, corpus_files, submit, tag_field
 from milter_proc import MilterProcess, dump_toml, seed_config, socket_dir
 
 from tests.support.postfix import PostfixInstance
@@ -114,8 +114,12 @@ def run_corpus_milter(corpus: Path, every: int, concurrency: int = 16) -> Corpus
         def one(i_path: tuple[int, Path]) -> tuple[str, Outcome, Outcome]:
             i, path = i_path
             raw = path.read_bytes()
-            plain = _Item(f"c{i:05d}p", "corpus", f"X-Corpus-Id: c{i:05d}p\r\n".encode() + raw)
-            scanned = _Item(f"c{i:05d}m", "corpus", f"X-Corpus-Id: c{i:05d}m\r\n".encode() + raw)
+            plain = _Item(
+                f"c{i:05d}p", "corpus", tag_field(f"X-Corpus-Id: c{i:05d}p\r\n".encode(), raw)
+            )
+            scanned = _Item(
+                f"c{i:05d}m", "corpus", tag_field(f"X-Corpus-Id: c{i:05d}m\r\n".encode(), raw)
+            )
             deadline = time.monotonic() + 300
             return (
                 str(path),

@@ -119,8 +119,21 @@ def corpus_files(corpus: Path) -> list[Path]:
         return sorted(corpus / json.loads(line)["path"] for line in fp)
 
 
+def tag_field(field: bytes, data: bytes) -> bytes:
+    """``data`` with the header field ``field`` (one line with its CRLF) added
+    first, but after a leading mbox ``From `` line: Postfix turns that line into
+    ``X-Mailbox-Line:`` only while it is first, and a field before it would end
+    the header there, making the whole original message the body of a new one
+    (clamd then counts every level of it twice over: torture.eml goes past
+    MaxRecursion)."""
+    if data.startswith(b"From "):
+        first, newline, rest = data.partition(b"\n")
+        return first + newline + field + rest
+    return field + data
+
+
 def _tag(item_id: str, data: bytes) -> bytes:
-    return f"X-Load-Id: {item_id}\r\n".encode() + data
+    return tag_field(f"X-Load-Id: {item_id}\r\n".encode(), data)
 
 
 def make_items(n: int, corpus: Path, seed: int = 9) -> list[Item]:

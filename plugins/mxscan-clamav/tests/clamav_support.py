@@ -9,10 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import socket
 import struct
-import subprocess
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,9 +27,7 @@ from tests.support.daemons import (
     daemons_required,
     eicar_bytes,
 )
-
-REPO = Path(__file__).resolve().parents[3]
-DAEMONS = REPO / "scripts" / "daemons"
+from tests.support.private_clamd import private_clamd
 
 # The EICAR test file, joined at run time so that no file in the repository is it.
 EICAR = eicar_bytes()
@@ -254,52 +250,26 @@ def clamd_addresses() -> list[str]:
 SMALL_PREFIX = "/tmp/mxscan-clamav-small-"
 
 
-def reap_orphaned_small_clamds() -> None:
-    """Stop the small clamd of an earlier test run that was killed before its
-    teardown (its directory names the dead pytest's pid), so they don't pile up."""
-    for run in Path("/tmp").glob(Path(SMALL_PREFIX).name + "*"):
-        owner = run.name.rsplit("-", 1)[-1]
-        if not owner.isdigit() or Path(f"/proc/{owner}").exists():
-            continue
-        env = {**os.environ, "MXSCAN_RUN_DIR": str(run)}
-        subprocess.run(["bash", str(DAEMONS), "stop", "clamd"], env=env, capture_output=True)
-        subprocess.run(["rm", "-rf", str(run)], capture_output=True)
+@pytest.fixture(scope="session")
+def small_clamd() -> Iterator[dict[str, str]]:
+    """A second private clamd with StreamMaxLength 1M, started by scripts/daemons."""
+    with private_clamd("1M", prefix=SMALL_PREFIX, STREAM_MAX="1M") as addresses:
+        yield {**addresses, "stream_max": str(1024 * 1024)}
 
 
 @pytest.fixture(scope="session")
-def small_clamd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
-    """A second private clamd with StreamMaxLength 1M, started by scripts/daemons.
+def alerting_clamd() -> Iterator[dict[str, str]]:
+    """A clamd with AlertExceedsMax yes (as scripts/daemons and docs/clamav.md
+    set it): a scan cut short by a limit answers Heuristics.Limits.Exceeded.*."""
+    with private_clamd("alerting", STREAM_MAX="30M", ALERT_EXCEEDS_MAX="yes") as addresses:
+        yield addresses
 
-    Its run directory is under /tmp directly: clamd runs as the clamav user and
-    must traverse it (pytest's tmp dirs are private to root).
-    """
-    if not DAEMONS.is_file():
-        require_daemon(f"{DAEMONS} is missing")
-    if subprocess.run(["sh", "-c", "command -v clamd"], capture_output=True).returncode:
-        require_daemon("clamd is not installed")
-    reap_orphaned_small_clamds()
-    port = free_port()
-    run = Path(f"{SMALL_PREFIX}{os.getpid()}")
-    env = {
-        **os.environ,
-        "MXSCAN_RUN_DIR": str(run),
-        "MXSCAN_CLAMD_PORT": str(port),
-        "MXSCAN_CLAMD_STREAM_MAX": "1M",
-    }
-    started = subprocess.run(
-        ["bash", str(DAEMONS), "start", "clamd"], env=env, capture_output=True, text=True
-    )
-    try:
-        if started.returncode:
-            pytest.fail(f"cannot start a second clamd: {started.stdout}{started.stderr}")
-        yield {
-            "unix": f"unix:{run / 'clamd.sock'}",
-            "inet": f"inet:127.0.0.1:{port}",
-            "stream_max": str(1024 * 1024),
-        }
-    finally:
-        subprocess.run(["bash", str(DAEMONS), "stop", "clamd"], env=env, capture_output=True)
-        subprocess.run(["rm", "-rf", str(run)], capture_output=True)
+
+@pytest.fixture(scope="session")
+def silent_clamd() -> Iterator[dict[str, str]]:
+    """A clamd with AlertExceedsMax no (clamd's own default): it answers OK."""
+    with private_clamd("silent", ALERT_EXCEEDS_MAX="no") as addresses:
+        yield addresses
 
 
 # -- the corpus --------------------------------------------------------------------

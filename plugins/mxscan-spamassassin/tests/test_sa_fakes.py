@@ -233,8 +233,29 @@ async def test_truncate_sends_whole_lines_up_to_max_size(good: tuple[FakeSpamd, 
     assert data.startswith(sent)
     assert sent.endswith(b"\r\n")
     assert len(sent) > 1000 - len(b"line of filler text\r\n")
-    assert verdict.status == "spam(1000.0)"
-    assert f"(first {len(sent)} of {len(data)} bytes scanned" in verdict.reason
+    assert verdict.status == "spam(1000.0,truncated)"
+    assert f"{len(sent)} of {len(data)}: over max_size 1000)" in verdict.reason
+
+
+async def test_truncate_keeps_the_header_whole_and_cuts_the_body(
+    good: tuple[FakeSpamd, Canned],
+) -> None:
+    fake, canned = good
+    head = b"From: a@example.org\r\n" + b"Received: from relay.example.org by mx\r\n" * 40
+    data = head + b"\r\n" + b"body line of filler\r\n" * 100
+    original = message(data)
+    assert len(original.head_bytes()) > 1000
+    scanner = SpamAssassin(address=fake.address, timeout=5, max_size=1000, on_oversize="truncate")
+    verdict = await scanner.scan(original)
+    sent = canned.requests[0].partition(b"\r\n\r\n")[2]
+    assert sent == original.head_bytes()  # every header line, not one cut short
+    assert verdict.status.endswith(",truncated)")
+    # room for a body: the header counts against max_size, the body is cut at a line end
+    scanner = SpamAssassin(address=fake.address, timeout=5, max_size=2000, on_oversize="truncate")
+    await scanner.scan(original)
+    sent = canned.requests[1].partition(b"\r\n\r\n")[2]
+    assert sent.startswith(original.head_bytes()) and data.startswith(sent)
+    assert sent.endswith(b"filler\r\n") and 2000 - 21 < len(sent) <= 2000
 
 
 @pytest.mark.parametrize(

@@ -157,11 +157,13 @@ async def test_oversize_truncate_scans_the_first_max_size_bytes(spamd: str) -> N
     early = await scanner.scan(Message.from_bytes(big(first=GTUBE + b"\r\n")))
     assert early.action is Action.DISCARD
     assert "GTUBE" in early.findings
-    assert "bytes scanned: over max_size 512000" in early.reason
+    assert ": over max_size 512000)" in early.reason
+    assert early.status.startswith("spam(") and early.status.endswith(",truncated)")
     # GTUBE beyond the cut is not seen: proof that only the head went to spamd
     late = await scanner.scan(Message.from_bytes(big(last=GTUBE)))
     assert late.action is Action.ACCEPT
     assert "GTUBE" not in late.findings
+    assert late.status.startswith("ham(") and late.status.endswith(",truncated)")
 
 
 @pytest.mark.parametrize(

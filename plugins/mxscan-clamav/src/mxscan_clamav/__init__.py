@@ -9,6 +9,7 @@ Enabled in the configuration with ``plugin = "clamav"`` (entry point group
 
 from ._version import __version__
 from .client import ClamdClient, ClamdConnectionLost, ClamdTimeout, ClamdUnavailable
+from .probe import LimitsProbe, probe_limits
 from .protocol import (
     ClamdError,
     ClamdErrorReply,
@@ -27,7 +28,9 @@ __all__ = [
     "ClamdProtocolError",
     "ClamdTimeout",
     "ClamdUnavailable",
+    "LimitsProbe",
     "ScanResult",
     "StreamLimitExceeded",
     "__version__",
+    "probe_limits",
 ]

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from mxscan import HeaderEdit, Message
 
-__all__ = ["SCANNED", "STATUS", "infected_status", "remove_forged", "tag"]
+__all__ = ["SCANNED", "STATUS", "infected_status", "remove_forged", "tag", "unchecked_status"]
 
 SCANNED = "X-Virus-Scanned"
 STATUS = "X-Virus-Status"
@@ -44,3 +44,9 @@ def tag(message: Message, *, scanned_by: str, status: str) -> list[HeaderEdit]:
 def infected_status(signatures: tuple[str, ...] | list[str]) -> str:
     """clamav-milter names one virus; several (AllMatchScanning) are comma-joined."""
     return f"Infected ({', '.join(signatures)})"
+
+
+def unchecked_status(limits: tuple[str, ...] | list[str]) -> str:
+    """Not a clamav-milter word: neither ``Clean`` nor ``Infected`` is true of a
+    message clamd stopped scanning at a limit."""
+    return f"Unchecked ({', '.join(limits)})"

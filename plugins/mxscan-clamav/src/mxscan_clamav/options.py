@@ -19,6 +19,7 @@ __all__ = [
     "DEFAULT_REJECT_MESSAGE",
     "Heuristics",
     "OnInfected",
+    "OnLimits",
     "OnOversize",
     "Options",
     "format_reject_message",
@@ -30,7 +31,16 @@ DEFAULT_ADDRESS = "unix:/run/clamav/clamd.ctl"
 DEFAULT_REJECT_MESSAGE = "Virus found: %s"
 
 
-class OnInfected(enum.Enum):
+class _Outcome(enum.Enum):
+    """A choice whose first word is the action it takes (``accept-and-tag``:
+    accept), so the three outcome options below cannot disagree about it."""
+
+    @property
+    def action(self) -> Action:
+        return Action.parse(str(self.value).partition("-")[0])
+
+
+class OnInfected(_Outcome):
     """What happens to a message clamd found a virus in."""
 
     DISCARD = "discard"
@@ -38,17 +48,8 @@ class OnInfected(enum.Enum):
     QUARANTINE = "quarantine"
     ACCEPT_AND_TAG = "accept-and-tag"
 
-    @property
-    def action(self) -> Action:
-        return {
-            OnInfected.DISCARD: Action.DISCARD,
-            OnInfected.REJECT: Action.REJECT,
-            OnInfected.QUARANTINE: Action.QUARANTINE,
-            OnInfected.ACCEPT_AND_TAG: Action.ACCEPT,
-        }[self]
 
-
-class OnOversize(enum.Enum):
+class OnOversize(_Outcome):
     """What happens to a message too large to scan (``max_size`` or clamd's
     ``StreamMaxLength``). There is no silent choice: each one is logged as
     ``skipped(oversize)`` with a reason."""
@@ -57,13 +58,16 @@ class OnOversize(enum.Enum):
     TEMPFAIL = "tempfail"
     REJECT = "reject"
 
-    @property
-    def action(self) -> Action:
-        return {
-            OnOversize.ACCEPT_AND_LOG: Action.ACCEPT,
-            OnOversize.TEMPFAIL: Action.TEMPFAIL,
-            OnOversize.REJECT: Action.REJECT,
-        }[self]
+
+class OnLimits(_Outcome):
+    """What happens to a message clamd stopped scanning at one of its limits
+    (``Heuristics.Limits.Exceeded.*``): not infected, and not clean either,
+    since the rest of it was never looked at. Logged as ``unchecked(LIMIT)``."""
+
+    TEMPFAIL = "tempfail"
+    REJECT = "reject"
+    QUARANTINE = "quarantine"
+    ACCEPT_AND_TAG = "accept-and-tag"
 
 
 class Heuristics(enum.Enum):
@@ -87,6 +91,7 @@ class Options:
     on_infected: OnInfected
     max_size: int | None
     on_oversize: OnOversize
+    on_limits: OnLimits
     add_headers: bool
     reject_message: str
     heuristics: Heuristics
@@ -102,6 +107,7 @@ class Options:
         on_infected: object = "discard",
         max_size: object = None,
         on_oversize: object = "accept-and-log",
+        on_limits: object = "tempfail",
         add_headers: object = True,
         reject_message: object = DEFAULT_REJECT_MESSAGE,
         heuristics: object = "infected",
@@ -115,6 +121,7 @@ class Options:
             on_infected=checks.choice("on_infected", on_infected, OnInfected),
             max_size=None if max_size is None else checks.size("max_size", max_size),
             on_oversize=checks.choice("on_oversize", on_oversize, OnOversize),
+            on_limits=checks.choice("on_limits", on_limits, OnLimits),
             add_headers=checks.flag("add_headers", add_headers),
             reject_message=_reject_message(reject_message),
             heuristics=checks.choice("heuristics", heuristics, Heuristics),

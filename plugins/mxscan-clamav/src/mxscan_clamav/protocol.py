@@ -31,6 +31,7 @@ __all__ = [
     "frame",
     "instream_frames",
     "is_heuristic",
+    "is_limit",
     "parse_ping_reply",
     "parse_scan_reply",
     "parse_version_reply",
@@ -109,6 +110,19 @@ def is_heuristic(signature: str) -> bool:
     "this is malware", so admins often want to treat them differently.
     """
     return signature.startswith("Heuristics.")
+
+
+LIMITS_PREFIX = "Heuristics.Limits.Exceeded."
+
+
+def is_limit(signature: str) -> bool:
+    """Whether a detection says clamd stopped at one of its limits (with
+    ``AlertExceedsMax yes``): ``Heuristics.Limits.Exceeded.MaxRecursion``,
+    ``.MaxFiles``, ``.MaxFileSize``, ``.MaxScanSize``, ``.MaxScanTime`` and the
+    mail parser's ``.EmailHeaders``, ``.EmailHeaderBytes``, ``.EmailLineFoldCnt``,
+    ``.EmailMIMEArguments``, ``.EmailMIMEPartsPerMessage`` (clamd 1.4). Not a
+    finding: the part past the limit was never looked at."""
+    return signature.startswith(LIMITS_PREFIX)
 
 
 def frame(data: bytes | bytearray | memoryview) -> bytes:

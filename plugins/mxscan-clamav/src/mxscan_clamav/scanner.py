@@ -22,16 +22,27 @@ from .options import (
     DEFAULT_REJECT_MESSAGE,
     Heuristics,
     OnInfected,
+    OnLimits,
     OnOversize,
     Options,
     format_reject_message,
 )
-from .protocol import ClamdError, ScanResult, StreamLimitExceeded, is_heuristic
+from .probe import LimitsProbe, probe_limits
+from .protocol import (
+    LIMITS_PREFIX,
+    ClamdError,
+    ScanResult,
+    StreamLimitExceeded,
+    is_heuristic,
+    is_limit,
+)
 
 __all__ = ["ClamAV"]
 
 OVERSIZE_TEMPFAIL = SmtpReply(452, "4.3.4", "Message too large to scan for viruses")
 OVERSIZE_REJECT = SmtpReply(552, "5.3.4", "Message too large to scan for viruses")
+LIMITS_TEMPFAIL = SmtpReply(451, "4.7.0", "Message could not be fully scanned for viruses")
+LIMITS_REJECT = SmtpReply(554, "5.7.0", "Message could not be fully scanned for viruses")
 
 
 class ClamAV:
@@ -55,6 +66,7 @@ class ClamAV:
         on_infected: str = "discard",
         max_size: int | str | None = None,
         on_oversize: str = "accept-and-log",
+        on_limits: str = "tempfail",
         add_headers: bool = True,
         reject_message: str = DEFAULT_REJECT_MESSAGE,
         heuristics: str = "infected",
@@ -68,6 +80,7 @@ class ClamAV:
             on_infected=on_infected,
             max_size=max_size,
             on_oversize=on_oversize,
+            on_limits=on_limits,
             add_headers=add_headers,
             reject_message=reject_message,
             heuristics=heuristics,
@@ -90,7 +103,9 @@ class ClamAV:
 
     def probes(self) -> list[tuple[str, Callable[[], Awaitable[str]]]]:
         """mxscan's optional per-address probe (``config check --connect``): a
-        zPING to each clamd on its own, no failover, so each address is judged."""
+        zPING to each clamd on its own, no failover, so each address is judged;
+        then the limits probe, since a clamd that answers OK past its limits
+        passes such mail as clean."""
         return [(str(a), functools.partial(self._ping_one, a)) for a in self.client.addresses]
 
     async def _ping_one(self, address: Address) -> str:
@@ -99,9 +114,14 @@ class ClamAV:
         )
         try:
             await one.ping()
+            (limits,) = await probe_limits(
+                [address], timeout=self.client.timeout, connect_timeout=self.client.connect_timeout
+            )
         except ClamdError as exc:
             raise ScannerError(str(exc)) from exc
-        return "PONG"
+        if limits.problem:
+            raise ScannerError(limits.problem)
+        return "PONG, reports its limits"
 
     async def scan(self, message: Message) -> Verdict:
         max_size = self.options.max_size
@@ -118,6 +138,16 @@ class ClamAV:
         except ClamdError as exc:
             raise ScannerError(str(exc)) from exc
         return self._verdict(message, result)
+
+    async def probe_limits(self) -> list[LimitsProbe]:
+        """Whether each configured clamd reports scans cut short by its limits
+        (see ``mxscan_clamav.probe``); ``config check --connect`` shows the
+        ``problem`` of each probe that has one."""
+        return await probe_limits(
+            self.options.addresses,
+            timeout=self.client.timeout,
+            connect_timeout=self.options.connect_timeout,
+        )
 
     async def aclose(self) -> None:
         """Nothing to release: connections last one request (clamd closes them)."""
@@ -145,6 +175,13 @@ class ClamAV:
         signatures = result.signatures
         real = [name for name in signatures if not is_heuristic(name)]
         names = ", ".join(signatures)
+        limits = [name for name in signatures if is_limit(name)]
+        if limits and not real:
+            others = [name for name in signatures if not is_limit(name)]
+            if not others or options.heuristics is not Heuristics.INFECTED:
+                return self._limits(message, limits, names)
+            signatures = tuple(others)
+            names = ", ".join(others)
         if not real and options.heuristics is Heuristics.IGNORE:
             return _verdict(
                 self.name,
@@ -177,6 +214,25 @@ class ClamAV:
             edits=self._edits(
                 message, status_header, force=on_infected is OnInfected.ACCEPT_AND_TAG
             ),
+            reply=reply,
+        )
+
+    def _limits(self, message: Message, limits: list[str], names: str) -> Verdict:
+        on_limits = self.options.on_limits
+        reply = {OnLimits.TEMPFAIL: LIMITS_TEMPFAIL, OnLimits.REJECT: LIMITS_REJECT}.get(on_limits)
+        short = [name.removeprefix(LIMITS_PREFIX) for name in limits]
+        if on_limits is OnLimits.ACCEPT_AND_TAG:
+            edits = self._edits(message, headers.unchecked_status(short), force=True)
+        else:
+            edits = tuple(headers.remove_forged(message)) if self.options.add_headers else ()
+        return _verdict(
+            self.name,
+            on_limits.action,
+            reason=f"not fully scanned for viruses: clamd stopped at its limit ({names}); "
+            f"on_limits = {on_limits.value}",
+            status=f"unchecked({','.join(short)})",
+            findings=tuple(limits),
+            edits=edits,
             reply=reply,
         )
 

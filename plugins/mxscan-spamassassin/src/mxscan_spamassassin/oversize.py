@@ -10,7 +10,9 @@ from __future__ import annotations
 import enum
 from collections.abc import Iterable
 
-__all__ = ["OnOversize", "head_at_line"]
+from mxscan import Message
+
+__all__ = ["OnOversize", "head_at_line", "truncated", "truncated_status"]
 
 
 class OnOversize(enum.Enum):
@@ -40,3 +42,20 @@ def head_at_line(chunks: Iterable[bytes], limit: int) -> bytes:
     window = data[:limit]
     end = window.rfind(b"\n")
     return window[: end + 1] if end >= 0 else window
+
+
+def truncated(message: Message, limit: int) -> bytes:
+    """What ``on_oversize = "truncate"`` sends: the whole header (rules on
+    From, Received, Subject... need it, and a cut header would be a different
+    message), then as much of the body as fits in ``limit``, cut after a whole
+    line. A header alone over ``limit`` is sent whole with an empty body."""
+    head = message.head_bytes()
+    return head + head_at_line(message.body.chunks(), max(0, limit - len(head)))
+
+
+def truncated_status(status: str) -> str:
+    """``ham(1.2)`` -> ``ham(1.2,truncated)``: the log line says the score is
+    the score of a part of the message."""
+    if status.endswith(")"):
+        return status[:-1] + ",truncated)"
+    return f"{status}(truncated)"

@@ -22,7 +22,7 @@ from . import options
 from .client import Content, ask_spamd, tell_spamd
 from .edits import forged_removals, sent_fields, spam_header_edits, subject_edits
 from .levels import Levels, decide
-from .oversize import OnOversize, head_at_line
+from .oversize import OnOversize, truncated, truncated_status
 from .ping import ping_spamd
 
 __all__ = ["SpamAssassin"]
@@ -167,8 +167,11 @@ class SpamAssassin:
         if size > self.max_size:
             if self.on_oversize is not OnOversize.TRUNCATE:
                 return self._oversize(message, size, removals)
-            head = head_at_line(to_scan.chunks(), self.max_size)
-            note = f" (first {len(head)} of {size} bytes scanned: over max_size {self.max_size})"
+            head = truncated(to_scan, self.max_size)
+            note = (
+                f" (truncated: header and the first {len(head) - len(to_scan.head_bytes())}"
+                f" body bytes scanned, {len(head)} of {size}: over max_size {self.max_size})"
+            )
             data = _with_trace(head, to_scan, message)
         else:
             data = _content(to_scan, message)
@@ -191,7 +194,7 @@ class SpamAssassin:
             action=decision.action,
             scanner=self.name,
             reason=decision.reason + note,
-            status=decision.status,
+            status=truncated_status(decision.status) if note else decision.status,
             score=answer.score,
             threshold=decision.threshold,
             findings=answer.tests,
