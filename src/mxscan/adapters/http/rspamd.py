@@ -9,7 +9,7 @@ those fields. docs/http.md has the table this module implements.
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Any, assert_never
 
 from mxscan.edits import EditKind, HeaderEdit
 from mxscan.verdict import Action, Result, SmtpReply, Verdict
@@ -23,14 +23,28 @@ __all__ = [
     "symbol_name",
 ]
 
+
 #: mxscan's action -> rspamd's. ACCEPT is refined by ``action_name``.
-ACTIONS = {
-    Action.ACCEPT: "no action",
-    Action.TEMPFAIL: "soft reject",
-    Action.QUARANTINE: "quarantine",
-    Action.DISCARD: "discard",
-    Action.REJECT: "reject",
-}
+def rspamd_action(action: Action) -> str:
+    """rspamd's name for ``action`` (an accepted message may be refined by
+    ``action_name``). A ``match`` so that mypy names this adapter when ``Action``
+    gains a member."""
+    match action:
+        case Action.ACCEPT:
+            return "no action"
+        case Action.TEMPFAIL:
+            return "soft reject"
+        case Action.QUARANTINE:
+            return "quarantine"
+        case Action.DISCARD:
+            return "discard"
+        case Action.REJECT:
+            return "reject"
+        case _:
+            assert_never(action)
+
+
+ACTIONS = {action: rspamd_action(action) for action in Action}
 
 _SYMBOL_CHARS = re.compile(r"[^A-Z0-9_]+")
 

@@ -37,7 +37,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Iterator, Sequence
-from typing import Literal
+from typing import Literal, assert_never
 
 import attrs
 
@@ -231,11 +231,16 @@ def encode_result(
     be told."""
     verdict = result.verdict
     action = verdict.action
-    if action is Action.REJECT or action is Action.TEMPFAIL:
-        reply = verdict.smtp_reply
-        return Replies(reply_for(reply) if reply else replies.tempfail())
-    if action is Action.DISCARD:
-        return Replies(replies.discard())
+    match action:  # mypy names this adapter when Action gains a member
+        case Action.REJECT | Action.TEMPFAIL:
+            reply = verdict.smtp_reply
+            return Replies(reply_for(reply) if reply else replies.tempfail())
+        case Action.DISCARD:
+            return Replies(replies.discard())
+        case Action.ACCEPT | Action.QUARANTINE:
+            pass  # edits, routes, then continue (or quarantine) below
+        case _:
+            assert_never(action)
     if result.body_replaced and not actions & Flag.CHGBODY:
         log.error(
             "%s: a scanner replaced the body but the MTA did not grant CHGBODY: tempfailing",

@@ -26,7 +26,7 @@ mail held.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Literal
+from typing import Literal, assert_never
 
 import attrs
 
@@ -136,28 +136,35 @@ def plan(
     for group in groups:
         rcpts = group.recipients or tuple(recipients or ())
         action = group.action
-        if action is Action.ACCEPT:
-            message = strip_markers(group.message)
-            deliveries.append(Delivery("deliver", _routes(group, rcpts), message, group.policy))
-        elif action is Action.QUARANTINE:
-            assert quarantine is not None
-            message = strip_markers(group.message)
-            why = _why(group.verdict)
-            if quarantine.mode == "hold":
-                edit = HeaderEdit.add(HOLD_HEADER, _clean(f"{qid} {why}"))
-                deliveries.append(Delivery("hold", rcpts, message.apply([edit]), group.policy))
-            else:
-                value = _clean(f"{qid} {why}; recipients={', '.join(rcpts)}")
-                edit = HeaderEdit.add(QUARANTINE_HEADER, value)
-                deliveries.append(
-                    Delivery(
-                        "quarantine", (quarantine.address,), message.apply([edit]), group.policy
+        match action:  # mypy names this adapter when Action gains a member
+            case Action.ACCEPT:
+                message = strip_markers(group.message)
+                deliveries.append(Delivery("deliver", _routes(group, rcpts), message, group.policy))
+            case Action.QUARANTINE:
+                assert quarantine is not None
+                message = strip_markers(group.message)
+                why = _why(group.verdict)
+                if quarantine.mode == "hold":
+                    edit = HeaderEdit.add(HOLD_HEADER, _clean(f"{qid} {why}"))
+                    deliveries.append(Delivery("hold", rcpts, message.apply([edit]), group.policy))
+                else:
+                    value = _clean(f"{qid} {why}; recipients={', '.join(rcpts)}")
+                    edit = HeaderEdit.add(QUARANTINE_HEADER, value)
+                    deliveries.append(
+                        Delivery(
+                            "quarantine", (quarantine.address,), message.apply([edit]), group.policy
+                        )
                     )
+            case Action.REJECT:
+                notes.append(
+                    f"policy={group.policy} rcpts={','.join(rcpts)} rejected-as-discard: other "
+                    "recipients of this delivery were not rejected (set "
+                    "mxscan_destination_recipient_limit = 1)"
                 )
-        elif action is Action.REJECT:
-            notes.append(
-                f"policy={group.policy} rcpts={','.join(rcpts)} rejected-as-discard: other "
-                "recipients of this delivery were not rejected (set "
-                "mxscan_destination_recipient_limit = 1)"
-            )
+            case Action.DISCARD:
+                pass  # taken from Postfix and not delivered: what discard means
+            case Action.TEMPFAIL:
+                raise AssertionError("a tempfail group ends the plan above")
+            case _:
+                assert_never(action)
     return Plan(ExitCode.OK, tuple(d for d in deliveries if d.recipients), notes=tuple(notes))
