@@ -22,6 +22,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.daemons import daemons_required
+from tests.support.service_install import service_mxscan
 
 REPO = Path(__file__).resolve().parents[2]
 UNIT = REPO / "contrib" / "systemd" / "mxscan-milter.service"
@@ -213,7 +214,7 @@ def test_rc_script_start_reload_stop(rc_base: Path) -> None:
     rc = RcScript(
         rc_base,
         mxscan_enable="YES",
-        mxscan_program=str(MXSCAN),
+        mxscan_program=service_mxscan("nobody"),  # an install nobody can read
         mxscan_config=str(config),
         mxscan_socket=str(sock),
         mxscan_socket_owner="nobody",

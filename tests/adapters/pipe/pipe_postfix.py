@@ -7,9 +7,8 @@ Postfix config directory), so the documented setup is the tested one.
 Two facts of a test machine shape this module:
 
 * pipe(8) refuses to run commands as root, so ``mxscan pipe`` runs as
-  ``nobody``; when the test venv's interpreter is not reachable for nobody (a
-  pyenv under /root), a small venv on the system Python 3 of the same version
-  reuses the test venv's site-packages (same code, same plugins, same dist-info).
+  ``nobody``, from a non-editable install of this checkout that nobody can read
+  (tests/support/service_install.py): the test venv may be under /root.
 * sendmail/postdrop run by a non-root user refuse a non-default config
   directory unless the default main.cf lists it in
   ``alternate_config_directories``; the fixture adds it there and restores the
@@ -20,16 +19,13 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
-import subprocess
-import sys
-import sysconfig
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
-from tests.support.daemons import clamd_unix, run_dir, spamd_inet
+from tests.support.daemons import clamd_unix, spamd_inet
 from tests.support.postfix import PostfixInstance
+from tests.support.service_install import service_mxscan
 
 REPO = Path(__file__).resolve().parents[3]
 SNIPPETS = REPO / "docs" / "snippets"
@@ -69,44 +65,9 @@ class PipePostfix(PostfixInstance):
         return text
 
 
-def _runs_as(user: str, argv: list[str]) -> bool:
-    try:
-        proc = subprocess.run(
-            ["runuser", "-u", user, "--", *argv], capture_output=True, timeout=60, cwd="/"
-        )
-    except (OSError, subprocess.TimeoutExpired):
-        return False
-    return proc.returncode == 0
-
-
 def mxscan_for_pipe_user() -> str:
     """An ``mxscan`` executable that the pipe user can run (see the module doc)."""
-    venv_mxscan = Path(sys.executable).parent / "mxscan"
-    if venv_mxscan.exists() and _runs_as(PIPE_USER, [str(venv_mxscan), "--version"]):
-        return str(venv_mxscan)
-    version = f"{sys.version_info.major}.{sys.version_info.minor}"
-    system_python = shutil.which(f"python{version}", path="/usr/bin:/usr/local/bin")
-    if system_python is None:
-        raise RuntimeError(
-            f"{PIPE_USER} cannot run {sys.executable}, and there is no system python{version} "
-            "to build a reachable venv with"
-        )
-    venv = run_dir() / f"pipe-venv-{version}"
-    python = venv / "bin" / "python"
-    if not python.exists():
-        subprocess.run([system_python, "-m", "venv", "--without-pip", str(venv)], check=True)
-    purelib = Path(sysconfig.get_paths(vars={"base": str(venv), "platbase": str(venv)})["purelib"])
-    ours = sysconfig.get_paths()["purelib"]
-    # addsitedir (not a plain path line) so the editable installs' .pth files work too.
-    (purelib / "mxscan-test-venv.pth").write_text(f"import site; site.addsitedir({ours!r})\n")
-    script = venv / "bin" / "mxscan"
-    script.write_text(f"#!{python}\nimport sys\nfrom mxscan.cli import main\nsys.exit(main())\n")
-    script.chmod(0o755)
-    for path in [run_dir(), venv, *venv.rglob("*")]:
-        path.chmod(path.stat().st_mode | (0o005 if path.is_dir() else 0o004))
-    if not _runs_as(PIPE_USER, [str(script), "--version"]):
-        raise RuntimeError(f"{PIPE_USER} cannot run {script}")
-    return str(script)
+    return service_mxscan(PIPE_USER)
 
 
 @contextmanager
