@@ -157,7 +157,9 @@ def smtp_send(
     timeout: float = 120,
 ) -> Reply:
     """One SMTP transaction; the reply to DATA (or to the command that refused)."""
-    with smtplib.SMTP("127.0.0.1", port, timeout=timeout) as client:
+    with smtplib.SMTP(
+        "127.0.0.1", port, local_hostname="client.mxscan.test", timeout=timeout
+    ) as client:
         client.ehlo("client.mxscan.test")
         code, text = client.mail(sender)
         if code != 250:

@@ -509,7 +509,12 @@ class PostfixInstance:
         Raises smtplib.SMTPResponseException if MAIL/RCPT is refused; a refused
         DATA is returned, not raised, so tests can assert on reject/tempfail codes.
         """
-        with smtplib.SMTP("127.0.0.1", port or self.smtp_port, timeout=timeout) as client:
+        with smtplib.SMTP(
+            "127.0.0.1",
+            port or self.smtp_port,
+            local_hostname="client.mxscan.test",
+            timeout=timeout,
+        ) as client:
             client.ehlo("client.mxscan.test")
             code, text = client.mail(sender)
             if code != 250:
