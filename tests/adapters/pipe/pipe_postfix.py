@@ -96,7 +96,7 @@ def mxscan_config(*, clamd: str | None = None) -> str:
     text = (REPO / "examples" / "mxscan.toml").read_text()
     header_checks = REPO / "examples" / "header_checks"
     replacements: Mapping[str, str] = {
-        'file = "examples/header_checks"': f'file = "{header_checks}"',
+        'file = "header_checks"': f'file = "{header_checks}"',
         'address = ["unix:/tmp/mxscan-run/clamd.sock", "inet:127.0.0.1:13310"]': f'address = ["{clamd or clamd_unix()}"]',
         'address = "inet:127.0.0.1:10783"': f'address = "{spamd_inet()}"',
         "/^X-Virus-/   IGNORE\n": "/^X-Virus-/   IGNORE\n"
