@@ -45,7 +45,7 @@ def snippet_main_cf() -> dict[str, str]:
 def snippet_master_cf(mxscan: str, config: Path, config_dir: Path) -> list[str]:
     text = (SNIPPETS / "pipe-master.cf").read_text()
     for old, new in (
-        ("/usr/local/bin/mxscan", mxscan),
+        ("/usr/bin/mxscan", mxscan),
         ("/etc/mxscan/mxscan.toml", str(config)),
         ("user=mxscan", f"user={PIPE_USER}"),
         ("/etc/postfix/", f"{config_dir}/"),
