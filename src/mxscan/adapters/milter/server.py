@@ -110,7 +110,9 @@ class MilterServer:
             sock.bind(path)
         except OSError as exc:
             sock.close()
-            raise ServerError(f"cannot bind unix:{path}: {exc.strerror or exc}") from None
+            parent = Path(path).parent
+            hint = "" if parent.is_dir() else f" (create the directory {parent} first)"
+            raise ServerError(f"cannot bind unix:{path}: {exc.strerror or exc}{hint}") from None
         finally:
             os.umask(old_umask)
         try:
@@ -266,10 +268,11 @@ class MilterServer:
         for server in self._servers:
             server.close()
         self._remove_sockets()
-        try:
-            await asyncio.wait_for(self._idle.wait(), drain_timeout)
-        except TimeoutError:
-            log.warning("drain timeout: %d scans still running, closing anyway", self._scans)
+        if self._scans:  # nothing in flight (e.g. a failed start): nothing to drain
+            try:
+                await asyncio.wait_for(self._idle.wait(), drain_timeout)
+            except TimeoutError:
+                log.warning("drain timeout: %d scans still running, closing anyway", self._scans)
         for task in list(self._connections):
             task.cancel()
         if self._connections:
