@@ -1,4 +1,4 @@
-"""Configuration: the DESIGN.md shape, one clear error per mistake, config show."""
+"""Configuration: the documented shape, one clear error per mistake, config show."""
 
 from __future__ import annotations
 

@@ -5,7 +5,7 @@ real thing. Each instance has its own config, queue and data directories and
 its own ports, so several can run in one session; all outbound mail goes to an
 SMTP sink on loopback (a ``*`` transport entry catches every domain). The
 pitfalls encoded here (chroot off, postlogd instead of syslog, data_directory
-owned by postfix, dynamicmaps via meta_directory) are in /work/shared/DAEMONS.md.
+owned by postfix, dynamicmaps via meta_directory) are commented where they are set.
 """
 
 from __future__ import annotations
