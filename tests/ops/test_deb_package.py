@@ -19,22 +19,14 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.daemons import daemons_required, run_dir
+from tests.ops.tools import require
+from tests.support.daemons import run_dir
 from tests.support.service_install import runs_as
 
 pytestmark = pytest.mark.package
 
 REPO = Path(__file__).resolve().parents[2]
 OFFICIAL = {"clamav", "header-rules", "spamassassin"}
-
-
-def require(tool: str) -> str:
-    path = shutil.which(tool)
-    if path is None:
-        if daemons_required():
-            pytest.fail(f"{tool} is not installed (scripts/install-system-deps installs it)")
-        pytest.skip(f"{tool} is not installed")
-    return path
 
 
 @pytest.fixture(scope="module")

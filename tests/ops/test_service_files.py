@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.daemons import daemons_required
+from tests.ops.tools import require
 from tests.support.service_install import service_mxscan
 
 REPO = Path(__file__).resolve().parents[2]
@@ -29,15 +29,6 @@ UNIT = REPO / "contrib" / "systemd" / "mxscan-milter.service"
 RC_SCRIPT = REPO / "contrib" / "freebsd" / "mxscan"
 HERE = Path(__file__).parent
 MXSCAN = Path(sys.executable).parent / "mxscan"
-
-
-def require(tool: str) -> str:
-    path = shutil.which(tool)
-    if path is None:
-        if daemons_required():
-            pytest.fail(f"{tool} is not installed (scripts/install-system-deps installs it)")
-        pytest.skip(f"{tool} is not installed")
-    return path
 
 
 def unit_for_this_machine(tmp_path: Path, text: str | None = None) -> Path:
