@@ -91,12 +91,12 @@ def alternate_config_directory(config_dir: Path) -> Iterator[None]:
 
 
 def mxscan_config(*, clamd: str | None = None) -> str:
-    """examples/mxscan.toml with absolute paths, the test daemons' addresses, and
-    test-only rules and policies (HOLD/REJECT by Subject, a lenient example.jp)."""
+    """examples/mxscan.toml with the test daemons' addresses and test-only rules and
+    policies (HOLD/REJECT by Subject, a lenient example.jp). Its ``file =
+    "header_checks"`` stays relative: write it with :func:`write_mxscan_config`."""
     text = (REPO / "examples" / "mxscan.toml").read_text()
-    header_checks = REPO / "examples" / "header_checks"
     replacements: Mapping[str, str] = {
-        'file = "header_checks"': f'file = "{header_checks}"',
+        'file = "header_checks"': 'file = "header_checks"',
         'address = ["unix:/tmp/mxscan-run/clamd.sock", "inet:127.0.0.1:13310"]': f'address = ["{clamd or clamd_unix()}"]',
         'address = "inet:127.0.0.1:10783"': f'address = "{spamd_inet()}"',
         "/^X-Virus-/   IGNORE\n": "/^X-Virus-/   IGNORE\n"
@@ -119,3 +119,13 @@ def write_world_readable(path: Path, text: str) -> None:
     tmp.write_text(text)
     tmp.chmod(0o644)
     os.replace(tmp, path)
+
+
+def write_mxscan_config(path: Path, text: str) -> None:
+    """The configuration and, beside it, the examples' header_checks that its
+    relative ``file`` names: both where the pipe user can read them (the checkout
+    may be in a directory only root can enter)."""
+    write_world_readable(
+        path.parent / "header_checks", (REPO / "examples" / "header_checks").read_text()
+    )
+    write_world_readable(path, text)
