@@ -17,13 +17,14 @@ Two facts of a test machine shape this module:
 
 from __future__ import annotations
 
+import fcntl
 import os
 import re
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
-from tests.support.daemons import clamd_unix, spamd_inet
+from tests.support.daemons import clamd_unix, run_dir, spamd_inet
 from tests.support.postfix import PostfixInstance
 from tests.support.service_install import service_mxscan
 
@@ -70,24 +71,52 @@ def mxscan_for_pipe_user() -> str:
     return service_mxscan(PIPE_USER)
 
 
+_MARKER = "# written by mxscan's pipe tests; removed when they end\n"
+_DIRECTIVE = re.compile(r"(?m)^alternate_config_directories\s*=(.*)$")
+
+
 @contextmanager
-def alternate_config_directory(config_dir: Path) -> Iterator[None]:
-    """List ``config_dir`` in the default main.cf's alternate_config_directories."""
-    original = DEFAULT_MAIN_CF.read_text() if DEFAULT_MAIN_CF.exists() else None
-    text = original or "# written by mxscan's pipe tests; removed when they end\n"
-    match = re.search(r"(?m)^alternate_config_directories\s*=(.*)$", text)
-    if match:
-        text = text[: match.end()] + f" {config_dir}" + text[match.end() :]
-    else:
-        text += f"alternate_config_directories = {config_dir}\n"
-    DEFAULT_MAIN_CF.write_text(text)
+def _locked(main_cf: Path) -> Iterator[None]:
+    """One editor of main.cf at a time: test sessions of several checkouts may
+    share the host, and each edits the file at start and at end."""
+    lock = run_dir() / "main-cf.lock"  # not beside main.cf: leave /etc/postfix as it was
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    with lock.open("w") as fp:
+        fcntl.flock(fp, fcntl.LOCK_EX)
+        yield
+
+
+@contextmanager
+def alternate_config_directory(config_dir: Path, main_cf: Path = DEFAULT_MAIN_CF) -> Iterator[None]:
+    """List ``config_dir`` in the default main.cf's alternate_config_directories,
+    and take exactly that entry out again afterwards (not a snapshot of the whole
+    file: another session may have added its own entry meanwhile). A file these
+    tests created is removed once no entry is left."""
+    with _locked(main_cf):
+        text = main_cf.read_text() if main_cf.exists() else _MARKER
+        match = _DIRECTIVE.search(text)
+        if match:
+            text = text[: match.end()] + f" {config_dir}" + text[match.end() :]
+        else:
+            text += f"alternate_config_directories = {config_dir}\n"
+        main_cf.write_text(text)
     try:
         yield
     finally:
-        if original is None:
-            DEFAULT_MAIN_CF.unlink(missing_ok=True)
-        else:
-            DEFAULT_MAIN_CF.write_text(original)
+        with _locked(main_cf):
+            text = main_cf.read_text() if main_cf.exists() else ""
+            match = _DIRECTIVE.search(text)
+            if match:
+                left = [d for d in match.group(1).split() if d != str(config_dir)]
+                if left:
+                    line = "alternate_config_directories = " + " ".join(left)
+                    text = text[: match.start()] + line + text[match.end() :]
+                else:  # the line was ours alone
+                    text = text[: match.start()] + text[match.end() :].removeprefix("\n")
+            if text.startswith(_MARKER) and not text[len(_MARKER) :].strip():
+                main_cf.unlink(missing_ok=True)
+            else:
+                main_cf.write_text(text)
 
 
 def mxscan_config(*, clamd: str | None = None) -> str:
