@@ -36,7 +36,7 @@ for found in sorted((Path.home() / ".pyenv" / "versions").glob("3.1[1-3]*/bin"))
 
 def install_project(session: nox.Session) -> None:
     session.install(
-        "-e", ".[metrics,test]", *(f"-e{plugin}" for plugin in PLUGINS), BUILD_BACKEND
+        "-e", ".[metrics,http,test]", *(f"-e{plugin}" for plugin in PLUGINS), BUILD_BACKEND
     )  # fmt: skip
 
 
@@ -78,11 +78,18 @@ def typecheck(session: nox.Session) -> None:
 @nox.session(python="3.11")
 def docs(session: nox.Session) -> None:
     """The documentation site (MkDocs Material, API reference from docstrings);
-    warnings are errors (tests/test_docs_reference.py keeps the generated pages current)."""
+    warnings are errors (tests/test_docs_reference.py keeps the generated pages current).
+    Then tests/test_docs_site.py checks the built pages; here it must not skip."""
     session.install("mkdocs>=1.6", "mkdocs-material>=9.5", "mkdocstrings[python]>=0.26")
+    install_project(session)
+    site = ROOT / ".nox" / "site"
     session.run(
-        "mkdocs", "build", "--strict", "--site-dir", str(ROOT / ".nox" / "site"),
+        "mkdocs", "build", "--strict", "--site-dir", str(site),
         env={"NO_MKDOCS_2_WARNING": "1"},
+    )  # fmt: skip
+    session.run(
+        "pytest", "tests/test_docs_site.py",
+        env={"MXSCAN_DOCS_SITE": str(site), "MXSCAN_REQUIRE_MKDOCS": "1"},
     )  # fmt: skip
 
 

@@ -6,7 +6,10 @@ each table accepts and the choices of each key from the configuration parser's
 own error messages, the defaults from ``mxscan config show`` of a minimal file,
 and each plugin's options from its factory's signature. Only the one-line
 meanings are written here; a key without one (or a meaning for a key the code
-no longer has) stops the generator, so a new key cannot go undocumented.
+no longer has) stops the generator, so a new key cannot go undocumented. A
+plugin option's meaning is the first sentence of its row in the plugin page's
+"## Options" table (a missing row stops the generator too), and the values it
+takes are the plugin's own words for a wrong value (``expected one of ...``).
 
     python scripts/gen_config_reference.py           # rewrite the page
     python scripts/gen_config_reference.py --check   # exit 1 if it is stale
@@ -17,7 +20,11 @@ tests/test_docs_reference.py runs the check in CI.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import html
 import inspect
+import io
+import logging
 import re
 import sys
 from pathlib import Path
@@ -30,13 +37,16 @@ from mxscan.plugins import discover
 ROOT = Path(__file__).resolve().parent.parent
 PAGE = ROOT / "docs" / "reference" / "configuration.md"
 
-#: The plugins documented here, with their pages (paths relative to docs/).
+#: The shipped plugins documented here, with their pages (paths relative to docs/).
+#: The docs' example plugin (docs/examples/) is not shipped and not listed.
 PLUGINS = {
     "clamav": "../clamav.md",
     "spamassassin": "../spamassassin.md",
+    "rspamd": "../rspamd.md",
     "header-rules": "../header-rules.md",
-    "example-keyword": "../plugins.md",
 }
+#: Options a plugin needs before it checks another one (for the value probe).
+PROBE_BASE: dict[str, dict[str, object]] = {"header-rules": {"rules": ""}}
 
 CORE_MEANINGS: dict[str, dict[str, str]] = {
     "": {
@@ -65,6 +75,11 @@ CORE_MEANINGS: dict[str, dict[str, str]] = {
         "plugin": "the plugin's entry-point name (`mxscan plugins` lists them)",
         "on_error": "overrides `[defaults] on_error` for this scanner",
         "timeout": "overrides `[defaults] timeout`; plugins with a `timeout` option get it too",
+        "max_concurrent": "scans of this scanner in flight at once; more wait in mxscan, "
+        "and the wait counts in `timeout` (`mxscan_scanner_wait_seconds`). Default: what "
+        "the plugin declares (its daemon's default: spamassassin 5 = spamd "
+        "`--max-children`, clamav 10 = clamd `MaxThreads`), else no bound. Set it to "
+        "your daemon's setting; a policy cannot change it",
         "mode": "`shadow`: run, log and count the verdict, apply nothing it says",
         "skip_authenticated": "skip the scanner when the SMTP client authenticated "
         "(`skipped(authenticated)`)",
@@ -79,7 +94,7 @@ CORE_MEANINGS: dict[str, dict[str, str]] = {
 }
 
 _PROBE = "__probe__"
-SCANNER_ORDER = ("plugin", "on_error", "timeout", *CONDITION_KEYS)
+SCANNER_ORDER = ("plugin", "on_error", "timeout", "max_concurrent", *CONDITION_KEYS)
 
 
 def _error(toml: str) -> str:
@@ -156,6 +171,8 @@ def _core_rows() -> dict[str, list[tuple[str, str, str]]]:
             default = defaults.get(table, {}).get(name, "")
             if table == "scanner" and name == "max_size":
                 default = "none"
+            if table == "scanner" and name == "max_concurrent":
+                default = "the plugin's"
             if table == "scanner" and name == "plugin":
                 default = "required"
             if table == "spool" and name == "directory" and default == '""':
@@ -166,7 +183,7 @@ def _core_rows() -> dict[str, list[tuple[str, str, str]]]:
             choices = _choice_list(table, name)
             if choices:
                 meaning += ": " + ", ".join(f"`{c}`" for c in choices)
-            rows[table].append((name, default.replace("|", "\\|"), meaning))
+            rows[table].append((name, default, meaning))
     return rows
 
 
@@ -179,6 +196,7 @@ def _choice_list(table: str, key: str) -> list[str] | None:
 
 
 def _plugin_rows(factory: Any) -> list[tuple[str, str, str]]:
+    """(option, type, default) from the factory's signature."""
     rows = []
     for param in inspect.signature(factory).parameters.values():
         if param.name in ("name", "self") or param.kind is param.VAR_KEYWORD:
@@ -192,15 +210,91 @@ def _plugin_rows(factory: Any) -> list[tuple[str, str, str]]:
         elif param.default is None:
             default = "unset"
         else:
-            default = f"`{_toml(param.default)}`"
-        rows.append((param.name, kind.replace("|", "\\|"), default.replace("|", "\\|")))
+            default = _cell_code(_toml(param.default))
+        rows.append((param.name, kind, default))
     return rows
+
+
+def _type_words(kind: str) -> str:
+    """``int | str | None`` -> "`int`, `str` or none": a literal ``|`` cannot be
+    written inside a code span in a Markdown table cell (``\\|`` shows as is)."""
+    parts = [p.strip() for p in kind.split("|")]
+    words = ["none" if p == "None" else f"`{p}`" for p in parts]
+    return words[0] if len(words) == 1 else ", ".join(words[:-1]) + " or " + words[-1]
+
+
+def _cell_code(text: str) -> str:
+    """Code in a table cell; a ``|`` in it as an HTML entity, which tables allow."""
+    if "|" not in text:
+        return f"`{text}`"
+    return "<code>" + html.escape(text).replace("|", "&#124;") + "</code>"
+
+
+def _probe_values(plugin: str, factory: Any, option: str) -> str:
+    """What ``option`` takes, in the plugin's own words: the error for a value no
+    option accepts. Empty when any text is accepted."""
+    base = PROBE_BASE.get(plugin, {})
+    for extra in ({}, base):
+        try:
+            with contextlib.redirect_stderr(io.StringIO()):
+                logging.disable(logging.CRITICAL)
+                try:
+                    factory(name="probe", **{**extra, option: _PROBE})
+                finally:
+                    logging.disable(logging.NOTSET)
+        except (ConfigError, ValueError) as exc:
+            message = str(exc).removeprefix(f"{plugin}: ")
+            if not message.startswith(f"{option}:"):
+                continue  # another option is missing: try again with PROBE_BASE
+            found = re.search(r"expected (.*?)(?:, got .*)?$", message)
+            if not found:
+                return ""
+            choices = re.fullmatch(r"one of ([\w, -]+)", found[1])
+            if choices:
+                return ", ".join(f"`{c.strip()}`" for c in choices[1].split(","))
+            return found[1]
+        else:
+            return ""
+    return ""
+
+
+def _relink(text: str, page: str) -> str:
+    """Links of a plugin page's text, made to work from this page (one level down)."""
+    base = page.removesuffix(".md").removeprefix("../")
+
+    def fix(m: re.Match[str]) -> str:
+        target = m[1]
+        if target.startswith("#"):
+            return f"](../{base}.md{target})"
+        if "://" in target:
+            return m[0]
+        return f"](../{target})"
+
+    return re.sub(r"\]\(([^)]+)\)", fix, text)
+
+
+def _options_meanings(page: Path) -> dict[str, str]:
+    """Option -> first sentence of its row in the page's "## Options" table."""
+    text = page.read_text()
+    section = re.search(r"^## Options\n(.*?)(?=^## |\Z)", text, re.S | re.M)
+    if not section:
+        raise SystemExit(f"gen_config_reference: {page.name} has no '## Options' section")
+    meanings: dict[str, str] = {}
+    for line in section[1].splitlines():
+        if not line.startswith("| `"):
+            continue
+        cells = [c.strip() for c in line.strip().strip("|").split(" | ")]
+        first = re.match(r"(.+?[.;])(?:\s+[A-Z(`]|$)", cells[-1])
+        meaning = (first[1] if first else cells[-1]).rstrip(".;")
+        for name in re.findall(r"`(\w+)`", cells[0]):
+            meanings.setdefault(name, meaning)
+    return meanings
 
 
 def _code(default: str) -> str:
     """Literal values in code style; words such as "required" as they are."""
     plain = not default or " " in default or default in ("required", "none")
-    return default if plain else f"`{default}`"
+    return default if plain else _cell_code(default)
 
 
 def _table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> list[str]:
@@ -247,17 +341,34 @@ def render() -> str:
         if plugin not in installed:
             raise SystemExit(f"gen_config_reference: plugin {plugin!r} is not installed")
         info = installed[plugin]
+        factory = info.load()
+        meanings = _options_meanings(ROOT / "docs" / page.removeprefix("../"))
+        rows = []
+        for name, kind, default in _plugin_rows(factory):
+            if name not in meanings:
+                raise SystemExit(
+                    f"gen_config_reference: option {name!r} of plugin {plugin!r} has no row "
+                    f"in the Options table of docs/{page.removeprefix('../')}"
+                )
+            values = _probe_values(plugin, factory, name)
+            if not values:  # nothing refused: any text, or a value the core sets
+                values = "text" if "str" in kind.split(" | ") else "–"
+            meaning = _relink(meanings[name], page)
+            rows.append((f"`{name}`", _type_words(kind), default, values, meaning))
         out += [
             "",
             f'## Plugin `"{plugin}"`',
             "",
             f"Distribution `{info.distribution}`, factory `{info.target}`; "
-            f"the options are explained in [its page]({page}).",
+            f"each option in full in [its page]({page}#options).",
             "",
-            *_table(("option", "type", "default"), [
-                (f"`{n}`", f"`{t}`", d) for n, t, d in _plugin_rows(info.load())
-            ]),
-        ]  # fmt: skip
+            *_table(("option", "type", "default", "values", "meaning"), rows),
+        ]
+    out += [
+        "",
+        "The example plugin of [Writing a scanner plugin](../plugins.md) is not shipped:",
+        "its options are documented there.",
+    ]
     return "\n".join(out) + "\n"
 
 

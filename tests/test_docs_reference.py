@@ -42,17 +42,76 @@ def test_generator_refuses_a_core_key_without_a_meaning(monkeypatch: pytest.Monk
         gen.render()
 
 
-@pytest.mark.parametrize("plugin", ["clamav", "spamassassin", "header-rules", "example-keyword"])
+@pytest.mark.parametrize(
+    "plugin", ["clamav", "spamassassin", "rspamd", "header-rules", "example-keyword"]
+)
 def test_every_plugin_option_is_explained_on_its_page(plugin: str) -> None:
     gen = generator()
-    page = DOCS / gen.PLUGINS[plugin].removeprefix("../")
-    text = page.read_text()
     if plugin == "example-keyword":  # the example documents itself in its docstring
         from mxscan_example_keyword import Keyword
 
-        text = Keyword.__doc__ or ""
+        where, text = "Keyword.__doc__", Keyword.__doc__ or ""
+    else:
+        page = DOCS / gen.PLUGINS[plugin].removeprefix("../")
+        where, text = page.name, page.read_text()
     missing = [o for o in gen.plugin_options(plugin) if f"`{o}`" not in text]
-    assert not missing, f"{page.name} does not explain {missing}"
+    assert not missing, f"{where} does not explain {missing}"
+
+
+def reference() -> str:
+    return (DOCS / "reference" / "configuration.md").read_text()
+
+
+def test_reference_has_no_escaped_pipes() -> None:
+    """Python-Markdown shows ``\\|`` inside a code span in a table literally."""
+    assert "\\|" not in reference()
+
+
+def plugin_rows(plugin: str) -> dict[str, list[str]]:
+    section = reference().split(f'## Plugin `"{plugin}"`', 1)[1].split("\n## ", 1)[0]
+    rows = [line.strip("|").split(" | ") for line in section.splitlines() if line.startswith("| `")]
+    return {cells[0].strip(" `"): [c.strip() for c in cells[1:]] for cells in rows}
+
+
+def test_plugin_options_have_a_meaning_and_their_allowed_values() -> None:
+    from mxscan_clamav.options import OnInfected
+    from mxscan_spamassassin.oversize import OnOversize
+
+    for plugin in ("clamav", "spamassassin", "header-rules"):
+        rows = plugin_rows(plugin)
+        assert rows and set(rows) == set(generator().plugin_options(plugin))
+        for option, (_type, _default, values, meaning) in rows.items():
+            assert values and len(meaning) > 10, (plugin, option)
+    # the values are the plugin's own choices, read from the code
+    assert plugin_rows("clamav")["on_infected"][2] == ", ".join(f"`{m.value}`" for m in OnInfected)
+    assert plugin_rows("spamassassin")["on_oversize"][2] == ", ".join(
+        f"`{m.value}`" for m in OnOversize
+    )
+    assert plugin_rows("header-rules")["type"][2] == "`pcre`, `regexp`"
+    assert plugin_rows("clamav")["timeout"][2].startswith("a duration such as 60s")
+
+
+def test_generator_refuses_a_plugin_option_without_a_row_on_its_page(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    gen = generator()
+    page = tmp_path / "docs" / "clamav.md"
+    page.parent.mkdir()
+    text = (DOCS / "clamav.md").read_text()
+    page.write_text(
+        "\n".join(ln for ln in text.splitlines() if not ln.startswith("| `heuristics`"))
+    )
+    for other in ("spamassassin.md", "header-rules.md"):
+        (tmp_path / "docs" / other).write_text((DOCS / other).read_text())
+    monkeypatch.setattr(gen, "ROOT", tmp_path)
+    with pytest.raises(SystemExit, match=r"option 'heuristics' of plugin 'clamav' has no row"):
+        gen.render()
+
+
+def test_the_docs_example_plugin_is_not_in_the_reference_as_shipped() -> None:
+    text = reference()
+    assert '## Plugin `"example-keyword"`' not in text
+    assert "mxscan-example-keyword" not in text
 
 
 FENCED = re.compile(r"^```\n(.*?)^```$", re.M | re.S)
@@ -107,3 +166,41 @@ def test_api_page_lists_every_public_name() -> None:
     public = [n for n in mxscan.__all__ if not n.startswith("_") and n not in alias]
     missing = [n for n in public if f"::: mxscan.{n}\n" not in text]
     assert not missing, f"docs/api.md does not list {missing}"
+
+
+def migration_block(after: str, lang: str) -> str:
+    """The first ```LANG block after the heading ``after`` in docs/migration.md."""
+    text = (DOCS / "migration.md").read_text().split(after, 1)[1]
+    block = re.search(rf"^```{lang}\n(.*?)^```$", text, re.S | re.M)
+    assert block, f"no ```{lang} block after {after!r}"
+    return block[1]
+
+
+def test_migration_after_block_is_a_working_configuration(tmp_path: Path) -> None:
+    """The guide's literal *after* TOML loads and builds with the installed plugins,
+    reading the *before* header_checks file it shows, without a bad line."""
+    from mxscan import Config
+
+    checks = tmp_path / "header_checks"
+    checks.write_text(migration_block("`/etc/postfix/header_checks`:", ""))
+    toml = migration_block("### After", "toml")
+    assert 'file = "pcre:/etc/postfix/header_checks"' in toml
+    toml = toml.replace("/etc/postfix/header_checks", str(checks))
+    engine = Config.from_toml(toml).build()
+    by_name = {step.name: step for step in engine.steps}
+    assert list(by_name) == ["inbound", "clamav", "spamassassin", "outbound"]
+    assert by_name["clamav"].timeout == 120.0  # ReadTimeout 120
+    assert len(by_name["outbound"].scanner.table.rules) == 6  # type: ignore[attr-defined]
+
+
+def test_migration_guide_shows_the_old_files_literally() -> None:
+    text = (DOCS / "migration.md").read_text()
+    before = text.split("### Before", 1)[1].split("### After", 1)[0]
+    for line in (
+        "smtpd_milters = inet:127.0.0.1:10025",
+        "header_checks = pcre:/etc/postfix/header_checks",
+        'define_milter("clamav-milter") do |milter|',
+        "OnInfected Blackhole",
+        'OPTIONS="-u spamass-milter -i 127.0.0.1"',
+    ):
+        assert line in before, line

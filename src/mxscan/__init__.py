@@ -28,6 +28,7 @@ from .logline import format_result
 from .message import Envelope, Message
 from .pipeline import Pipeline, Step
 from .plugins import Registry
+from .received import received_header
 from .scanner import Scanner, ScannerError
 from .units import parse_duration, parse_size
 from .verdict import Action, Result, Route, SmtpReply, Verdict
@@ -68,5 +69,6 @@ __all__ = [
     "parse_addresses",
     "parse_duration",
     "parse_size",
+    "received_header",
     "scan",
 ]

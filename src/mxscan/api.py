@@ -100,7 +100,7 @@ CANCEL_GRACE = 5.0
 
 
 class _ThreadLoop:
-    """The event loop :func:`scan` runs on in one thread, kept between calls.
+    """The event loop ``scan`` runs on in one thread, kept between calls.
 
     ``asyncio.run()`` per call would build and tear down a loop (selector,
     self-pipe, executor shutdown) for every message, several times the cost of
@@ -111,7 +111,7 @@ class _ThreadLoop:
 
     A forked child does not use its parent's loop: the epoll set and self-pipe
     would be shared with the parent and the executor's threads are not there
-    (:func:`_thread_loop` makes a new one when the pid changes).
+    (``_thread_loop`` makes a new one when the pid changes).
     """
 
     def __init__(self) -> None:
@@ -172,7 +172,7 @@ def _thread_loop() -> _ThreadLoop:
 def scan(
     data: MessageSource, *, envelope: Envelope | None = None, config: ConfigSource = None
 ) -> Result:
-    """Blocking :func:`ascan` for code without an event loop. Each thread keeps
+    """Blocking [`ascan`][mxscan.ascan] for code without an event loop. Each thread keeps
     one private event loop for its calls (so calling this in a loop is cheap)."""
     try:
         asyncio.get_running_loop()

@@ -23,7 +23,7 @@ class Body:
     """Immutable body bytes, possibly backed by a spool file.
 
     The spool file is created unlinked (``TemporaryFile``) so that a crash never
-    leaves mail on disk; it is closed by :meth:`close` or when the object dies.
+    leaves mail on disk; it is closed by [`close`][mxscan.Body.close] or when the object dies.
     """
 
     __slots__ = ("__weakref__", "_data", "_file", "_size")

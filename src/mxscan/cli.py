@@ -15,6 +15,7 @@ import json
 import logging
 import os
 import sys
+import time
 from collections.abc import Sequence
 from typing import Any, TextIO
 
@@ -22,8 +23,9 @@ from . import __version__
 from .config import Config, default_config_path, load_given_config
 from .engine import Engine
 from .errors import ConfigError
-from .logline import format_result, setup_logging
+from .logline import format_lines, setup_logging
 from .message import Envelope, Message
+from .pipeline import close_scanners
 from .plugins import Registry
 from .verdict import Action, Result
 
@@ -32,7 +34,11 @@ EXIT_NOT_ACCEPTED = 1
 EXIT_ERROR = 2
 
 #: Adapters that add their own subcommands: module with add_parser(subparsers).
-ADAPTER_COMMANDS = ("mxscan.adapters.milter.cli", "mxscan.adapters.pipe")
+ADAPTER_COMMANDS = (
+    "mxscan.adapters.milter.cli",
+    "mxscan.adapters.pipe",
+    "mxscan.adapters.http.cli",
+)
 
 
 def config_arg(parser: argparse.ArgumentParser) -> None:
@@ -61,7 +67,9 @@ def build_parser() -> argparse.ArgumentParser:
         "pipeline and print one line per message: file, final action, each scanner's verdict.",
         epilog="Exit status: 0 every message accepted, 1 at least one was not "
         "(tempfail, quarantine, discard or reject), 2 a file or the configuration could "
-        "not be read.",
+        "not be read. A file that cannot be read gets one line on stderr "
+        "('mxscan: error: FILE: cannot read: REASON') and an 'error' row; the other "
+        "files are still scanned.",
     )
     scan.add_argument("files", nargs="+", metavar="FILE")
     config_arg(scan)
@@ -89,9 +97,24 @@ def build_parser() -> argparse.ArgumentParser:
     config_arg(show)
     show.set_defaults(func=cmd_config_show)
     check = config_commands.add_parser(
-        "check", help="validate the configuration and load every plugin; exit 0 if good"
+        "check",
+        help="validate the configuration and load every plugin; exit 0 if good",
+        description="Validate the configuration and load every plugin. Any error, and any "
+        "warning a plugin gives while loading (a header_checks line Postfix would skip), "
+        "fails the check.",
+        epilog="Exit status: 0 good, 2 a problem (each printed on stderr with its file and "
+        "line), or with --connect an address that did not answer.",
     )
     config_arg(check)
+    check.add_argument(
+        "--connect", action="store_true",
+        help="also probe every daemon address (clamd zPING, spamd PING) and print the answer "
+        "and latency of each",
+    )  # fmt: skip
+    check.add_argument(
+        "--connect-timeout", type=_seconds, default=10.0, metavar="SECONDS",
+        help="how long each probe may take (default 10)",
+    )  # fmt: skip
     check.set_defaults(func=cmd_config_check)
     config.set_defaults(func=lambda args: _usage(config))
 
@@ -108,6 +131,16 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds above 0, got {text!r}")
+    return value
+
+
 def _usage(parser: argparse.ArgumentParser) -> int:
     parser.print_help(sys.stderr)
     return EXIT_ERROR
@@ -120,22 +153,103 @@ def _load(args: argparse.Namespace) -> Config:
 def cmd_config_show(args: argparse.Namespace) -> int:
     config = _load(args)
     registry = Registry()
-    asyncio.run(_check_build(config, registry))
-    sys.stdout.write(config.render(registry))
+    errors, built = config.problems(registry)
+    asyncio.run(close_scanners(built))
+    sys.stdout.write(config.render(registry, errors))
+    for error in errors.values():
+        print(f"mxscan: warning: {error} (marked ERROR above; config check fails on it)",
+              file=sys.stderr)  # fmt: skip
     return EXIT_OK
+
+
+class _Warnings(logging.Handler):
+    """Collects the warnings plugins log while they load (a header_checks line
+    that ``strict = false`` lets them skip): ``config check`` fails on any."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
 
 
 def cmd_config_check(args: argparse.Namespace) -> int:
     config = _load(args)
-    asyncio.run(_check_build(config, Registry()))
+    collected = _Warnings()
+    loggers = [logging.getLogger(), logging.getLogger("mxscan")]
+    for logger in loggers:
+        logger.addHandler(collected)
+    connect = getattr(args, "connect", False)
+    probed: list[tuple[str, str, bool, str, float]] = []
+    try:
+        asyncio.run(
+            _check_build(config, Registry(), probed if connect else None, args.connect_timeout)
+        )
+    finally:
+        for logger in loggers:
+            logger.removeHandler(collected)
+    failed = 0
+    for scanner, address, ok, answer, seconds in probed:
+        status = answer if ok else f"FAILED: {answer}"
+        print(f"{scanner} {address}: {status} ({seconds * 1000:.1f} ms)")
+        failed += not ok
+    problems = list(dict.fromkeys(collected.messages))  # once each, in order
+    if problems:
+        for message in problems:
+            print(f"mxscan: error: {message}", file=sys.stderr)
+        print(f"mxscan: error: {config.source}: {len(problems)} problem(s) while "
+              "loading the scanners (strict = false would start with them)",
+              file=sys.stderr)  # fmt: skip
+        return EXIT_ERROR
+    if failed:
+        print(f"mxscan: error: {failed} of {len(probed)} addresses did not answer",
+              file=sys.stderr)  # fmt: skip
+        return EXIT_ERROR
     print(f"{config.source}: OK ({len(config.scanners)} scanners in {len(config.stages)} stages, "
           f"{len(config.policies)} domain policies)")  # fmt: skip
     return EXIT_OK
 
 
-async def _check_build(config: Config, registry: Registry) -> None:
+async def _check_build(
+    config: Config,
+    registry: Registry,
+    probed: list[tuple[str, str, bool, str, float]] | None = None,
+    timeout: float = 10.0,
+) -> None:
     engine = config.build(registry)
-    await engine.aclose()
+    try:
+        if probed is not None:
+            probed += await _probe_all(engine, timeout)
+    finally:
+        await engine.aclose()
+
+
+async def _probe_all(engine: Engine, timeout: float) -> list[tuple[str, str, bool, str, float]]:
+    """Each probe a plugin offers (its optional ``probes()``: one per daemon
+    address), run concurrently, each timed and bounded by ``timeout``."""
+    seen: set[int] = set()
+    jobs = []
+    for pipeline in (engine.default, *engine.policies.values()):
+        for step in pipeline.steps:
+            probes = getattr(step.scanner, "probes", None)
+            if id(step.scanner) in seen or not callable(probes):
+                continue
+            seen.add(id(step.scanner))
+            jobs += [(step.name, address, probe) for address, probe in probes()]
+
+    async def one(name: str, address: str, probe: Any) -> tuple[str, str, bool, str, float]:
+        start = time.monotonic()
+        try:
+            async with asyncio.timeout(timeout):
+                answer = str(await probe())
+        except TimeoutError:
+            return name, address, False, f"no answer within {timeout:g}s", time.monotonic() - start
+        except Exception as exc:  # down, refused, garbage: the plugin's message says which
+            return name, address, False, str(exc) or type(exc).__name__, time.monotonic() - start
+        return name, address, True, answer, time.monotonic() - start
+
+    return list(await asyncio.gather(*(one(*job) for job in jobs)))
 
 
 def cmd_plugins(args: argparse.Namespace) -> int:
@@ -223,13 +337,16 @@ async def _scan_files(
             except OSError as exc:
                 progress.step()
                 return name, OSError(exc.strerror or str(exc))
+            started = time.monotonic()
             try:
                 result = await engine.scan(message)
             finally:
                 message.close()
             progress.step()
             if args.log:
-                logging.getLogger("mxscan").info("%s", format_result(result, queue_id=name))
+                elapsed = time.monotonic() - started
+                for line in format_lines(result, name, elapsed=elapsed, size=message.size):
+                    logging.getLogger("mxscan").info("%s", line)
             return name, result
 
     return list(await asyncio.gather(*(one(name) for name in args.files)))
@@ -254,6 +371,8 @@ def cmd_scan(args: argparse.Namespace) -> int:
     for name, outcome in outcomes:
         if isinstance(outcome, OSError):
             status = EXIT_ERROR
+            # Scripts read stderr for what went wrong; the row keeps the table whole.
+            print(f"mxscan: error: {name}: cannot read: {outcome}", file=sys.stderr)
             rows.append((name, "error", f"cannot read: {outcome}"))
             records.append({"file": name, "error": f"cannot read: {outcome}"})
             continue

@@ -15,7 +15,7 @@ import re
 import tomllib
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import attrs
 
@@ -26,8 +26,9 @@ from .conditions import Conditions, parse_networks
 from .engine import Engine
 from .errors import ConfigError
 from .pipeline import ON_ERROR_ACTIONS, Pipeline, Step
-from .plugins import Registry
+from .plugins import PluginInfo, Registry
 from .scanner import Scanner
+from .slots import Slots, default_slots
 from .units import format_duration, format_size, parse_size
 from .verdict import Action
 
@@ -46,9 +47,12 @@ DEFAULT_TIMEOUT = 60.0
 
 #: Keys of a ``[scanner.NAME]`` table that the core reads; the rest go to the plugin.
 CONDITION_KEYS = ("mode", "skip_authenticated", "skip_networks")
-CORE_KEYS = frozenset({"plugin", "on_error", "timeout", *CONDITION_KEYS})
+CORE_KEYS = frozenset({"plugin", "on_error", "timeout", "max_concurrent", *CONDITION_KEYS})
 _TOP_KEYS = ("defaults", "log", "spool", "scanner", "stage", "policy")
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*")
+#: A recipient domain, or ``.domain`` for its subdomains (labels of letters,
+#: digits, ``-`` and ``_``, Unicode letters included for SMTPUTF8 domains).
+_DOMAIN = re.compile(r"\.?[\w-]+(?:\.[\w-]+)*")
 _FACILITIES = (
     "mail", "daemon", "user", "local0", "local1", "local2", "local3", "local4", "local5",
     "local6", "local7",
@@ -68,11 +72,14 @@ class ScannerConfig:
     origins: Mapping[str, str]
     #: ``mode``, ``skip_authenticated``, ``skip_networks`` as written (validated).
     conditions: Mapping[str, Any] = attrs.field(factory=dict)
+    #: ``max_concurrent`` as written; None: the plugin's default (or no bound).
+    max_concurrent: int | None = None
 
 
 @attrs.frozen
 class Config:
-    """A validated configuration; :meth:`build` turns it into a running :class:`Engine`."""
+    """A validated configuration; [`build`][mxscan.Config.build] turns it into a
+    running [`Engine`][mxscan.Engine]."""
 
     source: str
     on_error: Action
@@ -107,18 +114,34 @@ class Config:
         pipelines of the default policy and of each ``[policy."domain"]``."""
         registry = registry if registry is not None else Registry()
         base = {name: self._step(registry, sc, {}) for name, sc in self.scanners.items()}
+        # One bound per scanner, shared by its policy variants: they talk to
+        # the same daemon.
+        slots = {name: step.slots for name, step in base.items()}
         default = Pipeline([[base[n] for n in stage] for stage in self.stages])
         policies: dict[str, Pipeline] = {}
         for domain, overrides in self.policies.items():
             steps = {
-                name: self._step(registry, sc, overrides[name]) if name in overrides else base[name]
+                name: self._step(registry, sc, overrides[name], slots[name], domain)
+                if name in overrides
+                else base[name]
                 for name, sc in self.scanners.items()
             }
             policies[domain] = Pipeline([[steps[n] for n in stage] for stage in self.stages])
         return Engine(default, policies)
 
-    def _step(self, registry: Registry, sc: ScannerConfig, overrides: Mapping[str, Any]) -> Step:
-        where = f"[scanner.{sc.name}]" if not overrides else f"[policy] for {sc.name}"
+    def _step(
+        self,
+        registry: Registry,
+        sc: ScannerConfig,
+        overrides: Mapping[str, Any],
+        shared: Slots | Literal[False] | None = False,
+        domain: str | None = None,
+    ) -> Step:
+        # A policy's options are blamed on the policy: its table is where the
+        # admin wrote them (and where a typo is).
+        table = f"[scanner.{sc.name}]" if domain is None else f"[policy.{json.dumps(domain)}]"
+        prefix = "" if domain is None else f"{sc.name}."
+        where = table if domain is None else f"{table} {sc.name}."
         timeout, on_error = sc.timeout, sc.on_error
         if "timeout" in overrides:
             timeout = _duration(self.source, where, "timeout", overrides["timeout"])
@@ -133,15 +156,22 @@ class Config:
             try:
                 max_size = checks.size("max_size", options.pop("max_size"))
             except ConfigError as exc:
-                raise ConfigError(f"{self.source}: {where} {exc}") from None
+                raise ConfigError(f"{self.source}: {table} {prefix}{exc}") from None
         try:
             factory = registry.factory(sc.plugin)
         except ConfigError:
             factory = None  # _instantiate names the missing plugin
         options = paths.resolve_options(options, factory, self.base_dir)
-        scanner = _instantiate(registry, self.source, sc, options, timeout)
+        scanner = _instantiate(registry, self.source, sc, options, timeout, table, prefix)
+        if shared is not False:
+            slots = shared
+        elif sc.max_concurrent is not None:
+            slots = Slots(sc.max_concurrent)
+        else:
+            slots = default_slots(scanner)
         return Step(
             scanner,
+            slots=slots,
             timeout=timeout,
             on_error=on_error,
             conditions=Conditions(
@@ -152,11 +182,40 @@ class Config:
             shadow=conditions.get("mode", "enforce") == "shadow",
         )
 
+    def problems(self, registry: Registry | None = None) -> tuple[dict[str, str], list[Scanner]]:
+        """Build every scanner on its own: an error per table that cannot be
+        built (``scanner.NAME`` or ``policy.DOMAIN``), and the scanners that
+        could (to be closed). ``config show`` shows a configuration with a
+        missing file, marked, rather than failing on it."""
+        registry = registry if registry is not None else Registry()
+        errors: dict[str, str] = {}
+        built: list[Scanner] = []
+        for name, sc in self.scanners.items():
+            try:
+                built.append(self._step(registry, sc, {}).scanner)
+            except ConfigError as exc:
+                errors[f"scanner.{name}"] = str(exc)
+        for domain, overrides in self.policies.items():
+            for name, options in overrides.items():
+                if f"scanner.{name}" in errors:
+                    continue
+                try:
+                    built.append(
+                        self._step(registry, self.scanners[name], options, domain=domain).scanner
+                    )
+                except ConfigError as exc:
+                    errors.setdefault(f"policy.{domain}", str(exc))
+        return errors, built
+
     # -- showing ---------------------------------------------------------------
 
-    def render(self, registry: Registry | None = None) -> str:
-        """The effective configuration as TOML, each value commented with its origin."""
+    def render(
+        self, registry: Registry | None = None, errors: Mapping[str, str] | None = None
+    ) -> str:
+        """The effective configuration as TOML, each value commented with its
+        origin; ``errors`` (from ``problems()``) are marked where they are."""
         registry = registry if registry is not None else Registry()
+        errors = errors or {}
         out = [
             f"# mxscan effective configuration, read from {self.source}",
             "# after each value: where it came from (file, [defaults] or default)",
@@ -177,13 +236,16 @@ class Config:
                   note="" if self.spool_dir else "the system's temporary directory"),
         ]  # fmt: skip
         for sc in self.scanners.values():
-            info = registry.info(sc.plugin)
-            out += [
-                "",
-                f"[scanner.{sc.name}]",
-                _line("plugin", sc.plugin, "file", note=f"{info.distribution} {info.version}"),
+            try:
+                info: PluginInfo | None = registry.info(sc.plugin)
+            except ConfigError as exc:
+                info, errors = None, {f"scanner.{sc.name}": str(exc), **errors}
+            plugin_note = f"{info.distribution} {info.version}" if info else ""
+            table = [
+                _line("plugin", sc.plugin, "file", note=plugin_note),
                 _line("on_error", str(sc.on_error), sc.origins["on_error"]),
                 _line("timeout", format_duration(sc.timeout), sc.origins["timeout"]),
+                _max_concurrent_line(sc, info.load() if info else None),
                 _line("mode", sc.conditions.get("mode", "enforce"),
                       "file" if "mode" in sc.conditions else "default"),
                 _line("skip_authenticated", sc.conditions.get("skip_authenticated", False),
@@ -191,21 +253,44 @@ class Config:
                 _line("skip_networks", sc.conditions.get("skip_networks", []),
                       "file" if "skip_networks" in sc.conditions else "default"),
             ]  # fmt: skip
-            resolved = paths.resolve_options(sc.options, info.load(), self.base_dir)
+            resolved = paths.resolve_options(
+                sc.options, info.load() if info else None, self.base_dir
+            )
             for key, value in sc.options.items():
                 note = "" if resolved[key] == value else f"{value!r} in the file"
-                out.append(_line(key, resolved[key], "file", note=note))
-            for key, value in _plugin_defaults(info.load()).items():
+                table.append(_line(key, resolved[key], "file", note=note))
+            try:
+                defaults = _plugin_defaults(info.load()) if info else {}
+            except ConfigError:
+                defaults = {}
+            for key, value in defaults.items():
                 if key not in sc.options:
-                    out.append(_line(key, value, f"default of plugin {sc.plugin}"))
+                    table.append(_line(key, value, f"default of plugin {sc.plugin}"))
+            out += ["", f"[scanner.{sc.name}]", *_marked(table, errors.get(f"scanner.{sc.name}"))]
         for stage in self.stages:
             out += ["", "[[stage]]", _line("run", list(stage), self.origins.get("stages"))]
         for domain, overrides in self.policies.items():
+            table = [
+                _line(f"{scanner}.{key}", value, "file")
+                for scanner, options in overrides.items()
+                for key, value in options.items()
+            ]
             out += ["", f"[policy.{json.dumps(domain)}]"]
-            for scanner, options in overrides.items():
-                for key, value in options.items():
-                    out.append(_line(f"{scanner}.{key}", value, "file"))
+            out += _marked(table, errors.get(f"policy.{domain}"))
         return "\n".join(out) + "\n"
+
+
+def _marked(lines: list[str], error: str | None) -> list[str]:
+    """``lines`` of a table with ``error`` marked on the line whose value it
+    names (a missing file's path), or above them all when none does."""
+    if error is None:
+        return lines
+    note = f"ERROR: {error}"
+    for index, line in enumerate(lines):
+        value = line.split(" = ", 1)[1].rsplit("  # ", 1)[0] if " = " in line else ""
+        if len(value) > 2 and value.startswith('"') and json.loads(value) in error:
+            return [*lines[:index], f"{line}; {note}", *lines[index + 1 :]]
+    return [f"# {note}", *lines]
 
 
 def _toml(value: Any) -> str:
@@ -227,6 +312,24 @@ def _line(key: str, value: Any, origin: str | None, note: str = "") -> str:
     if note:
         comment += f"; {note}"
     return f"{key} = {_toml(value)}  # {comment}"
+
+
+def _max_concurrent_line(sc: ScannerConfig, factory: Any) -> str:
+    if sc.max_concurrent is not None:
+        return _line("max_concurrent", sc.max_concurrent, "file")
+    declared = getattr(factory, "max_concurrent", None)
+    if isinstance(declared, int) and not isinstance(declared, bool) and declared >= 1:
+        return _line("max_concurrent", declared, f"default of plugin {sc.plugin}")
+    return "# max_concurrent: no bound (the plugin declares none)  # default"
+
+
+def _max_concurrent(source: str, where: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigError(
+            f"{source}: {where} max_concurrent: expected a whole number >= 1 "
+            f"(scans in flight at once), got {value!r}"
+        )
+    return value
 
 
 def _plugin_defaults(factory: Any) -> dict[str, Any]:
@@ -277,13 +380,22 @@ def _conditions(source: str, where: str, table: Mapping[str, Any]) -> dict[str, 
 
 
 def _instantiate(
-    registry: Registry, source: str, sc: ScannerConfig, options: Mapping[str, Any], timeout: float
+    registry: Registry,
+    source: str,
+    sc: ScannerConfig,
+    options: Mapping[str, Any],
+    timeout: float,
+    table: str | None = None,
+    prefix: str = "",
 ) -> Scanner:
-    where = f"{source}: [scanner.{sc.name}]"
+    """The plugin's scanner for ``options``; an error names ``table`` (the
+    scanner's, or the policy's that changed its options) and ``prefix`` + key."""
+    where = f"{source}: {table or f'[scanner.{sc.name}]'}"
+    plugin_where = f"{source}: [scanner.{sc.name}]"
     try:
         factory = registry.factory(sc.plugin)
     except ConfigError as exc:
-        raise ConfigError(f"{where} plugin: {exc}") from None
+        raise ConfigError(f"{plugin_where} plugin: {exc}") from None
     kwargs: dict[str, Any] = dict(options)
     try:
         params = inspect.signature(factory).parameters
@@ -296,7 +408,7 @@ def _instantiate(
             for key in options:
                 if key not in params or key in ("name", "timeout"):
                     raise ConfigError(
-                        f"{where} {key}: not an option of plugin {sc.plugin!r} "
+                        f"{where} {prefix}{key}: not an option of plugin {sc.plugin!r} "
                         f"(its options: {', '.join(known) or 'none'})"
                     )
             for pname, param in params.items():
@@ -312,9 +424,9 @@ def _instantiate(
     try:
         scanner = factory(name=sc.name, **kwargs)
     except ConfigError as exc:
-        raise ConfigError(f"{where} {exc}") from None
+        raise ConfigError(f"{where} {prefix}{exc}") from None
     except (ValueError, TypeError, KeyError) as exc:
-        raise ConfigError(f"{where} {exc}") from None
+        raise ConfigError(f"{where} {prefix}{exc}") from None
     if not isinstance(scanner, Scanner):
         raise ConfigError(
             f"{where}: plugin {sc.plugin!r} returned {type(scanner).__name__}, "
@@ -387,7 +499,7 @@ def load_given_config(path: str | os.PathLike[str] | None) -> Config:
 
 
 def load_config(path: str | os.PathLike[str]) -> Config:
-    """Read and validate a TOML file; every problem is a :class:`ConfigError`."""
+    """Read and validate a TOML file; every problem is a [`ConfigError`][mxscan.ConfigError]."""
     source = str(path)
     try:
         with Path(path).open("rb") as fp:
@@ -475,8 +587,11 @@ def parse_config(data: Mapping[str, Any], *, source: str = "<config>") -> Config
             sc_origins["timeout"] = "file"
         options = {k: v for k, v in table.items() if k not in CORE_KEYS}
         conditions = _conditions(source, where, table)
+        max_concurrent = None
+        if "max_concurrent" in table:
+            max_concurrent = _max_concurrent(source, where, table["max_concurrent"])
         scanners[name] = ScannerConfig(
-            name, plugin, sc_on_error, sc_timeout, options, sc_origins, conditions
+            name, plugin, sc_on_error, sc_timeout, options, sc_origins, conditions, max_concurrent
         )
 
     stages = _parse_stages(source, data.get("stage"), scanners)
@@ -539,7 +654,14 @@ def _parse_policies(
     policies: dict[str, dict[str, dict[str, Any]]] = {}
     for domain, table in value.items():
         where = f"[policy.{json.dumps(domain)}]"
-        if not domain or "@" in domain or domain != domain.strip() or domain == "default":
+        if "*" in domain:
+            suffix = domain.lstrip("*.")
+            raise ConfigError(
+                f"{source}: {where}: a policy domain has no wildcards; write "
+                f"[policy.{json.dumps('.' + suffix)}] for the subdomains of {suffix} "
+                f"(and [policy.{json.dumps(suffix)}] for {suffix} itself), as in Postfix tables"
+            )
+        if not _DOMAIN.fullmatch(domain) or domain == "default":
             raise ConfigError(
                 f"{source}: {where}: expected a recipient domain such as example.net "
                 "(or .example.net for its subdomains)"
@@ -556,6 +678,11 @@ def _parse_policies(
             if "plugin" in options:
                 raise ConfigError(
                     f"{source}: {where} {scanner}.plugin: a policy changes options, not the plugin"
+                )
+            if "max_concurrent" in options:
+                raise ConfigError(
+                    f"{source}: {where} {scanner}.max_concurrent: set it in "
+                    f"[scanner.{scanner}]: the bound is the daemon's, shared by every policy"
                 )
             if "on_error" in options:
                 _on_error(source, f"{where} {scanner}.", options["on_error"])

@@ -39,9 +39,11 @@ def _check(edit: HeaderEdit) -> None:
 
 @attrs.frozen
 class HeaderEdit:
-    """One change to the header. Build it with :meth:`add`, :meth:`insert`,
-    :meth:`change` or :meth:`delete`; a value with CR or LF raises
-    :class:`InvalidHeader` because it would let mail content forge headers."""
+    """One change to the header. Build it with [`add`][mxscan.HeaderEdit.add],
+    [`insert`][mxscan.HeaderEdit.insert], [`change`][mxscan.HeaderEdit.change] or
+    [`delete`][mxscan.HeaderEdit.delete]; a value with CR or LF raises
+    [`InvalidHeader`][mxscan.InvalidHeader] because it would let mail content forge
+    headers."""
 
     kind: EditKind
     name: str
@@ -74,12 +76,14 @@ class HeaderEdit:
         return cls(EditKind.DELETE, name, occurrence=occurrence)
 
     def __str__(self) -> str:
+        # One line even for a folded value: this goes into logs.
+        value = (self.value or "").replace("\r\n", "\\r\\n")
         if self.kind is EditKind.ADD:
-            return f"add {self.name}: {self.value}"
+            return f"add {self.name}: {value}"
         if self.kind is EditKind.INSERT:
-            return f"insert@{self.index} {self.name}: {self.value}"
+            return f"insert@{self.index} {self.name}: {value}"
         if self.kind is EditKind.CHANGE:
-            return f"change {self.name}[{self.occurrence}]: {self.value}"
+            return f"change {self.name}[{self.occurrence}]: {value}"
         return f"delete {self.name}[{self.occurrence}]"
 
 

@@ -13,7 +13,7 @@ from collections.abc import Iterable, Mapping
 import attrs
 
 from .message import Message
-from .pipeline import Pipeline, close_scanners
+from .pipeline import Pipeline, Step, close_scanners
 from .verdict import Result
 
 __all__ = ["DEFAULT_POLICY", "Engine", "domain_of"]
@@ -51,15 +51,17 @@ class Engine:
         self._order = sorted(self.policies, key=lambda p: (p.startswith("."), -len(p)))
 
     @property
+    def steps(self) -> tuple[Step, ...]:
+        """Every step of every policy, the default policy's first; policies share
+        the scanner instances whose options they do not change."""
+        pipelines = (self.default, *self.policies.values())
+        return tuple(step for p in pipelines for step in p.steps)
+
+    @property
     def changes_body(self) -> bool:
         """Whether any scanner may replace the body: a milter asks the MTA for
         that right only then, so the common case negotiates no more than it uses."""
-        pipelines = (self.default, *self.policies.values())
-        return any(
-            getattr(step.scanner, "changes_body", False) is True
-            for p in pipelines
-            for step in p.steps
-        )
+        return any(getattr(step.scanner, "changes_body", False) is True for step in self.steps)
 
     def policy_for(self, recipient: str) -> str:
         domain = domain_of(recipient)
@@ -109,5 +111,4 @@ class Engine:
 
     async def aclose(self) -> None:
         """Close each scanner instance once: policies share unchanged ones."""
-        pipelines = (self.default, *self.policies.values())
-        await close_scanners(step.scanner for p in pipelines for step in p.steps)
+        await close_scanners(step.scanner for step in self.steps)

@@ -12,7 +12,18 @@ import re
 
 import attrs
 
-__all__ = ["Header", "InvalidHeader", "header_name_length", "validate_name", "validate_value"]
+__all__ = [
+    "MAX_LINE",
+    "Header",
+    "InvalidHeader",
+    "fold_long_lines",
+    "header_name_length",
+    "validate_name",
+    "validate_value",
+]
+
+#: RFC 5322's limit for one line of a header field, without its CRLF.
+MAX_LINE = 998
 
 
 #: A field name: printable ASCII but the colon (Postfix's is_header()).
@@ -53,12 +64,79 @@ def validate_name(name: str) -> None:
 
 
 def validate_value(name: str, value: str) -> None:
+    """A value may be folded (CRLF, then a space or tab, then more than
+    whitespace: the line stays part of this field); any other CR or LF could
+    start a header of the sender's choosing, or end the header, and is refused."""
     if "\r" in value or "\n" in value:
+        for line in value.split("\r\n")[1:]:
+            if line[:1] not in (" ", "\t") or not line.strip(" \t"):
+                break
+        else:
+            if value.count("\r") == value.count("\n") == value.count("\r\n"):
+                return _no_nul(name, value)
         raise InvalidHeader(
-            f"refusing {name} value with CR or LF: it would inject headers ({value[:60]!r})"
+            f"refusing {name} value with CR or LF other than a fold (CRLF, then a space "
+            f"or tab, then text): it would inject headers ({value[:60]!r})"
         )
+    _no_nul(name, value)
+
+
+def _no_nul(name: str, value: str) -> None:
     if "\0" in value:
         raise InvalidHeader(f"refusing {name} value with a NUL byte")
+
+
+_TEXT = re.compile(rb"[^ \t]")
+
+
+def _fold_line(line: bytes, budget: int, limit: int, continuation: bool) -> list[bytes]:
+    """One line of a value cut into pieces of at most ``budget`` (first) and
+    ``limit`` bytes: before a space or tab (a fold, which unfolding undoes), or
+    - a word longer than a line - at the limit, with a space put in so that the
+    rest is a continuation line. Indexes only, so a long line costs O(n)."""
+    pieces: list[bytes] = []
+    last_text = len(line.rstrip(b" \t"))
+    start, pad = 0, b""
+    while len(pad) + len(line) - start > budget:
+        room = budget - len(pad)
+        hi = min(start + room, last_text - 1)
+        lo = start
+        if continuation and not pad:  # the head must hold more than the fold's blank
+            text = _TEXT.search(line, start)
+            lo = text.start() if text else len(line)
+        cut = max(line.rfind(b" ", lo + 1, hi + 1), line.rfind(b"\t", lo + 1, hi + 1))
+        if cut <= start:
+            cut = start + room
+            while cut > start + 1 and 0x80 <= line[cut] < 0xC0:
+                cut -= 1  # never split a UTF-8 sequence
+            pieces.append(pad + line[start:cut])
+            start, pad = cut, b" "
+        else:
+            pieces.append(pad + line[start:cut])
+            start, pad = cut, b""
+        budget, continuation = limit, True
+    pieces.append(pad + line[start:])
+    return pieces
+
+
+def fold_long_lines(name: str, value: str, limit: int = MAX_LINE) -> str:
+    """``value`` with a fold put into every line that ``Name: value`` would
+    make longer than ``limit`` bytes; values that fit come back unchanged.
+
+    Postfix breaks an over-long header line at byte 998 itself, wherever that
+    falls (``Lots`` / ``of money``); a fold at whitespace changes nothing a
+    reader sees once unfolded.
+    """
+    prefix = len(name) + (1 if value[:1] in (" ", "\t") else 2)
+    if prefix + 4 * len(value) <= limit:  # fast path: even 4-byte UTF-8 fits
+        return value
+    data = _encode(value)
+    out: list[bytes] = []
+    for number, line in enumerate(data.split(b"\r\n")):
+        budget = limit - prefix if number == 0 else limit
+        out += _fold_line(line, budget, limit, continuation=number > 0)
+    folded = b"\r\n".join(out)
+    return value if folded == data else _decode(folded)
 
 
 def _encode(text: str) -> bytes:
@@ -89,7 +167,10 @@ class Header:
         checks its own when it is made): checking again was most of the cost
         of applying an edit."""
         sep = b":" if value[:1] in (" ", "\t") else b": "
-        return cls._parsed(name.encode("ascii") + sep + _encode(value) + eol)
+        data = _encode(value)
+        if b"\r\n" in data and eol != b"\r\n":
+            data = data.replace(b"\r\n", eol)  # a fold takes the message's line ending
+        return cls._parsed(name.encode("ascii") + sep + data + eol)
 
     @classmethod
     def _parsed(cls, raw: bytes) -> Header:

@@ -65,6 +65,20 @@ class Envelope:
     queue_id: str | None = None
     auth_user: str | None = None
     macros: Mapping[str, str] = attrs.field(factory=dict, converter=_frozen_macros, hash=False)
+    #: The receiving host (Postfix's ``myhostname``, the milter macro ``j``).
+    receiver: str | None = None
+    #: ``SMTP``, ``ESMTP``, ``ESMTPSA``...; None: ESMTP, plus S/A from the TLS and AUTH facts.
+    protocol: str | None = None
+    tls_version: str | None = None
+    tls_cipher: str | None = None
+    tls_bits: str | None = None
+    #: The SASL mechanism the client authenticated with (``PLAIN``).
+    auth_type: str | None = None
+    #: True when the message already starts with this hop's ``Received:`` line
+    #: (a pipe(8) filter gets mail Postfix has queued); False when the MTA keeps
+    #: it from us (a milter): then scanners that judge the relay, like
+    #: SpamAssassin, are given one built from these facts (``received_header``).
+    received_in_message: bool = False
 
 
 def _line_eol(line: bytes) -> bytes:
@@ -142,6 +156,10 @@ class Message:
     mbox_from: bytes = b""
     separator: bytes = b"\r\n"
     _cache: dict[str, Any] = attrs.field(factory=dict, init=False, repr=False)
+    #: The input's last header when it had no line end and an edit gave it one
+    #: (so a field could follow it); kept across edits so that edits which
+    #: cancel out give the input's bytes back, without a line end it never had.
+    _bare_last: Header | None = attrs.field(default=None, repr=False, alias="_bare_last")
 
     # -- construction -----------------------------------------------------
 
@@ -330,8 +348,14 @@ class Message:
         edits = tuple(edits)
         if not edits:
             return self
-        headers = apply_edits(self.headers, edits, self.eol)
-        return attrs.evolve(self, headers=tuple(headers))
+        bare = self._bare_last
+        if bare is None and self.headers and not self.headers[-1].eol:
+            bare = self.headers[-1]
+        eol = self.eol
+        headers = apply_edits(self.headers, edits, eol)
+        if bare is not None and headers and headers[-1].raw == bare.raw + eol:
+            headers[-1] = bare
+        return attrs.evolve(self, headers=tuple(headers), _bare_last=bare)
 
     def with_envelope(self, envelope: Envelope) -> Message:
         return attrs.evolve(self, envelope=envelope)

@@ -1,7 +1,7 @@
 """Checks for scanner plugin options, shared so every plugin words errors alike.
 
 Each function takes the option's name and the value from the TOML file and
-returns the checked value, or raises :class:`ConfigError` naming the option and
+returns the checked value, or raises [`ConfigError`][mxscan.ConfigError] naming the option and
 what was expected; the core adds the file and ``[scanner.NAME]`` in front.
 Plugin authors use them as ``mxscan.options.size("max_size", value)``.
 """

@@ -19,6 +19,7 @@ from .conditions import Conditions
 from .edits import HeaderEdit
 from .message import Message
 from .scanner import Scanner, ScannerError
+from .slots import Slots, default_slots
 from .verdict import Action, Result, SmtpReply, Verdict
 
 __all__ = ["ON_ERROR_ACTIONS", "Pipeline", "Step", "combine"]
@@ -54,6 +55,13 @@ class Step:
     conditions: Conditions = attrs.field(factory=Conditions)
     #: Shadow mode: run and log the scanner, apply nothing it says.
     shadow: bool = False
+    #: ``max_concurrent``: scans of this scanner in flight at once (waiting for
+    #: a slot counts in ``timeout``); by default what the plugin declares.
+    slots: Slots | None = attrs.field(eq=False)
+
+    @slots.default
+    def _plugins_slots(self) -> Slots | None:
+        return default_slots(self.scanner)
 
     @property
     def name(self) -> str:
@@ -78,16 +86,36 @@ async def _run_step(step: Step, message: Message) -> Verdict:
         return Verdict(scanner=step.name, reason=reason, status=f"skipped({token})")
     loop = asyncio.get_running_loop()
     start = loop.time()
-    verdict = await _scan(step, message)
-    return verdict._recorded(step.name, step.shadow, loop.time() - start)
+    waited: list[float] = []
+    verdict = await _scan(step, message, waited)
+    return verdict._recorded(
+        step.name, step.shadow, loop.time() - start, waited[0] if waited else None
+    )
 
 
-async def _scan(step: Step, message: Message) -> Verdict:
+async def _scan(step: Step, message: Message, waited: list[float]) -> Verdict:
+    """The scanner's verdict within ``timeout``, a slot wait included (its
+    length goes into ``waited``)."""
+    loop = asyncio.get_running_loop()
     try:
         # Typed as object: third-party scanners may return anything.
         async with asyncio.timeout(step.timeout):
-            verdict: object = await step.scanner.scan(message)
+            if step.slots is None:
+                verdict: object = await step.scanner.scan(message)
+            else:
+                start = loop.time()
+                async with step.slots:
+                    waited.append(loop.time() - start)
+                    verdict = await step.scanner.scan(message)
     except TimeoutError:
+        if step.slots is not None and not waited:
+            waited.append(step.timeout)
+            return _error_verdict(
+                step,
+                "timeout",
+                f"no free slot within {step.timeout:g}s "
+                f"(all max_concurrent={step.slots.size} scans busy)",
+            )
         return _error_verdict(step, "timeout", f"no verdict within {step.timeout:g}s")
     except ScannerError as exc:
         return _error_verdict(step, "failed", str(exc) or type(exc).__name__)

@@ -35,6 +35,11 @@ class Scanner(Protocol):
     Optional attribute (not part of the protocol check): ``changes_body``, true
     when ``scan`` may return a ``Verdict.body``; absent means false. Adapters
     use it to ask the MTA for the right to replace the body only when needed.
+
+    Optional method: ``async def ping(self) -> None``, a cheap health probe
+    (clamd's zPING, spamd's PING) that returns when the backend would take a scan
+    now and raises otherwise; ``mxscan milter --metrics`` calls it periodically
+    for ``mxscan_scanner_up``. Scanners without a backend need not have it.
     """
 
     name: str

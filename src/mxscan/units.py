@@ -81,7 +81,7 @@ def format_size(size: int) -> str:
 
 
 def format_duration(seconds: float) -> str:
-    """A compact duration that :func:`parse_duration` reads back exactly."""
+    """A compact duration that ``parse_duration`` reads back exactly."""
     if seconds and seconds < 1:
         return f"{round(seconds * 1000)}ms"
     if seconds == int(seconds):

@@ -11,6 +11,7 @@ import attrs
 
 from .body import Body
 from .edits import HeaderEdit
+from .header import fold_long_lines
 
 if TYPE_CHECKING:
     from .message import Message
@@ -79,8 +80,23 @@ def _strs(value: Iterable[str]) -> tuple[str, ...]:
     return (value,) if isinstance(value, str) else tuple(value)
 
 
+def _fitted(edit: HeaderEdit) -> HeaderEdit:
+    """The edit with a value whose lines all fit in 998 bytes (RFC 5322)."""
+    if edit.value is None:
+        return edit
+    value = fold_long_lines(edit.name, edit.value)
+    return edit if value is edit.value else attrs.evolve(edit, value=value)
+
+
 def _edits(value: Iterable[HeaderEdit]) -> tuple[HeaderEdit, ...]:
-    return tuple(value)
+    """Every header mxscan writes fits RFC 5322's line limit, whatever the
+    scanner built: folded here, once, so that the milter (whose MTA would
+    break the line mid-word) and the written message agree."""
+    edits = tuple(value)
+    fitted = tuple(_fitted(edit) for edit in edits)
+    if all(a is b for a, b in zip(fitted, edits, strict=True)):
+        return edits  # a tuple given is kept as it is (the pipeline re-stamps verdicts)
+    return fitted
 
 
 def _routes(value: Iterable[Route]) -> tuple[Route, ...]:
@@ -98,6 +114,9 @@ class Verdict:
     reason: str = ""
     status: str = ""
     score: float | None = None
+    #: The score at which ``score`` counts as spam (SpamAssassin's required_score),
+    #: for adapters that report both, such as the rspamd-protocol HTTP API.
+    threshold: float | None = None
     findings: tuple[str, ...] = attrs.field(default=(), converter=_strs)
     edits: tuple[HeaderEdit, ...] = attrs.field(default=(), converter=_edits)
     reply: SmtpReply | None = None
@@ -115,20 +134,28 @@ class Verdict:
     shadow: bool = False
     #: Set by the pipeline: seconds the scanner took.
     elapsed: float | None = None
+    #: Set by the pipeline: seconds of ``elapsed`` spent waiting for a free
+    #: slot (``max_concurrent``); None when the scanner has no bound.
+    waited: float | None = None
 
-    def _recorded(self, scanner: str, shadow: bool, elapsed: float) -> Verdict:
+    def _recorded(
+        self, scanner: str, shadow: bool, elapsed: float, waited: float | None = None
+    ) -> Verdict:
         """This verdict as the pipeline records it. Every field written out:
         attrs.evolve() looks them all up by name, which cost twice as much, on
         every step of every message. test_verdict_fields makes a new field fail
         until it is added here."""
         if type(self) is not Verdict:  # a subclass may have fields of its own
-            return attrs.evolve(self, scanner=scanner, shadow=shadow, elapsed=elapsed)
+            return attrs.evolve(
+                self, scanner=scanner, shadow=shadow, elapsed=elapsed, waited=waited
+            )
         return Verdict(
             action=self.action,
             scanner=scanner,
             reason=self.reason,
             status=self.status,
             score=self.score,
+            threshold=self.threshold,
             findings=self.findings,
             edits=self.edits,
             reply=self.reply,
@@ -136,6 +163,7 @@ class Verdict:
             body=self.body,
             shadow=shadow,
             elapsed=elapsed,
+            waited=waited,
         )
 
     @property

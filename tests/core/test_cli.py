@@ -90,6 +90,8 @@ def test_unreadable_file_is_reported_and_exit_two(testplugin: Path, files: dict[
     assert out.returncode == 2
     line = out.stdout.splitlines()[2].split(None, 2)
     assert line == ["/nonexistent.eml", "error", "cannot read: No such file or directory"]
+    # The README's promise: one line on stderr, no traceback.
+    assert out.stderr == "mxscan: error: /nonexistent.eml: cannot read: No such file or directory\n"
 
 
 @pytest.mark.parametrize(
@@ -105,14 +107,23 @@ def test_bad_config_is_one_line_and_exit_two(
 ) -> None:
     path = tmp_path / "bad.toml"
     path.write_text(config)
-    for args in (["scan", "-c", str(path), "x.eml"], ["config", "show", "-c", str(path)],
-                 ["config", "check", "-c", str(path)]):  # fmt: skip
+    for args in (["scan", "-c", str(path), "x.eml"], ["config", "check", "-c", str(path)]):
         out = run(*args, pythonpath=testplugin)
         assert out.returncode == 2
         assert "Traceback" not in out.stderr
         assert out.stderr.count("\n") == 1
         assert out.stderr.startswith(f"mxscan: error: {path}")
         assert message in out.stderr
+    # config show shows what it can read, and marks what is wrong (issue 19.4).
+    out = run("config", "show", "-c", str(path), pythonpath=testplugin)
+    assert "Traceback" not in out.stderr
+    if "TOML" in message:
+        assert out.returncode == 2 and out.stdout == ""
+    else:
+        assert out.returncode == 0
+        (marked,) = (line for line in out.stdout.splitlines() if "ERROR: " in line)
+        assert message in marked
+        assert out.stderr.startswith(f"mxscan: warning: {path}")
 
 
 def test_missing_default_config_is_explained(tmp_path: Path) -> None:

@@ -69,7 +69,7 @@ async def test_shadow_mode_logs_but_applies_nothing() -> None:
     assert len(later.seen) == 1  # a shadow DISCARD does not end the pipeline
     verdict = result.verdicts[0]
     assert verdict.shadow and verdict.action is Action.DISCARD
-    assert format_result(result) == "Q: new-rules=shadow:spam later=clean action=accept"
+    assert format_result(result).startswith("Q: new-rules=shadow:spam later=clean action=accept ")
 
 
 async def test_elapsed_is_recorded() -> None:

@@ -156,3 +156,33 @@ def test_edited_message_differs_only_in_edited_lines(edit_list: list[HeaderEdit]
     assert body == b"body\r\n"
     # The serialised header is exactly the concatenation of the fields.
     assert head + b"\r\n" == b"".join(h.raw for h in edited.headers)
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"From: a@example.com\r\nSubject: no line end",  # issue250.eml's shape
+        b"From: a@example.com\nSubject: no line end",
+        b"Subject: only header",
+    ],
+)
+def test_edits_that_cancel_out_leave_the_input_bytes(data: bytes) -> None:
+    """Scanners add fields after a last header without line end, and the
+    outbound rules delete them again: no line end may be left behind."""
+    msg = Message.from_bytes(data)
+    added = msg.apply([HeaderEdit.add("X-Spam-Status", "No"), HeaderEdit.add("X-Virus", "n")])
+    assert added.as_bytes() != data
+    cancelled = added.apply(
+        [HeaderEdit.delete("X-Virus", 1), HeaderEdit.delete("X-Spam-Status", 1)]
+    )
+    assert cancelled.as_bytes() == data
+    # The same in one edit list, as the pipeline replays a stage's edits.
+    one_pass = msg.apply(
+        [HeaderEdit.add("X-A", "1"), HeaderEdit.insert(0, "X-B", "2"), HeaderEdit.delete("X-A", 1)]
+    )
+    assert one_pass.as_bytes() == b"X-B: 2" + msg.eol + data
+
+
+def test_a_field_after_a_bare_last_header_still_gets_its_line_end() -> None:
+    msg = Message.from_bytes(b"A: 1\r\nB: 2").apply([HeaderEdit.add("X", "y")])
+    assert msg.as_bytes() == b"A: 1\r\nB: 2\r\nX: y\r\n"

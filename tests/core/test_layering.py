@@ -62,7 +62,7 @@ def test_public_api_is_pinned() -> None:
             "Message", "Pipeline", "Registry", "Result", "Route", "Scanner", "ScannerError",
             "SmtpReply", "Step", "UnixAddress", "Verdict", "__version__", "ascan",
             "format_result", "load_config", "open_connection", "options", "parse_address",
-            "parse_addresses", "parse_duration", "parse_size", "scan",
+            "parse_addresses", "parse_duration", "parse_size", "received_header", "scan",
         ]
     )  # fmt: skip
     for name in mxscan.__all__:

@@ -8,12 +8,12 @@ import attrs
 from mxscan import Action, HeaderEdit, Route, SmtpReply, Verdict
 from mxscan.body import Body
 
-STAMPED = {"scanner", "shadow", "elapsed"}
+STAMPED = {"scanner", "shadow", "elapsed", "waited"}
 
 
 def test_recorded_knows_every_field() -> None:
     assert {f.name for f in attrs.fields(Verdict)} == {
-        *STAMPED, "action", "reason", "status", "score", "findings", "edits", "reply",
+        *STAMPED, "action", "reason", "status", "score", "threshold", "findings", "edits", "reply",
         "routes", "body",
     }  # fmt: skip
 
@@ -25,6 +25,7 @@ def test_recorded_keeps_everything_but_the_stamp() -> None:
         reason="why",
         status="infected(X)",
         score=7.5,
+        threshold=5.0,
         findings=("a", "b"),
         edits=(HeaderEdit.add("X-A", "1"),),
         reply=SmtpReply(550, "5.7.1", "no"),
@@ -33,8 +34,10 @@ def test_recorded_keeps_everything_but_the_stamp() -> None:
         shadow=False,
         elapsed=None,
     )
-    recorded = verdict._recorded("configured-name", True, 0.25)
-    assert recorded == attrs.evolve(verdict, scanner="configured-name", shadow=True, elapsed=0.25)
+    recorded = verdict._recorded("configured-name", True, 0.25, 0.125)
+    assert recorded == attrs.evolve(
+        verdict, scanner="configured-name", shadow=True, elapsed=0.25, waited=0.125
+    )
     for field in attrs.fields(Verdict):
         if field.name not in STAMPED:
             assert getattr(recorded, field.name) is getattr(verdict, field.name), field.name

@@ -26,8 +26,10 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_RUN_DIR = "/tmp/mxscan-run"
 DEFAULT_CLAMD_INET = "inet:127.0.0.1:13310"
 DEFAULT_SPAMD_INET = "inet:127.0.0.1:10783"
+DEFAULT_RSPAMD_INET = "inet:127.0.0.1:11433"
+DEFAULT_RSPAMD_CONTROLLER = "inet:127.0.0.1:11434"
 
-DaemonKind = Literal["clamd", "clamd-inet", "spamd", "postfix", "miltertest"]
+DaemonKind = Literal["clamd", "clamd-inet", "spamd", "rspamd", "postfix", "miltertest"]
 
 # The GTUBE string may appear in files (only EICAR may not).
 GTUBE = b"XJS*C4JDBQADN1.NSBN3*2IDNEN*GTUBE-STANDARD-ANTI-UBE-TEST-EMAIL*C.34X"
@@ -103,6 +105,19 @@ def spamd_inet() -> str:
     return _setting("MXSCAN_SPAMD_INET", DEFAULT_SPAMD_INET)
 
 
+def rspamd_inet() -> str:
+    """rspamd's normal worker (``/checkv2``)."""
+    return _setting("MXSCAN_RSPAMD_INET", DEFAULT_RSPAMD_INET)
+
+
+def rspamd_controller() -> str:
+    return _setting("MXSCAN_RSPAMD_CONTROLLER", DEFAULT_RSPAMD_CONTROLLER)
+
+
+def rspamd_password() -> str:
+    return _setting("MXSCAN_RSPAMD_PASSWORD", "mxscan-test")
+
+
 def clamd_stream_max_bytes() -> int:
     """clamd's StreamMaxLength as configured by scripts/daemons (default 30M)."""
     return int(_setting("MXSCAN_CLAMD_STREAM_MAX_BYTES", str(30 * 1024 * 1024)))
@@ -169,6 +184,17 @@ def spamd_alive(address: str | None = None, timeout: float = 15.0) -> bool:
     return reply.startswith(b"SPAMD/") and b" PONG" in reply.split(b"\r\n", 1)[0]
 
 
+def rspamd_alive(address: str | None = None, timeout: float = 10.0) -> bool:
+    """True if rspamd's worker at the address answers ``GET /ping`` with ``pong``."""
+    try:
+        reply = _exchange(
+            parse_address(address or rspamd_inet()), b"GET /ping HTTP/1.0\r\n\r\n", timeout
+        )
+    except (OSError, ValueError):
+        return False
+    return reply.startswith(b"HTTP/1.") and reply.rstrip().endswith(b"pong")
+
+
 def _absent_reason(kind: DaemonKind) -> str | None:
     hint = "run `bash scripts/daemons start` (after scripts/install-system-deps)"
     if kind == "clamd":
@@ -180,6 +206,11 @@ def _absent_reason(kind: DaemonKind) -> str | None:
     elif kind == "spamd":
         if not spamd_alive():
             return f"spamd not answering on {spamd_inet()}; {hint}"
+    elif kind == "rspamd":
+        if not rspamd_alive():
+            return (
+                f"rspamd not answering on {rspamd_inet()}; run `bash scripts/daemons start rspamd`"
+            )
     elif kind == "postfix":
         if shutil.which("postfix") is None and not Path("/usr/sbin/postfix").exists():
             return "postfix is not installed; run scripts/install-system-deps"

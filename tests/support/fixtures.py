@@ -13,10 +13,19 @@ from typing import Any
 import pytest
 
 from tests.support.daemons import require_daemon
+from tests.support.own_spamd import own_spamd
 from tests.support.postfix import PostfixInstance
 from tests.support.sink import SMTPSink
 
-__all__ = ["make_postfix", "postfix_instance", "smtp_sink"]
+__all__ = ["make_postfix", "postfix_instance", "smtp_sink", "tagging_spamd"]
+
+#: What the shared spamd lacks: ``report_safe 0`` writes X-Spam-Report (a
+#: tag-only setup's report, one rule a line), and an explicit trusted network
+#: (TEST-NET-1) next to the rest of the address space, which is not trusted.
+TAGGING_SPAMD_CONFIG = """\
+report_safe 0
+trusted_networks 192.0.2.0/24
+"""
 
 
 @pytest.fixture
@@ -58,3 +67,11 @@ def make_postfix(smtp_sink: SMTPSink) -> Iterator[Callable[..., PostfixInstance]
 def postfix_instance(make_postfix: Callable[..., PostfixInstance]) -> PostfixInstance:
     """A started private Postfix with default settings relaying to ``smtp_sink``."""
     return make_postfix()
+
+
+@pytest.fixture(scope="session")
+def tagging_spamd() -> Iterator[str]:
+    """A spamd of the tests' own with TAGGING_SPAMD_CONFIG; its address."""
+    require_daemon("spamd")
+    with own_spamd(TAGGING_SPAMD_CONFIG) as spamd:
+        yield spamd.address

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from clamav_support import EICAR, EICAR_NAME
 
-from mxscan import Action, Message, Pipeline, Step, Verdict
+from mxscan import Action, Message, Pipeline, ScannerError, Step, Verdict
 from mxscan_clamav import ClamAV, ClamdClient, __version__
 
 pytestmark = pytest.mark.clamd
@@ -82,6 +82,17 @@ async def test_ping_and_version(address: str) -> None:
     async with asyncio.timeout(GUARD):
         await client.ping()
         assert (await client.version()).startswith("ClamAV ")
+
+
+async def test_scanner_ping_hook_fails_over_and_names_a_dead_clamd(
+    address: str, closed_port: str
+) -> None:
+    """The health probe mxscan's metrics call: a dead first address is skipped like
+    in a scan; with only dead ones it is a ScannerError naming the address."""
+    async with asyncio.timeout(GUARD):
+        await ClamAV(address=[closed_port, address]).ping()
+        with pytest.raises(ScannerError, match=closed_port.removeprefix("inet:")):
+            await ClamAV(address=closed_port).ping()
 
 
 @pytest.mark.parametrize(

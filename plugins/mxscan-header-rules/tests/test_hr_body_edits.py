@@ -136,7 +136,10 @@ def test_reject_needs_no_new_body() -> None:
 
 def test_bad_replace_text_is_not_applied() -> None:
     scanner = HeaderRules(
-        "t", rules="/^x/ DUNNO\n", mime_rules="/^Content-Description:/ REPLACE not a header\n"
+        "t",
+        rules="/^x/ DUNNO\n",
+        mime_rules="/^Content-Description:/ REPLACE not a header\n",
+        strict=False,
     )
     verdict = scanner.check(Message.from_bytes(HEAD + BODY))
     assert verdict.body is None

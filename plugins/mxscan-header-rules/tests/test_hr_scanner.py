@@ -67,9 +67,10 @@ def test_replacement_with_a_line_break_is_refused(caplog: pytest.LogCaptureFixtu
 
 
 def test_replace_text_that_is_not_a_header_is_ignored(caplog: pytest.LogCaptureFixture) -> None:
-    out, _verdict = run("/^Subject:/ REPLACE no colon here\n")
+    out, _verdict = run("/^Subject:/ REPLACE no colon here\n", strict=False)
     assert out.as_bytes() == MAIL
     assert "bad REPLACE header text" in caplog.text
+    assert "map (t.rules:1) -- need" in caplog.text  # file:line at scan time too
 
 
 def test_reject_default_and_custom_status() -> None:
@@ -138,10 +139,39 @@ def test_first_matching_rule_wins() -> None:
     assert out.as_bytes() == MAIL
 
 
-def test_unknown_command_is_warned(caplog: pytest.LogCaptureFixture) -> None:
-    out, _verdict = run("/^Subject:/ FROBNICATE\n")
+def test_unknown_command_is_warned_with_file_and_line(caplog: pytest.LogCaptureFixture) -> None:
+    out, _verdict = run("/^x/ DUNNO\n/^Subject:/ FROBNICATE\n", strict=False)
     assert out.as_bytes() == MAIL
-    assert "unknown command in header_checks map: FROBNICATE" in caplog.text
+    # At load time, and at scan time naming the rule (issue 19.3).
+    assert (
+        "pcre map t.rules, line 2: unknown command in header_checks map: FROBNICATE: "
+        "this rule never acts" in caplog.text
+    )
+    assert "NOQUEUE: unknown command in header_checks map: FROBNICATE (t.rules:2)" in caplog.text
+
+
+@pytest.mark.parametrize(
+    ("rule", "problem"),
+    [
+        ("/^Subject:/ REJCT spam", "unknown command in header_checks map: REJCT"),
+        ("/^Subject:/", "unknown command in header_checks map: (none)"),
+        ("/^Subject:/ REDIRECT", "missing REDIRECT command argument in header_checks map"),
+        ("/^Subject:/ PREPEND", "PREPEND action without text in header_checks map"),
+        ("/^Subject:/ REPLACE no colon", 'bad REPLACE header text "no colon" in header_checks'),
+        ("/(/ REJECT", "error in regex at offset 1"),
+        ("/^Subject: (.*)/ REJECT $2", 'out of range replacement index "2"'),
+        ("/^Subject:/i; REJECT", 'unknown regexp option ";"'),
+    ],
+)
+def test_a_rule_postfix_would_skip_is_refused_by_default(rule: str, problem: str) -> None:
+    with pytest.raises(ConfigError) as exc:
+        HeaderRules("t", rules=f"/^x/ DUNNO\n{rule}\n")
+    assert "t.rules, line 2: " + problem in str(exc.value), exc.value
+    assert "strict = false" in str(exc.value)
+
+
+def test_rules_whose_action_comes_from_the_match_are_not_judged_at_load() -> None:
+    HeaderRules("t", rules="/^X-Do: (\\w+)/ $1\n/^Subject: (.*)/ REPLACE $1\n")
 
 
 def test_space_before_colon_is_matched_as_postfix_does() -> None:
@@ -200,11 +230,13 @@ def test_regexp_type_option() -> None:
     assert str(verdict.reply) == "550 5.7.1 Cheap stuff"  # type: ignore[attr-defined]
 
 
-def test_bad_lines_warn_or_refuse_in_strict_mode(caplog: pytest.LogCaptureFixture) -> None:
-    HeaderRules("t", rules="/(/ REJECT\n/x/ DUNNO\n")
+def test_bad_lines_warn_without_strict_and_refuse_with_it(caplog: pytest.LogCaptureFixture) -> None:
+    HeaderRules("t", rules="/(/ REJECT\n/x/ DUNNO\n", strict=False)
     assert "pcre map t.rules, line 1: error in regex at offset 1" in caplog.text
     with pytest.raises(ConfigError, match="strict"):
         HeaderRules("t", rules="/(/ REJECT\n", strict=True)
+    with pytest.raises(ConfigError, match="strict"):
+        HeaderRules("t", rules="/(/ REJECT\n")  # the default
 
 
 @pytest.mark.parametrize(

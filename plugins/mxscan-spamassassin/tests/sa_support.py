@@ -10,6 +10,21 @@ from pathlib import Path
 import pytest
 
 from tests.support.daemons import GTUBE, daemons_required, spamd_alive, spamd_inet
+from tests.support.fixtures import tagging_spamd
+
+__all__ = [
+    "CLEAN",
+    "FakeSpamd",
+    "free_port",
+    "never_answers",
+    "read_request",
+    "spam_message",
+    "spamd",
+    "spamd_reply",
+    "tagging_spamd",
+    "unix_path",
+    "with_body",
+]
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 

@@ -2,7 +2,7 @@
 
 Every way spamd can fail has a defined outcome: ScannerError naming the address
 (so the pipeline's on_error applies), never an ACCEPT for a scan that did not
-happen and never a raw aiospamc exception.
+happen and never a raw exception from the client.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ import logging
 import zlib
 from collections.abc import AsyncIterator
 
+import attrs
 import pytest
 from sa_support import CLEAN, FakeSpamd, free_port, read_request, spam_message, spamd_reply
 
@@ -257,3 +258,154 @@ async def test_oversize_tempfail_and_reject(
     assert verdict.action is action
     assert verdict.status == "skipped(oversize)"
     assert str(verdict.reply) == reply
+
+
+async def test_prev_subject_only_when_mxscan_rewrote_the_subject() -> None:
+    """A spamd with ``rewrite_header Subject`` sends X-Spam-Prev-Subject; mxscan
+    keeps the Subject unless ``subject_tag`` says otherwise, and then only."""
+    answer = (
+        b"Subject: *****SPAM***** lunch\n"
+        b"X-Spam-Prev-Subject: lunch\n"
+        b"X-Spam-Flag: YES\n"
+        b"X-Spam-Status: Yes, score=1000.0 required=5.0 tests=GTUBE autolearn=no\n\n"
+    )
+    async with FakeSpamd(Canned(spamd_reply(1000.0, 5.0, answer))) as fake:
+        untouched = await SpamAssassin(address=fake.address, timeout=5).scan(message())
+        tagged = await SpamAssassin(address=fake.address, timeout=5, subject_tag="[SPAM]").scan(
+            message()
+        )
+    assert [e.name for e in untouched.edits] == ["X-Spam-Flag", "X-Spam-Status"]
+    assert [str(e) for e in tagged.edits] == [
+        "add X-Spam-Prev-Subject: lunch",
+        "add X-Spam-Flag: YES",
+        "add X-Spam-Status: Yes, score=1000.0 required=5.0 tests=GTUBE autolearn=no",
+        "change Subject[1]: [SPAM] lunch",
+    ]
+
+
+async def test_x_spam_report_keeps_spamassassins_line_breaks() -> None:
+    """One rule per line, as spamd folds it (report_safe 0): as one line the
+    report of a message with many rule hits runs past 998 bytes."""
+    rules = [f"*  0.5 RULE_{i:02d} Description of rule number {i} that hit" for i in range(30)]
+    answer = (
+        b"X-Spam-Flag: YES\n"
+        b"X-Spam-Status: Yes, score=15.0 required=5.0 tests=RULE_00,RULE_01,\n"
+        b"\tRULE_02 autolearn=no\n"
+        b"X-Spam-Report: \n" + b"".join(b"\t" + r.encode() + b"\n" for r in rules) + b"\n"
+    )
+    async with FakeSpamd(Canned(spamd_reply(15.0, 5.0, answer))) as fake:
+        verdict = await SpamAssassin(address=fake.address, timeout=5).scan(message())
+    report = next(e.value for e in verdict.edits if e.name == "X-Spam-Report")
+    assert report == "\r\n" + "\r\n".join("\t" + r for r in rules)
+    status = next(e.value for e in verdict.edits if e.name == "X-Spam-Status")
+    assert status == "Yes, score=15.0 required=5.0 tests=RULE_00,RULE_01,RULE_02 autolearn=no"
+    out = message().apply(verdict.edits)
+    field = next(h for h in out.headers if h.name == "X-Spam-Report")
+    assert field.raw.split(b"\r\n")[:2] == [b"X-Spam-Report: ", b"\t" + rules[0].encode()]
+    assert max(len(line) for line in out.head_bytes().split(b"\r\n")) <= 998
+
+
+async def test_spamd_gets_this_hops_received_line_and_the_message_does_not(
+    good: tuple[FakeSpamd, Canned],
+) -> None:
+    """Behind a milter, Postfix keeps its own Received: line from us: spamd
+    gets one built from the envelope in front of the message, the delivered
+    message gets only the X-Spam-* edits."""
+    from mxscan import Envelope, received_header
+
+    fake, canned = good
+    envelope = Envelope(
+        sender="alice@example.com",
+        recipients=("bob@example.net",),
+        client_address="198.51.100.7",
+        client_name="mail.example.com",
+        helo="mail.example.com",
+        queue_id="4XyZ1234",
+        receiver="mx.example.net",
+    )
+    original = message().with_envelope(envelope)
+    verdict = await SpamAssassin(address=fake.address, timeout=5).scan(original)
+    _, _, sent = canned.requests[0].partition(b"\r\n\r\n")
+    trace = received_header(envelope)
+    assert trace is not None
+    assert sent.startswith(b"Received: from mail.example.com (mail.example.com [198.51.100.7])\r\n")
+    assert sent[len(trace.raw) :] == CLEAN
+    assert not any(e.name.lower() == "received" for e in verdict.edits)
+    delivered = original.apply(verdict.edits).as_bytes()
+    assert delivered.startswith(CLEAN.partition(b"\r\n\r\n")[0])
+    assert delivered.endswith(CLEAN.partition(b"\r\n\r\n")[2])
+    # The pipe adapter's mail already has Postfix's line: nothing is added.
+    recorded = attrs.evolve(envelope, received_in_message=True)
+    await SpamAssassin(address=fake.address, timeout=5).scan(message().with_envelope(recorded))
+    assert canned.requests[1].partition(b"\r\n\r\n")[2] == CLEAN
+
+
+async def test_max_concurrent_bounds_the_connections_spamd_sees() -> None:
+    """Twelve scans at once, max_concurrent = 3: spamd never has more than
+    three connections (the rest wait in mxscan, not in spamd's backlog), and
+    every scan gets its answer."""
+    from mxscan import Config
+
+    open_now = peak = 0
+    release = asyncio.Event()
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal open_now, peak
+        open_now += 1
+        peak = max(peak, open_now)
+        try:
+            await read_request(reader)
+            await release.wait()
+            writer.write(spamd_reply(-1.0, 5.0, b"X-Spam-Status: No, score=-1.0\n\n"))
+            await writer.drain()
+        finally:
+            open_now -= 1
+
+    async with FakeSpamd(handler) as fake:
+        engine = Config.from_toml(
+            f'[scanner.sa]\nplugin = "spamassassin"\naddress = "{fake.address}"\n'
+            "max_concurrent = 3\ntimeout = 30\n"
+        ).build()
+        scans = [asyncio.create_task(engine.scan(message())) for _ in range(12)]
+        for _ in range(200):  # until the first three are in
+            if fake.connections >= 3:
+                break
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0.2)  # room for a fourth, if the bound let one through
+        assert fake.connections == 3
+        release.set()
+        results = await asyncio.wait_for(asyncio.gather(*scans), 60)
+        await engine.aclose()
+    assert peak == 3
+    assert fake.connections == 12
+    assert all(r.verdicts[0].status == "ham(-1.0)" for r in results)
+
+
+def test_the_default_is_spamds_max_children_default() -> None:
+    from mxscan import Pipeline
+
+    (step,) = Pipeline([[SpamAssassin(address="inet:127.0.0.1:1")]]).steps
+    assert step.slots is not None and step.slots.size == 5
+
+
+@pytest.mark.parametrize("on_oversize", ["accept", "truncate"])
+async def test_the_received_line_follows_an_mbox_from_line_and_precedes_a_truncated_copy(
+    good: tuple[FakeSpamd, Canned], on_oversize: str
+) -> None:
+    from mxscan import Envelope, received_header
+
+    fake, canned = good
+    envelope = Envelope(recipients=("bob@example.net",), client_address="192.0.2.1")
+    data = b"From alice@example.com Sat Nov 28 04:00:00 2026\r\n" + CLEAN
+    scanner = SpamAssassin(
+        address=fake.address, timeout=5, max_size=len(data) - 10, on_oversize=on_oversize
+    )
+    if on_oversize == "accept":
+        scanner.max_size = len(data)  # not oversize: the whole copy
+    await scanner.scan(Message.from_bytes(data, envelope=envelope))
+    _, _, sent = canned.requests[0].partition(b"\r\n\r\n")
+    trace = received_header(envelope)
+    assert trace is not None
+    mbox = data.partition(b"\r\n")[0]
+    assert sent.startswith(mbox + b"\r\n" + trace.raw)
+    assert data.startswith(mbox + b"\r\n" + sent[len(mbox) + 2 + len(trace.raw) :])

@@ -25,7 +25,14 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from tests.support.daemons import REPO_ROOT, clamd_inet, clamd_unix, run_dir, spamd_inet
+from tests.support.daemons import (
+    REPO_ROOT,
+    clamd_inet,
+    clamd_unix,
+    rspamd_inet,
+    run_dir,
+    spamd_inet,
+)
 
 EXAMPLES = REPO_ROOT / "examples"
 #: Logged once sockets are bound, privileges dropped and signal handlers installed.
@@ -115,6 +122,23 @@ def seed_config(
         scanners.update({k: dict(v) for k, v in extra_stage.items()})
         stages.append(list(extra_stage))
     data["stage"] = [{"run": run} for run in stages if run]
+    return data
+
+
+def rspamd_seed_config(*, outbound: bool = True, add_headers: bool = False) -> dict[str, Any]:
+    """``seed_config()`` with rspamd (the private one) in spamassassin's place, as
+    docs/rspamd.md's "replacing the seed stack": reject -> discard, and rspamd's
+    headers not added (the seed's header_checks knows SpamAssassin's only)."""
+    data = seed_config(spamassassin=False, outbound=outbound)
+    data["scanner"]["rspamd"] = {
+        "plugin": "rspamd",
+        "address": rspamd_inet(),
+        "actions": {"reject": "discard"},
+        "add_headers": add_headers,
+    }
+    for stage in data["stage"]:
+        if "clamav" in stage["run"]:
+            stage["run"].append("rspamd")
     return data
 
 

@@ -7,8 +7,10 @@ MTA; as a process: ``mxscan milter --metrics`` with the header-rules plugin.
 from __future__ import annotations
 
 import asyncio
+import shutil
 import signal
 import struct
+import subprocess
 import sys
 import urllib.request
 from collections.abc import AsyncIterator
@@ -29,14 +31,19 @@ from mxscan.message import Message
 from mxscan.metrics import Metrics, MetricsServer
 from mxscan.pipeline import Pipeline, Step
 from mxscan.verdict import Action, Verdict
+from tests.support.daemons import clamd_unix, daemons_required, require_daemon, spamd_inet
 from tests.support.postfix import free_port
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 
 
-def scrape(address: InetAddress) -> Samples:
+def scrape_text(address: InetAddress) -> str:
     with urllib.request.urlopen(f"http://{address.host}:{address.port}/metrics", timeout=10) as r:
-        text = r.read().decode()
+        return r.read().decode()
+
+
+def scrape(address: InetAddress) -> Samples:
+    text = scrape_text(address)
     return {
         (s.name, tuple(sorted(s.labels.items()))): s.value
         for family in text_string_to_metric_families(text)
@@ -170,7 +177,7 @@ async def test_in_flight_gauge_and_pipeline_failures(tmp_path: Path) -> None:
 
 
 async def start_with_metrics(
-    cfg: Path, sock: Path
+    cfg: Path, sock: Path, *extra: str
 ) -> tuple[asyncio.subprocess.Process, int, bytes]:
     """``mxscan milter --metrics`` on a free port, once it logged ``ready``: the
     process, the port and its log so far. free_port() was free a moment ago, but
@@ -179,7 +186,7 @@ async def start_with_metrics(
         port = free_port()
         proc = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "mxscan", "milter", "--config", str(cfg), "--listen",
-            f"unix:{sock}", "--metrics", f"inet:127.0.0.1:{port}",
+            f"unix:{sock}", "--metrics", f"inet:127.0.0.1:{port}", *extra,
             stderr=asyncio.subprocess.PIPE,
         )  # fmt: skip
         assert proc.stderr is not None
@@ -282,3 +289,98 @@ async def test_instrumented_engine_keeps_body_replacement(tmp_path: Path) -> Non
     finally:
         await server.stop(1)
     assert replies == [(b"b", rebody.new_body()), (b"c", b"")]
+
+
+def promtool() -> str:
+    """Debian's ``prometheus`` package (scripts/install-system-deps) ships it."""
+    found = shutil.which("promtool")
+    if found is None:
+        reason = "promtool is not installed; run scripts/install-system-deps"
+        if daemons_required():
+            pytest.fail(f"MXSCAN_REQUIRE_DAEMONS=1 but {reason}", pytrace=False)
+        pytest.skip(reason)
+    return found
+
+
+async def wait_for_line(proc: asyncio.subprocess.Process, text: bytes) -> bytes:
+    assert proc.stderr is not None
+    line = b""
+    while text not in line:
+        line = await asyncio.wait_for(proc.stderr.readline(), 30)
+        assert line, f"mxscan milter exited before logging {text!r}"
+    return line
+
+
+@pytest.mark.e2e
+@pytest.mark.clamd
+@pytest.mark.spamd
+async def test_real_metrics_pass_promtool_and_probe_the_daemons(tmp_path: Path) -> None:
+    """``mxscan milter --metrics`` with the real clamd and spamd: the health probes
+    find both up, every alerting series exists before the first error, a failed
+    reload is counted, and ``promtool check metrics`` accepts the whole output."""
+    require_daemon("clamd")
+    require_daemon("spamd")
+    tool = promtool()
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(
+        f'[scanner.clamav]\nplugin = "clamav"\naddress = "{clamd_unix()}"\n\n'
+        f'[scanner.spamassassin]\nplugin = "spamassassin"\naddress = "{spamd_inet()}"\n\n'
+        + RULES
+        + '[[stage]]\nrun = ["clamav", "spamassassin"]\n'
+    )
+    sock = tmp_path / "m.sock"
+    proc, port, _ = await start_with_metrics(cfg, sock, "--probe-interval", "0.2s")
+    address = InetAddress("127.0.0.1", port)
+    try:
+        got: Samples = {}
+        for _ in range(300):  # the first probe round runs at start
+            got = await asyncio.to_thread(scrape, address)
+            if ("mxscan_scanner_up", (("scanner", "spamassassin"),)) in got and (
+                "mxscan_scanner_up",
+                (("scanner", "clamav"),),
+            ) in got:
+                break
+            await asyncio.sleep(0.1)
+        assert value(got, "mxscan_scanner_up", scanner="clamav") == 1
+        assert value(got, "mxscan_scanner_up", scanner="spamassassin") == 1
+        assert ("mxscan_scanner_up", (("scanner", "rules"),)) not in got  # no ping hook
+        assert value(got, "mxscan_scanner_probe_duration_seconds", scanner="clamav") > 0
+        for scanner in ("clamav", "spamassassin", "rules"):
+            assert (
+                "mxscan_scanner_errors_total",
+                (("kind", "timeout"), ("scanner", scanner)),
+            ) in got
+            assert (
+                "mxscan_scanner_skipped_total",
+                (("reason", "oversize"), ("scanner", scanner)),
+            ) in got
+
+        assert (await send(str(sock), "hello"))[-1][0] == b"c"
+        cfg.write_text("[scanner.broken\n")
+        proc.send_signal(signal.SIGHUP)
+        await wait_for_line(proc, b"reload failed")
+        text = await asyncio.to_thread(scrape_text, address)
+        got = await asyncio.to_thread(scrape, address)
+        assert value(got, "mxscan_config_reloads_total", result="failure") == 1
+        assert value(got, "mxscan_config_reloads_total", result="success") == 0
+        assert value(got, "mxscan_config_last_reload_successful") == 0
+        assert value(got, "mxscan_message_size_bytes_count") == 1
+        assert not [name for name, _ in got if name.endswith("_created")]
+        info = [labels for name, labels in got if name == "mxscan_build_info"]
+        assert len(info) == 1 and dict(info[0])["version"] == __import__("mxscan").__version__
+
+        checked = await asyncio.to_thread(
+            subprocess.run,
+            [tool, "check", "metrics"],
+            input=text,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert checked.returncode == 0 and not checked.stdout + checked.stderr, (
+            checked.stdout + checked.stderr
+        )
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        await asyncio.wait_for(proc.wait(), 30)
+    assert proc.returncode == 0

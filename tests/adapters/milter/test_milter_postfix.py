@@ -7,6 +7,7 @@ clamd/spamd is exercised separately.
 
 from __future__ import annotations
 
+import re
 import smtplib
 import time
 from collections.abc import Callable, Iterator
@@ -17,6 +18,7 @@ import pytest
 from milter_snippets import milter_main_cf
 from milter_thread import ThreadedMilter
 
+from mxscan import Engine, Envelope, Header, HeaderEdit, Message, Pipeline, Verdict, received_header
 from mxscan.adapters.milter.server import MilterServer
 from mxscan.addresses import UnixAddress
 from tests.support.postfix import PostfixInstance
@@ -174,3 +176,72 @@ def test_several_messages_one_smtp_session(
         assert f"Subject: m{i}\r\n".encode() in data
         assert data.endswith(f"X-Scanned: mxscan\r\n\r\nb{i}\r\n".encode())
     assert milter.server is not None and milter.server.messages == 4
+
+
+class _Recorder:
+    """Keeps the envelope the milter built, and writes a folded report (SA's
+    shape, ~1,700 bytes in all) and one long unfolded value."""
+
+    name = "recorder"
+
+    def __init__(self) -> None:
+        self.envelopes: list[Envelope] = []
+
+    async def scan(self, message: Message) -> Verdict:
+        self.envelopes.append(message.envelope)
+        return Verdict(edits=(HeaderEdit.add("X-Report", REPORT), HeaderEdit.add("X-Long", LONG)))
+
+    async def aclose(self) -> None:
+        pass
+
+
+REPORT = "\r\n" + "\r\n".join(
+    f"\t*  0.5 RULE_{i:02d} Lots of money in rule number {i} that hit" for i in range(30)
+)
+LONG = " ".join(f"Lots of money {i}" for i in range(120))  # one 2,000-byte line, unfolded
+
+
+def test_received_line_and_folded_headers_through_postfix(
+    make_postfix: Callable[..., PostfixInstance], milter_sock: Path, smtp_sink: SMTPSink
+) -> None:
+    """What spamd is given as this hop's Received: line has the form Postfix
+    itself writes (checked against Postfix's own line, which a milter never
+    sees), and headers with folds arrive as mxscan wrote them: Postfix breaks
+    nothing mid-word."""
+    recorder = _Recorder()
+    running = ThreadedMilter(
+        lambda: MilterServer(
+            Engine(Pipeline([[recorder]])), socket_mode=0o660, socket_group="postfix"
+        ),
+        UnixAddress(str(milter_sock)),
+    ).start()
+    try:
+        postfix = make_postfix(main_overrides=milter_main_cf(f"unix:{milter_sock}"))
+        assert postfix.send(b"From: <a@example.org>\r\nSubject: hi\r\n\r\nbody\r\n").code == 250
+        data = delivered_one(smtp_sink)
+    finally:
+        running.stop()
+    (envelope,) = recorder.envelopes
+    assert envelope.receiver == "mx.mxscan.test"  # the macro j (myhostname)
+    # Not in Postfix's default milter_connect_macros: they came as asked for.
+    assert {"{client_addr}", "{client_name}", "{client_ptr}", "_", "j"} <= set(envelope.macros)
+    assert envelope.client_address == "127.0.0.1" and envelope.helo == "client.mxscan.test"
+    real, rest = split_first_header(data)
+    ours = received_header(envelope)
+    assert ours is not None
+    real_trace, _, real_date = real.rpartition(b"; ")
+    our_trace, _, our_date = ours.raw.rpartition(b"; ")
+    assert our_trace == real_trace  # from/by/with/id/for, folds and all
+    assert real_date.endswith(b"\r\n") and our_date.endswith(b"\r\n")
+    # The same date format (zone and second aside: the host's zone, a later second).
+    stamp = re.compile(
+        rb"[A-Z][a-z]{2}, [ \d]\d [A-Z][a-z]{2} \d{4} \d\d:\d\d:\d\d [+-]\d{4} \(.+\)"
+    )
+    assert stamp.fullmatch(real_date[:-2]) and stamp.fullmatch(our_date[:-2])
+    delivered = Message.from_bytes(rest)
+    (report,) = (h for h in delivered.headers if h.name == "X-Report")
+    assert report.raw == Header.build("X-Report", REPORT).raw  # SA's lines, as they were
+    (long,) = (h for h in delivered.headers if h.name == "X-Long")
+    assert long.value == LONG  # folded at spaces only: unfolding restores it
+    for header in delivered.headers:
+        assert all(len(line) <= 998 for line in header.raw.split(b"\r\n")), header.name

@@ -35,7 +35,7 @@ from tests.support.daemons import (
     require_daemon,
 )
 from tests.support.postfix import PostfixInstance
-from tests.support.sink import Delivery, SMTPSink
+from tests.support.sink import Delivery, SMTPSink, header_fields
 
 pytestmark = [pytest.mark.postfix, pytest.mark.e2e, pytest.mark.clamd, pytest.mark.spamd]
 
@@ -175,7 +175,8 @@ def scanner_headers(data: bytes) -> list[str]:
 def test_gtube_is_discarded(stack: Stack, setup: str) -> None:
     message = gtube_message().replace(b"<gtube@", f"<gtube-{setup}@".encode())
     queue_id = stack.send(setup, message)
-    stack.assert_discarded(setup, queue_id, f"gtube-{setup}@".encode(), "spamassassin=spam(1000")
+    # 1000 for GTUBE, -1 for ALL_TRUSTED: spamd sees the loopback client (issue 21).
+    stack.assert_discarded(setup, queue_id, f"gtube-{setup}@".encode(), "spamassassin=spam(999.0)")
 
 
 @pytest.mark.parametrize("wrapping", ["base64", "zip"])
@@ -319,3 +320,28 @@ def test_dkim_check_can_fail(stack: Stack) -> None:
     message = ham("dkim-control").replace(b"alice@example.org", b"alice@example.com")
     signed = dkim.sign(message, b"test", b"example.com", _dkim_key()[0]) + message
     assert not dkim.verify(signed.replace(b"noon", b"one"), dnsfunc=_dns)
+
+
+def test_spamd_sees_the_client_that_connected_and_the_message_is_unchanged(
+    stack: Stack,
+) -> None:
+    """Issue 21's measurement: behind the milter spamd got no relay at all
+    (NO_RELAYS) while spamass-milter's copy gave ALL_TRUSTED for a loopback
+    client. Now spamd gets this hop's Received: line (127.0.0.1 is always in
+    trusted_networks), and only spamd: the delivered bytes are the message,
+    Postfix's own Received: line and the scanner headers."""
+    message = ham("relay-seen")
+    stack.send("no_outbound", message)
+    data = stack.delivered(b"Lunch relay-seen").data
+    status = re.search(rb"X-Spam-Status: ([^\r\n]*(?:\r\n[ \t][^\r\n]*)*)", data)
+    assert status, data[:600]
+    tests = status[1].replace(b"\r\n", b"").replace(b"\t", b"")
+    assert b"ALL_TRUSTED" in tests and b"NO_RELAYS" not in tests, tests
+    rest = without_received(data)
+    assert not rest.startswith(b"Received:")  # no second line for this hop
+    head, _, body = message.partition(b"\r\n\r\n")
+    delivered_head, _, delivered_body = rest.partition(b"\r\n\r\n")
+    assert delivered_body == body
+    fields = header_fields(delivered_head)
+    kept = [f for f in fields if not f.startswith((b"X-Spam-", b"X-Virus-"))]
+    assert kept == header_fields(head)

@@ -423,3 +423,22 @@ def test_replaced_body_is_closed_when_pipelined_input_after_eom_is_bad(
     with pytest.raises(ProtocolError):
         s.complete(r)
     assert new._file.closed
+
+
+def test_the_documented_milter_macros_are_the_ones_negotiated() -> None:
+    """docs/snippets/milter-main.cf's milter_*_macros lines list what mxscan
+    asks for in SMFIC_OPTNEG (the e2e tests run Postfix with those lines)."""
+    from milter_snippets import milter_main_cf
+
+    from mxscan.adapters.milter.constants import MacroStage
+    from mxscan.adapters.milter.negotiate import DEFAULT_MACROS
+
+    settings = milter_main_cf("unix:/x")
+    for key, stage in (
+        ("milter_connect_macros", MacroStage.CONNECT),
+        ("milter_helo_macros", MacroStage.HELO),
+        ("milter_mail_macros", MacroStage.ENVFROM),
+    ):
+        assert sorted(settings[key].split()) == sorted(DEFAULT_MACROS[stage]), key
+    needed = {"{client_addr}", "{client_name}", "{client_ptr}", "_", "j", "{tls_version}"}
+    assert needed | {"{auth_type}"} <= {m for names in DEFAULT_MACROS.values() for m in names}

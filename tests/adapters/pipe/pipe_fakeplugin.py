@@ -5,7 +5,10 @@ exactly the code path Postfix would, with verdicts the test chooses."""
 from __future__ import annotations
 
 import asyncio
+import json
 from pathlib import Path
+
+import attrs
 
 from mxscan import Action, HeaderEdit, Message, Route, ScannerError, SmtpReply, Verdict
 
@@ -23,6 +26,7 @@ class Fake:
         redirect: str = "",
         bcc: str = "",
         started_file: str = "",
+        envelope_file: str = "",
     ) -> None:
         self.name = name
         self.action = Action.parse(action)
@@ -33,10 +37,14 @@ class Fake:
         self.redirect = redirect
         self.bcc = bcc
         self.started_file = started_file
+        self.envelope_file = envelope_file
 
     async def scan(self, message: Message) -> Verdict:
         if self.started_file:
             Path(self.started_file).write_text("scanning\n")  # noqa: ASYNC240 (tiny, test only)
+        if self.envelope_file:  # what the adapter told the scanners
+            facts = {k: v for k, v in attrs.asdict(message.envelope).items() if k != "macros"}
+            Path(self.envelope_file).write_text(json.dumps(facts))  # noqa: ASYNC240
         if self.delay:
             await asyncio.sleep(self.delay)
         if self.fail:

@@ -77,9 +77,8 @@ def test_runs_in_a_configured_pipeline() -> None:
     assert clean.verdict.action is mxscan.Action.ACCEPT
     result = mxscan.scan(b"Subject: big giveaway\r\n\r\nhi\r\n", config=config)
     assert result.verdict.action is mxscan.Action.DISCARD
-    assert (
-        mxscan.format_result(result, "4QTEST")
-        == "4QTEST: words=found(giveaway) action=discard reason=\"keyword 'giveaway' found\""
+    assert mxscan.format_result(result, "4QTEST").startswith(
+        "4QTEST: words=found(giveaway) action=discard reason=\"keyword 'giveaway' found\" "
     )
 
 

@@ -9,7 +9,10 @@ decides), and a message too large to scan is an explicit, logged
 
 from __future__ import annotations
 
-from mxscan import Action, HeaderEdit, Message, ScannerError, SmtpReply, Verdict
+import functools
+from collections.abc import Awaitable, Callable
+
+from mxscan import Action, Address, HeaderEdit, Message, ScannerError, SmtpReply, Verdict
 
 from . import headers
 from ._version import __version__
@@ -38,6 +41,9 @@ class ClamAV:
     ``mxscan.ConfigError`` naming it. One instance serves concurrent scans: each
     scan is one connection to clamd, opened to the next address in turn.
     """
+
+    #: The core's ``max_concurrent`` default: clamd's own ``MaxThreads`` default.
+    max_concurrent = 10
 
     def __init__(
         self,
@@ -82,6 +88,21 @@ class ClamAV:
         addresses = ", ".join(str(a) for a in self.options.addresses)
         return f"ClamAV(name={self.name!r}, address=[{addresses}])"
 
+    def probes(self) -> list[tuple[str, Callable[[], Awaitable[str]]]]:
+        """mxscan's optional per-address probe (``config check --connect``): a
+        zPING to each clamd on its own, no failover, so each address is judged."""
+        return [(str(a), functools.partial(self._ping_one, a)) for a in self.client.addresses]
+
+    async def _ping_one(self, address: Address) -> str:
+        one = ClamdClient(
+            [address], timeout=self.client.timeout, connect_timeout=self.client.connect_timeout
+        )
+        try:
+            await one.ping()
+        except ClamdError as exc:
+            raise ScannerError(str(exc)) from exc
+        return "PONG"
+
     async def scan(self, message: Message) -> Verdict:
         max_size = self.options.max_size
         if max_size is not None and message.size > max_size:
@@ -100,6 +121,14 @@ class ClamAV:
 
     async def aclose(self) -> None:
         """Nothing to release: connections last one request (clamd closes them)."""
+
+    async def ping(self) -> None:
+        """mxscan's optional health-probe hook: zPING, answered PONG by a live clamd
+        (the next address in turn, failing over like a scan)."""
+        try:
+            await self.client.ping()
+        except ClamdError as exc:
+            raise ScannerError(str(exc)) from exc
 
     # -- verdicts ------------------------------------------------------------
 

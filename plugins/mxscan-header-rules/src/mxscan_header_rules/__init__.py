@@ -8,6 +8,7 @@ The entry point ``header-rules`` (group ``mxscan.scanners``) names
 
 from __future__ import annotations
 
+from ._version import __version__
 from .actions import ParsedAction, parse_action
 from .scanner import HeaderRules, RuleHit
 from .table import Lookup, Table, TableError, load_table, parse_table
@@ -19,6 +20,7 @@ __all__ = [
     "RuleHit",
     "Table",
     "TableError",
+    "__version__",
     "load_table",
     "parse_action",
     "parse_table",

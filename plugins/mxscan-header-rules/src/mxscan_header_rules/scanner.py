@@ -41,7 +41,13 @@ from mxscan import (
 )
 
 from . import _pcre2
-from .actions import ParsedAction, parse_action, parse_header_text, reject_reply
+from .actions import (
+    KNOWN_COMMANDS,
+    ParsedAction,
+    parse_action,
+    parse_header_text,
+    reject_reply,
+)
 from .mime import (
     HEADER_SIZE_LIMIT,
     MIME_HEADERS,
@@ -128,6 +134,50 @@ def _may_edit(table: Table | None) -> bool:
         if parse_action(first).command in _EDITING:
             return True
     return False
+
+
+def _known_action(rule: MatchRule) -> ParsedAction | None:
+    """The rule's action when the template fixes it (no ``$n`` in the command
+    word, nor in the text of a command that needs its text at load time)."""
+    parts = rule.template.parts
+    first = parts[0] if parts else b""
+    if isinstance(first, int):
+        return None
+    if len(parts) > 1 and not any(c in b" \t" for c in first):
+        return None
+    if len(parts) > 1:
+        return ParsedAction(parse_action(first).command, "$")  # text from the match
+    return parse_action(first)
+
+
+def _lint_actions(table: Table, map_class: str) -> list[str]:
+    """Rules whose action can never be carried out: Postfix loads them and
+    only says so at scan time, for every message; here they are found at load
+    time, named by file and line, so ``mxscan config check`` can refuse them."""
+    found: list[str] = []
+    for rule in table.rules:
+        if not isinstance(rule, MatchRule):
+            continue
+        act = _known_action(rule)
+        if act is None:
+            continue
+        cmd, text = act.command, act.text
+        where = f"{table.kind} map {table.name}, line {rule.lineno}"
+        problem = None
+        if cmd not in KNOWN_COMMANDS:
+            problem = f"unknown command in {map_class} map: {cmd or '(none)'}"
+        elif cmd in ("REDIRECT", "BCC", "FILTER") and not text:
+            problem = f"missing {cmd} command argument in {map_class} map"
+        elif cmd in ("REPLACE", "PREPEND") and not text:
+            problem = f"{cmd} action without text in {map_class} map"
+        elif cmd in ("REPLACE", "PREPEND") and text != "$" and parse_header_text(text) is None:
+            problem = (
+                f'bad {cmd} header text "{text}" in {map_class} map -- '
+                'need "headername: headervalue"'
+            )
+        if problem is not None:
+            found.append(f"{where}: {problem}: this rule never acts")
+    return found
 
 
 def _rebuild(body: Body, edits: list[_BodyEdit]) -> Body:
@@ -218,7 +268,10 @@ class HeaderRules:
     - ``mime_file``/``mime_rules``, ``nested_file``/``nested_rules``: tables for
       MIME headers and attached-message headers; unset means "the main table"
       (Postfix's default), an empty string turns the class off;
-    - ``strict``: refuse a table with any bad line instead of skipping it;
+    - ``strict`` (default true): refuse a table with a line Postfix would
+      skip (a bad regex, an unknown action such as ``REJCT``, a REPLACE
+      without header text, ...), naming file and line; ``false`` loads it as
+      Postfix does, skipping the line with a warning;
     - ``header_size_limit``: as Postfix's main.cf setting (default 102400): a
       header's continuation lines past this many bytes are not matched;
     - ``match_limit``, ``depth_limit``: PCRE2 limits against hostile patterns
@@ -240,7 +293,7 @@ class HeaderRules:
         mime_rules: str | None = None,
         nested_file: str | os.PathLike[str] | None = None,
         nested_rules: str | None = None,
-        strict: bool = False,
+        strict: bool = True,
         match_limit: int | None = None,
         depth_limit: int | None = None,
         header_size_limit: int = HEADER_SIZE_LIMIT,
@@ -306,11 +359,18 @@ class HeaderRules:
                 )
         except (TableError, _pcre2.Pcre2Unavailable) as exc:
             raise ConfigError(str(exc)) from None
-        if table.warnings:
+        map_class = {"": "header_checks", "mime_": "mime_header_checks"}.get(
+            prefix, "nested_header_checks"
+        )
+        warnings = [*table.warnings, *_lint_actions(table, map_class)]
+        if warnings:
             if self._strict:
-                listed = "\n  ".join(table.warnings)
-                raise ConfigError(f"bad lines in {table.name} (strict = true):\n  {listed}")
-            for warning in table.warnings:
+                listed = "\n  ".join(warnings)
+                raise ConfigError(
+                    f"bad lines in {table.name} (set strict = false to skip them as "
+                    f"Postfix does):\n  {listed}"
+                )
+            for warning in warnings:
                 log.warning("%s", warning)
         return table
 
@@ -400,7 +460,7 @@ class HeaderRules:
             ev.notes.append(f"{what}: header {shown} ({where})")
 
         if cmd in _EDITING and found is not None:
-            applied = self._body_edit(ev, cmd, text, found, map_class)
+            applied = self._body_edit(ev, cmd, text, found, f"{map_class} map ({where})")
             if applied and cmd != "IGNORE":
                 note(cmd.lower())
         elif cmd == "REJECT":
@@ -421,7 +481,9 @@ class HeaderRules:
             note("hold")
         elif cmd in ("REDIRECT", "BCC", "FILTER"):
             if not text:
-                log.warning("missing %s command argument in %s map", cmd, map_class)
+                log.warning(
+                    "%s: missing %s command argument in %s map (%s)", queue, cmd, map_class, where
+                )
                 applied = False
             else:
                 kind: Literal["redirect", "bcc", "filter"] = cmd.lower()  # type: ignore[assignment]
@@ -458,11 +520,11 @@ class HeaderRules:
                 note("strip")
         elif cmd in ("REPLACE", "PREPEND"):
             assert index is not None
-            applied = self._replace_or_prepend(ev, cmd, text, index, map_class)
+            applied = self._replace_or_prepend(ev, cmd, text, index, f"{map_class} map ({where})")
             if applied:
                 note(cmd.lower())
         else:
-            log.warning("unknown command in %s map: %s", map_class, cmd)
+            log.warning("%s: unknown command in %s map: %s (%s)", queue, map_class, cmd, where)
             applied = False
         ev.hits.append(RuleHit(scope, header_class, key, where, act, applied))
 
@@ -474,11 +536,11 @@ class HeaderRules:
             ev.body_edits.append(_BodyEdit(found.start, found.end, b""))
             return True
         if not text:
-            log.warning("%s action without text in %s map", cmd, map_class)
+            log.warning("%s action without text in %s", cmd, map_class)
             return False
         if "\r" in text or "\n" in text or parse_header_text(text) is None:
             log.warning(
-                'bad %s header text "%s" in %s map -- need "headername: headervalue"',
+                'bad %s header text "%s" in %s -- need "headername: headervalue"',
                 cmd,
                 _show(text.encode("utf-8", "surrogateescape")),
                 map_class,
@@ -499,12 +561,12 @@ class HeaderRules:
         self, ev: _Evaluation, cmd: str, text: str, index: int, map_class: str
     ) -> bool:
         if not text:
-            log.warning("%s action without text in %s map", cmd, map_class)
+            log.warning("%s action without text in %s", cmd, map_class)
             return False
         parsed = parse_header_text(text)
         if parsed is None:
             log.warning(
-                'bad %s header text "%s" in %s map -- need "headername: headervalue"',
+                'bad %s header text "%s" in %s -- need "headername: headervalue"',
                 cmd,
                 text,
                 map_class,
@@ -524,7 +586,7 @@ class HeaderRules:
             delete = HeaderEdit.delete(old_name, ev.occurrence(pos))
         except (InvalidHeader, ValueError) as exc:
             # e.g. $1 copied a line break out of a folded header
-            log.warning("refusing %s text in %s map: %s", cmd, map_class, exc)
+            log.warning("refusing %s text in %s: %s", cmd, map_class, exc)
             return False
         ev.edits.append(delete)
         ev.edits.append(insert)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-__all__ = ["SpamdAnswer", "parse_header_block", "rule_names", "unfold"]
+__all__ = ["KEEP_FOLDED", "SpamdAnswer", "parse_header_block", "refold", "rule_names", "unfold"]
 
 _FOLD_AFTER_COMMA = re.compile(r",[ \t]*\r?\n[ \t]+")
 _FOLD = re.compile(r"[ \t]*\r?\n[ \t]+")
@@ -33,8 +33,26 @@ def unfold(value: str) -> str:
     return value.strip("\r\n").strip()
 
 
+#: Fields written with SpamAssassin's own line breaks: the report is one rule
+#: per line, and as one line it runs past RFC 5322's 998 bytes (where Postfix
+#: breaks it mid-word). spamass-milter keeps these breaks too.
+KEEP_FOLDED = frozenset({"x-spam-report"})
+
+
+def refold(value: str) -> str:
+    """SpamAssassin's folding kept, as CRLF + the continuation's own blank:
+    what a HeaderEdit accepts as a fold. Blank lines inside are dropped (a
+    whitespace-only line could end the header for some readers)."""
+    lines = [line.rstrip(" \t") for line in value.splitlines()]
+    head, rest = lines[0].strip(" \t"), [line for line in lines[1:] if line.strip(" \t")]
+    if not rest:
+        return head
+    return "\r\n".join([head, *rest]) if head else "\r\n" + "\r\n".join(rest)
+
+
 def parse_header_block(data: bytes) -> list[tuple[str, str]]:
-    """Header fields (name, unfolded value) from spamd's answer body.
+    """Header fields (name, value) from spamd's answer body: unfolded, but for
+    the ``KEEP_FOLDED`` ones, which keep SpamAssassin's line breaks.
 
     Lines that are neither a field nor a continuation are skipped rather than
     fatal: the score, which is what matters, came in the protocol header.
@@ -52,7 +70,10 @@ def parse_header_block(data: bytes) -> list[tuple[str, str]]:
         if not colon or not name or name != name.strip() or " " in name:
             continue
         fields.append([name, value])
-    return [(name, unfold(value)) for name, value in fields]
+    return [
+        (name, refold(value) if name.lower() in KEEP_FOLDED else unfold(value))
+        for name, value in fields
+    ]
 
 
 def rule_names(status: str) -> tuple[str, ...]:

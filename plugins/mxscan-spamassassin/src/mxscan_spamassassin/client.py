@@ -1,14 +1,15 @@
-"""The thin I/O layer: one HEADERS request to spamd through aiospamc.
+"""The thin I/O layer around ``spamc.py``: one request per connection to spamd.
 
-aiospamc's own failure modes are many and raw (a bare ``TimeoutError`` after its
-default of 600 s, ``AIOSpamcConnectionFailed``, ``BadResponse``, one exception
-class per spamd exit code, plain ``OSError`` when spamd hangs up mid-write).
-Everything is turned into one ``ScannerError`` that names the address, so the
+Every failure becomes one ``ScannerError`` that names the address, so the
 pipeline's ``on_error`` decides and the admin's log says which spamd failed.
 
 HEADERS rather than SYMBOLS or REPORT: one round trip gives the score, spamd's
 required_score, the rule names (in X-Spam-Status) and SA's headers in SA's own
 format, without sending the body back.
+
+Why not aiospamc: see docs/dependencies.md (ten transitive packages, a
+``typer<0.17`` pin, 90 ms of imports, and errors that needed this module to
+translate them anyway).
 """
 
 from __future__ import annotations
@@ -16,61 +17,63 @@ from __future__ import annotations
 import asyncio
 import os
 from collections.abc import Sequence
-from pathlib import Path
-from typing import Any
 
-from aiospamc.client import Client  # type: ignore[import-untyped]
-from aiospamc.connections import (  # type: ignore[import-untyped]
-    ConnectionManager,
-    TcpConnectionManager,
-    Timeout,
-    UnixConnectionManager,
-)
-from aiospamc.exceptions import (  # type: ignore[import-untyped]
-    AIOSpamcConnectionFailed,
-    BadResponse,
-    ClientTimeoutException,
-)
-from aiospamc.requests import Request  # type: ignore[import-untyped]
-from aiospamc.responses import ResponseException  # type: ignore[import-untyped]
-
-from mxscan import Address, ScannerError, UnixAddress
+from mxscan import Address, ScannerError, open_connection
 
 from .answer import SpamdAnswer
+from .spamc import ProtocolError, Request, Response, ResponseParser, SpamdError
 
-__all__ = ["ask_spamd"]
+__all__ = ["ask_spamd", "exchange"]
+
+_READ = 64 * 1024
 
 
 def _why(error: BaseException) -> str:
-    """The OS-level cause aiospamc wraps (``Connection refused``, no such file)."""
-    cause = error.__cause__ or error.__context__ or error
-    number = getattr(cause, "errno", None)
+    """The OS-level cause (``Connection refused``, ``No such file or directory``)."""
+    number = getattr(error, "errno", None)
     if isinstance(number, int):
         return os.strerror(number)
-    return str(cause) or type(cause).__name__
+    return str(error) or type(error).__name__
 
 
-async def _headers(
-    address: Address, data: bytes, timeout: float, user: str | None, compress: bool
-) -> Any:
-    """One HEADERS request through aiospamc's Client.
+class _ConnectFailed(Exception):
+    """Could not connect: the next address may be tried."""
 
-    Not through ``aiospamc.headers()``: that frontend builds two default SSL
-    contexts per call (loading the system CA store, ~20 ms of blocking CPU
-    each) even for plain TCP, which halved throughput in the benchmark.
+
+async def exchange(address: Address, request: Request, timeout: float) -> Response:
+    """Send ``request`` to spamd at ``address`` and read the whole answer.
+
+    Raises ``_ConnectFailed`` (connect refused, no socket), ``TimeoutError``,
+    ``ProtocolError``, ``SpamdError`` or ``OSError`` (connection lost).
     """
-    limit = Timeout(total=timeout, connection=timeout, response=timeout)
-    manager: ConnectionManager
-    if isinstance(address, UnixAddress):
-        manager = UnixConnectionManager(Path(address.path), timeout=limit)
-    else:
-        manager = TcpConnectionManager(address.host, address.port, timeout=limit)
-    request = Request("HEADERS", body=data)
-    if compress:
-        request.headers.compress = "zlib"
-    if user:
-        request.headers.user = user
-    return await Client(manager).request(request)
+    return await _send(address, request.to_bytes(), timeout)
+
+
+async def _send(address: Address, payload: bytes, timeout: float) -> Response:
+    async with asyncio.timeout(timeout):
+        try:
+            reader, writer = await open_connection(address, timeout=timeout)
+        except TimeoutError:
+            raise
+        except OSError as error:
+            raise _ConnectFailed(_why(error)) from error
+        try:
+            writer.write(payload)
+            # Half-close, as spamc does: spamd reads the message by lines, and
+            # waits for the end of one without a final newline until EOF.
+            if writer.can_write_eof():
+                writer.write_eof()
+            await writer.drain()
+            parser = ResponseParser()
+            while True:
+                data = await reader.read(_READ)
+                if not data:
+                    return parser.eof()
+                response = parser.feed(data)
+                if response is not None:
+                    return response
+        finally:
+            writer.close()
 
 
 async def ask_spamd(
@@ -81,7 +84,7 @@ async def ask_spamd(
     user: str | None = None,
     compress: bool = False,
 ) -> tuple[Address, SpamdAnswer]:
-    """Ask each address in turn until one answers.
+    """Ask each address in turn until one answers HEADERS.
 
     Only a failure to connect moves on to the next spamd: a spamd that accepted
     the message and then timed out or answered garbage has had its chance, and
@@ -90,37 +93,36 @@ async def ask_spamd(
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
     failures: list[str] = []
+    try:  # encoded (and compressed) once for every address
+        payload = Request("HEADERS", data, user=user, compress=compress).to_bytes()
+    except ValueError as error:  # a User: that would break the framing
+        raise ScannerError(f"cannot ask spamd: {error}") from error
     for address in addresses:
         remaining = deadline - loop.time()
         if remaining <= 0:
             failures.append(f"{address}: not tried, the {timeout:g}s timeout was used up")
             continue
         try:
-            response = await _headers(address, data, remaining, user, compress)
-        except AIOSpamcConnectionFailed as error:
-            failures.append(f"{address}: {_why(error)}")
+            response = await _send(address, payload, remaining)
+        except _ConnectFailed as error:
+            failures.append(f"{address}: {error}")
             continue
-        except (TimeoutError, ClientTimeoutException) as error:
+        except TimeoutError as error:
             raise ScannerError(f"spamd at {address} did not answer within {timeout:g}s") from error
-        except BadResponse as error:
-            raw = error.args[0] if error.args else b""
+        except ProtocolError as error:
             raise ScannerError(
-                f"spamd at {address} sent an answer that is not the SPAMD protocol: {raw[:80]!r}"
+                f"spamd at {address} sent an answer that is not the SPAMD protocol: {error}"
             ) from error
-        except ResponseException as error:
+        except SpamdError as error:
             raise ScannerError(
-                f"spamd at {address} could not check the message: {error.code} {error}"
+                f"spamd at {address} could not check the message: {error}"
             ) from error
         except OSError as error:
             raise ScannerError(f"spamd at {address}: connection lost: {_why(error)}") from error
-        except Exception as error:  # aiospamc's parser raises more than it documents
-            raise ScannerError(
-                f"spamd at {address} sent an unreadable answer: {type(error).__name__}: {error}"
-            ) from error
-        spam = response.headers.spam
+        spam = response.spam
         if spam is None:
             raise ScannerError(f"spamd at {address} answered without a Spam: score header")
         return address, SpamdAnswer.from_parts(
-            spam.value, spam.score, spam.threshold, response.body
+            spam.is_spam, spam.score, spam.threshold, response.body
         )
     raise ScannerError("cannot reach spamd: " + "; ".join(failures))

@@ -12,7 +12,7 @@ from collections.abc import Iterable, Sequence
 
 from mxscan import Header, HeaderEdit
 
-from .answer import SpamdAnswer, unfold
+from .answer import KEEP_FOLDED, SpamdAnswer, refold, unfold
 from .levels import Decision, format_score
 
 __all__ = ["forged_removals", "sent_fields", "spam_header_edits", "subject_edits"]
@@ -46,7 +46,8 @@ def sent_fields(headers: Iterable[Header]) -> frozenset[tuple[str, str]]:
     for header in headers:
         if header.name.lower().startswith(PREFIX):
             raw = header.raw_value.decode("utf-8", "surrogateescape")
-            result.add((header.name.lower(), unfold(raw)))
+            lowered = header.name.lower()
+            result.add((lowered, refold(raw) if lowered in KEEP_FOLDED else unfold(raw)))
     return frozenset(result)
 
 
@@ -68,10 +69,19 @@ def _status(value: str, decision: Decision) -> str:
 
 
 def spam_header_edits(
-    answer: SpamdAnswer, decision: Decision, sent: frozenset[tuple[str, str]] = frozenset()
+    answer: SpamdAnswer,
+    decision: Decision,
+    sent: frozenset[tuple[str, str]] = frozenset(),
+    *,
+    subject_rewritten: bool = False,
 ) -> list[HeaderEdit]:
     """SpamAssassin's X-Spam-* fields as edits, in SA's order, made to agree with
-    the decision (X-Spam-Flag and X-Spam-Report only on spam)."""
+    the decision (X-Spam-Flag and X-Spam-Report only on spam).
+
+    X-Spam-Prev-Subject comes from a spamd with ``rewrite_header Subject``, but
+    mxscan never takes spamd's Subject: the field is kept only when mxscan
+    rewrote the Subject itself (``subject_tag``), else it would name a
+    "previous" subject that is the current one."""
     if not decision.tag:
         return []
     fields: list[tuple[str, str]] = []
@@ -83,6 +93,8 @@ def spam_header_edits(
         if (lowered, value) in sent:
             continue
         if lowered in ("x-spam-flag", "x-spam-report") and not decision.is_spam:
+            continue
+        if lowered == "x-spam-prev-subject" and not subject_rewritten:
             continue
         if lowered == "x-spam-flag":
             value = "YES"

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import functools
 import logging
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 
 from mxscan import (
     Action,
+    Address,
     HeaderEdit,
     Message,
     SmtpReply,
     Verdict,
     parse_addresses,
+    received_header,
 )
 
 from . import options
@@ -19,6 +22,7 @@ from .client import ask_spamd
 from .edits import forged_removals, sent_fields, spam_header_edits, subject_edits
 from .levels import Levels, decide
 from .oversize import OnOversize, head_at_line
+from .ping import ping_spamd
 
 __all__ = ["SpamAssassin"]
 
@@ -29,16 +33,45 @@ DEFAULT_MAX_SIZE = "500KiB"  # spamc's -s default; a string so `config show` rea
 DEFAULT_REJECT_MESSAGE = "Message rejected as spam"
 
 
+def _trace(message: Message) -> bytes:
+    """This hop's Received: line, which a milter's MTA keeps from us: for
+    spamd's eyes only, never an edit (the delivered bytes stay as they are)."""
+    trace = received_header(message.envelope, eol=message.eol)
+    return trace.raw if trace is not None else b""
+
+
+def _pieces(to_scan: Message, message: Message) -> Iterator[bytes]:
+    """What spamd gets, in pieces: an mbox ``From `` line (which must stay
+    first), this hop's Received: line, the rest of the header, the body chunk
+    by chunk (joined once, with no intermediate copy of the message)."""
+    yield to_scan.mbox_from
+    yield _trace(message)
+    yield b"".join(h.raw for h in to_scan.headers) + to_scan.separator
+    yield from to_scan.body.chunks()
+
+
+def _with_trace(data: bytes, to_scan: Message, message: Message) -> bytes:
+    trace = _trace(message)
+    if not trace:
+        return data
+    mbox = len(to_scan.mbox_from)
+    return data[:mbox] + trace + data[mbox:]
+
+
 class SpamAssassin:
     """Asks spamd (``HEADERS``) for a score and turns it into a verdict.
 
     Options are keyword arguments, as the core passes ``[scanner.NAME]``:
     ``address`` (one Postfix-style address or a list, tried in order),
-    ``timeout`` (seconds, always passed to aiospamc: its own default is 600 s),
+    ``timeout`` (seconds, the whole exchange with spamd over every address),
     ``user``, ``compress``, ``tag_score``, ``spam_score``, ``discard_score``,
     ``reject_score``, ``subject_tag``, ``remove_existing``, ``max_size``,
     ``on_oversize``, ``reject_message``.
     """
+
+    #: The core's ``max_concurrent`` default: spamd's own ``--max-children``
+    #: default, so that no scan waits in spamd's backlog while its timeout runs.
+    max_concurrent = 5
 
     def __init__(
         self,
@@ -84,6 +117,15 @@ class SpamAssassin:
         where = ", ".join(str(a) for a in self.addresses)
         return f"SpamAssassin(name={self.name!r}, address=[{where}], levels={self.levels})"
 
+    def probes(self) -> list[tuple[str, Callable[[], Awaitable[str]]]]:
+        """mxscan's optional per-address probe (``config check --connect``): the
+        health probe's PING, to each spamd on its own, so each address is judged."""
+        return [(str(a), functools.partial(self._ping_one, a)) for a in self.addresses]
+
+    async def _ping_one(self, address: Address) -> str:
+        await ping_spamd([address], timeout=self._budget())
+        return "PONG"
+
     def _budget(self) -> float:
         """Our deadline, a little inside the pipeline's step timeout (the same
         ``timeout`` option): ours should fire first, because its error names
@@ -91,7 +133,11 @@ class SpamAssassin:
         return self.timeout - min(0.5, self.timeout * 0.05)
 
     async def aclose(self) -> None:
-        """Nothing to release: aiospamc opens one connection per request."""
+        """Nothing to release: each request opens (and closes) its own connection."""
+
+    async def ping(self) -> None:
+        """mxscan's optional health-probe hook: spamd's PING, the addresses in order."""
+        await ping_spamd(self.addresses, timeout=self._budget())
 
     async def scan(self, message: Message) -> Verdict:
         removals: list[HeaderEdit] = (
@@ -105,16 +151,20 @@ class SpamAssassin:
                 return self._oversize(message, size, removals)
             data = head_at_line(to_scan.chunks(), self.max_size)
             note = f" (first {len(data)} of {size} bytes scanned: over max_size {self.max_size})"
+            data = _with_trace(data, to_scan, message)
         else:
-            data = to_scan.as_bytes()
+            data = b"".join(_pieces(to_scan, message))
         _, answer = await ask_spamd(
             self.addresses, data, timeout=self._budget(), user=self.user, compress=self.compress
         )
         decision = decide(answer, self.levels)
+        subject = subject_edits(message.get("Subject"), self.subject_tag, decision)
         edits = [
             *removals,
-            *spam_header_edits(answer, decision, sent_fields(to_scan.headers)),
-            *subject_edits(message.get("Subject"), self.subject_tag, decision),
+            *spam_header_edits(
+                answer, decision, sent_fields(to_scan.headers), subject_rewritten=bool(subject)
+            ),
+            *subject,
         ]
         reply = None
         if decision.action is Action.REJECT:
@@ -125,6 +175,7 @@ class SpamAssassin:
             reason=decision.reason + note,
             status=decision.status,
             score=answer.score,
+            threshold=decision.threshold,
             findings=answer.tests,
             edits=tuple(edits),
             reply=reply,

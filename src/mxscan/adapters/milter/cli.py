@@ -51,6 +51,13 @@ def _duration(text: str) -> float:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+def _interval(text: str) -> float:
+    seconds = _duration(text)
+    if seconds <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: must be more than 0 seconds")
+    return seconds
+
+
 def _address(text: str) -> Address:
     try:
         return parse_address(text)
@@ -85,6 +92,9 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     p.add_argument("--metrics", type=_address, metavar="inet:HOST:PORT",
                    help="serve Prometheus metrics at http://HOST:PORT/metrics "
                         "(needs mxscan[metrics])")  # fmt: skip
+    p.add_argument("--probe-interval", type=_interval, default=15.0, metavar="TIME",
+                   help="with --metrics: health-probe each scanner whose plugin can "
+                        "(clamd and spamd PING) this often (default 15s)")  # fmt: skip
     p.add_argument("--no-split-policies", dest="split_policies", action="store_false",
                    help="accept recipients of differing domain policies together")  # fmt: skip
     p.set_defaults(func=run)
@@ -151,14 +161,23 @@ async def _main(args: argparse.Namespace, config: Config) -> int:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     config_path = config.source
+    probes = (
+        asyncio.ensure_future(metrics.probe_forever(lambda: server.engine, args.probe_interval))
+        if metrics
+        else None
+    )
 
     async def reload() -> None:
         try:
             new = load_given_config(config_path).build()
         except Exception as exc:  # a bad file must never take the milter down
             log.error("reload failed, keeping the old configuration: %s", exc)
+            if metrics:
+                metrics.reloaded(ok=False)
             return
         server.replace_engine(metrics.instrument(new) if metrics else new)
+        if metrics:
+            metrics.reloaded(ok=True)
         log.info("configuration reloaded from %s", config_path)
 
     loop.add_signal_handler(signal.SIGTERM, stop.set)
@@ -169,6 +188,8 @@ async def _main(args: argparse.Namespace, config: Config) -> int:
     log.info("ready (pid %d)", os.getpid())
     await stop.wait()
     log.info("stopping: draining scans in flight (up to %ss)", args.drain_timeout)
+    if probes:
+        probes.cancel()
     await server.stop(args.drain_timeout)
     if metrics_server:
         metrics_server.close()

@@ -2,7 +2,7 @@
 
 No sockets here, in the manner of h11: the server feeds whatever it read, gets back
 complete events, and the same code is unit-tested with hand-built packets. Every
-malformed input raises :class:`ProtocolError`; the caller drops the connection, which
+malformed input raises ``ProtocolError``; the caller drops the connection, which
 makes Postfix apply its ``milter_default_action``.
 """
 

@@ -42,7 +42,13 @@ DEFAULT_MACROS: Mapping[MacroStage, tuple[str, ...]] = {
         "{client_ptr}",
         "_",
     ),
-    MacroStage.HELO: ("{tls_version}", "{cipher}", "{cert_subject}", "{cert_issuer}"),
+    MacroStage.HELO: (
+        "{tls_version}",
+        "{cipher}",
+        "{cipher_bits}",
+        "{cert_subject}",
+        "{cert_issuer}",
+    ),
     MacroStage.ENVFROM: (
         "i",
         "{auth_type}",

@@ -1,4 +1,4 @@
-"""A pipeline :class:`mxscan.Result` -> the end-of-message replies for Postfix.
+"""A pipeline ``mxscan.Result`` -> the end-of-message replies for Postfix.
 
 Edits are replayed one for one (they are sequential in both mxscan and Postfix), with
 Postfix's index rules:
@@ -18,9 +18,9 @@ without SMFIF_CHGBODY the message is tempfailed instead.
 
 A replaced body goes out as SMFIR_REPLBODY packets of at most 65535 bytes, as it
 is: the milter built the message from Postfix's CRLF body, and scanners keep the
-body's own line endings. The packets are not built here: :class:`Replies` carries
+body's own line endings. The packets are not built here: ``Replies`` carries
 the body itself, and the writer streams it from its spool file packet by packet
-(:func:`body_packets`), so a replaced 100 MB body is never held in memory.
+(``body_packets``), so a replaced 100 MB body is never held in memory.
 """
 
 from __future__ import annotations
@@ -42,7 +42,8 @@ log = logging.getLogger("mxscan.milter")
 
 def wire_value(value: str, leading_space: bool) -> bytes:
     """The value as the MTA must receive it to write ``Name: value`` exactly."""
-    raw = value.encode("utf-8", "surrogateescape")
+    # A folded value: Postfix joins a field's lines with a bare LF, both ways.
+    raw = value.encode("utf-8", "surrogateescape").replace(b"\r\n", b"\n")
     if leading_space:
         # With SMFIP_HDR_LEADSPC Postfix writes "Name:" + value verbatim.
         return raw if raw[:1] in (b" ", b"\t") else b" " + raw
@@ -121,7 +122,7 @@ def reply_for(reply: SmtpReply) -> bytes:
 class Replies:
     """End-of-message replies: ``head``, then ``body`` as SMFIR_REPLBODY packets (when
     a scanner replaced it), then ``tail``. Whoever writes them streams the body with
-    :func:`body_packets` and then closes it."""
+    ``body_packets`` and then closes it."""
 
     head: bytes
     body: Body | None = None

@@ -1,4 +1,4 @@
-"""The thin asyncio layer around :class:`Session`: sockets, keepalives, drain, reload.
+"""The thin asyncio layer around ``Session``: sockets, keepalives, drain, reload.
 
 Everything protocol-shaped is in the sans-I/O session; this module only moves bytes,
 runs the engine at end-of-message (sending SMFIR_PROGRESS while it runs so Postfix's
@@ -18,6 +18,7 @@ import pwd
 import socket
 import stat
 import sys
+import time
 from pathlib import Path
 from typing import Protocol
 
@@ -27,7 +28,7 @@ from mxscan.adapters.milter.outcome import body_packets
 from mxscan.adapters.milter.session import DefaultAction, Session, Step
 from mxscan.addresses import Address, InetAddress, UnixAddress
 from mxscan.body import DEFAULT_SPOOL_THRESHOLD
-from mxscan.logline import format_result
+from mxscan.logline import format_lines, log_token
 from mxscan.message import Message
 from mxscan.verdict import Result
 
@@ -37,7 +38,7 @@ READ_SIZE = 256 * 1024
 
 
 class ScanEngine(Protocol):
-    """What the server needs from :class:`mxscan.Engine` (tests pass small fakes)."""
+    """What the server needs from ``mxscan.Engine`` (tests pass small fakes)."""
 
     async def scan(self, message: Message) -> Result: ...
 
@@ -227,6 +228,7 @@ class MilterServer:
         self._scans += 1
         self._idle.clear()
         self._engine_users[id(engine)] = self._engine_users.get(id(engine), 0) + 1
+        started = time.monotonic()
         task = asyncio.ensure_future(engine.scan(message))
         try:
             await writer.drain()
@@ -241,13 +243,15 @@ class MilterServer:
             except Exception as exc:
                 log.error(
                     "%s: scan failed (%s: %s): default action %s",
-                    message.envelope.queue_id or "NOQUEUE",
+                    log_token(message.envelope.queue_id or "NOQUEUE"),
                     type(exc).__name__,
                     exc,
                     self.default_action,
                 )
                 return session.fail(exc)
-            log.info("%s", format_result(result))
+            elapsed = time.monotonic() - started
+            for line in format_lines(result, elapsed=elapsed, size=message.size):
+                log.info("%s", line)
             self.messages += 1
             return session.complete(result)
         finally:
@@ -268,7 +272,10 @@ class MilterServer:
         for server in self._servers:
             server.close()
         self._remove_sockets()
-        if self._scans:  # nothing in flight (e.g. a failed start): nothing to drain
+        # Nothing in flight (a failed start, an idle stop): nothing to wait for,
+        # and no "drain timeout" to report (wait_for with 0 s times out even on
+        # an event that is already set).
+        if self._scans:
             try:
                 await asyncio.wait_for(self._idle.wait(), drain_timeout)
             except TimeoutError:

@@ -1,9 +1,9 @@
 """Sans-I/O milter session: one MTA connection's state machine.
 
-Bytes in (:meth:`Session.receive`), bytes out, and at end-of-message a
-:class:`mxscan.Message` for the caller to scan; the caller then hands the
-:class:`mxscan.Result` to :meth:`Session.complete` (or the exception to
-:meth:`Session.fail`). No I/O and no clock here, so every protocol rule is unit-tested
+Bytes in (``Session.receive``), bytes out, and at end-of-message a
+``mxscan.Message`` for the caller to scan; the caller then hands the
+``mxscan.Result`` to ``Session.complete`` (or the exception to
+``Session.fail``). No I/O and no clock here, so every protocol rule is unit-tested
 without sockets.
 
 Message bytes: Postfix sends each header as name + value, folded lines joined by a
@@ -59,7 +59,7 @@ class Step:
     send: bytes = b""
     """Replies to write, in one write()."""
     body: Body | None = None
-    """A replaced body to stream after ``send`` (:func:`body_packets`), then close."""
+    """A replaced body to stream after ``send`` (``body_packets``), then close."""
     after: bytes = b""
     """Replies to write after ``body``; empty when there is no body."""
     message: Message | None = None
@@ -243,6 +243,13 @@ class Session:
             queue_id=macros.get("i"),
             auth_user=macros.get("{auth_authen}"),
             macros=macros,
+            receiver=macros.get("j") or None,
+            tls_version=macros.get("{tls_version}") or None,
+            tls_cipher=macros.get("{cipher}") or None,
+            tls_bits=macros.get("{cipher_bits}") or None,
+            auth_type=macros.get("{auth_type}") or None,
+            # Postfix hides its own Received: line from milters.
+            received_in_message=False,
         )
         body = self._body().finish()
         self._tx.body = None

@@ -117,6 +117,14 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     p.add_argument("--client-name", default="", metavar="NAME", help="${client_hostname}")
     p.add_argument("--helo", default="", metavar="NAME", help="${client_helo}")
     p.add_argument("--sasl-username", default="", metavar="USER", help="${sasl_username}")
+    p.add_argument("--sasl-method", default="", metavar="MECH", help="${sasl_method}")
+    p.add_argument(
+        "--client-protocol",
+        default="",
+        metavar="PROTO",
+        help="${client_protocol} (SMTP, ESMTP, ...). Client facts not given are read "
+        "from the Received: line Postfix wrote on top of the message",
+    )
     p.add_argument(
         "--sendmail",
         metavar="COMMAND",

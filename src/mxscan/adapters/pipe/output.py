@@ -15,6 +15,8 @@ from __future__ import annotations
 import logging
 import os
 
+from mxscan.logline import SafeFormatter
+
 __all__ = ["BufferHandler", "write_fd"]
 
 _MAX_LOG = 2000
@@ -26,7 +28,7 @@ class BufferHandler(logging.Handler):
     def __init__(self) -> None:
         super().__init__()
         self.lines: list[str] = []
-        self.setFormatter(logging.Formatter("mxscan[%(process)d]: %(message)s"))
+        self.setFormatter(SafeFormatter("mxscan[%(process)d]: %(message)s"))
 
     def emit(self, record: logging.LogRecord) -> None:
         try:

@@ -66,7 +66,7 @@ def reinject(
     command: Sequence[str] = DEFAULT_SENDMAIL,
     timeout: float = DEFAULT_TIMEOUT,
 ) -> None:
-    """Run sendmail with the message on stdin; raise :class:`ReinjectError` unless it
+    """Run sendmail with the message on stdin; raise ``ReinjectError`` unless it
     exits 0. Its output goes to a temporary file (not our stdout, which Postfix
     reads as the delivery status text, and not a pipe we would have to drain)."""
     argv = sendmail_argv(command, sender, recipients)

@@ -17,22 +17,24 @@ import logging
 import os
 import signal
 import sys
+import time
 import types
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 import attrs
 
-from mxscan import ConfigError, Envelope, Message, Result, format_result
+from mxscan import ConfigError, Envelope, Message, Result
 from mxscan.config import Config, load_given_config
 from mxscan.engine import Engine
-from mxscan.logline import setup_logging
+from mxscan.logline import format_lines, log_token, setup_logging
 
 from .exitcodes import ExitCode, dsn_line
 from .output import BufferHandler, write_fd
 from .plan import Quarantine, plan
 from .reinject import DEFAULT_SENDMAIL, ReinjectError, parse_sendmail, reinject
+from .trace import trace_facts
 
 __all__ = ["PipeError", "Terminated", "run"]
 
@@ -74,6 +76,24 @@ def _quarantine(args: argparse.Namespace) -> Quarantine | None:
     return None
 
 
+def _with_trace(envelope: Envelope, message: Message) -> Envelope:
+    """Fields the command line left empty, from Postfix's top Received: line."""
+    facts = trace_facts(message.headers)
+    fill: dict[str, Any] = {
+        field: facts[key]
+        for field, key in (
+            ("client_address", "address"),
+            ("client_name", "name"),
+            ("helo", "helo"),
+            ("receiver", "receiver"),
+            ("protocol", "protocol"),
+            ("queue_id", "queue_id"),
+        )
+        if key in facts and not getattr(envelope, field)
+    }
+    return attrs.evolve(envelope, **fill) if fill else envelope
+
+
 def _read(stdin: BinaryIO, envelope: Envelope, config: Config) -> Message:
     try:
         message = Message.from_stream(
@@ -112,18 +132,27 @@ def _execute(args: argparse.Namespace, config: Config, stdin: BinaryIO) -> tuple
         helo=args.helo or None,
         queue_id=args.queue_id or None,
         auth_user=args.sasl_username or None,
+        protocol=args.client_protocol or None,
+        auth_type=args.sasl_method or None,
+        # Postfix queued the message with its own Received: line on top: no
+        # scanner needs one made up (and a second would be a hop that never was).
+        received_in_message=True,
     )
     message = _read(stdin, envelope, config)
+    message = message.with_envelope(_with_trace(envelope, message))
     try:
+        started = time.monotonic()
         result = asyncio.run(_scan(config, message))
-        log.info("%s", format_result(result, queue_id=args.queue_id or None))
+        elapsed = time.monotonic() - started
+        for line in format_lines(result, args.queue_id or None, elapsed=elapsed, size=message.size):
+            log.info("%s", line)
         if args.output:
             return _write_output(args, result)
         decided = plan(
             result, quarantine=_quarantine(args), queue_id=args.queue_id, recipients=args.recipients
         )
         for note in decided.notes:
-            log.warning("%s: %s", args.queue_id or "NOQUEUE", note)
+            log.warning("%s: %s", log_token(args.queue_id or "NOQUEUE"), note)
         if decided.exit_code is not ExitCode.OK:
             return decided.exit_code, decided.output
         done: list[str] = []
@@ -140,14 +169,14 @@ def _execute(args: argparse.Namespace, config: Config, stdin: BinaryIO) -> tuple
                 if done:
                     log.warning(
                         "%s: already re-injected for %s: Postfix's retry will deliver those twice",
-                        args.queue_id or "NOQUEUE",
+                        log_token(args.queue_id or "NOQUEUE"),
                         ", ".join(done),
                     )
                 raise PipeError("4.3.0", f"mxscan pipe: re-injection failed: {exc}") from None
             done += delivery.recipients
             log.info(
                 "%s: %s policy=%s to=%s",
-                args.queue_id or "NOQUEUE",
+                log_token(args.queue_id or "NOQUEUE"),
                 "reinjected" if delivery.kind == "deliver" else f"quarantined({delivery.kind})",
                 delivery.policy,
                 ",".join(delivery.recipients),
@@ -222,18 +251,25 @@ def run(args: argparse.Namespace, stdin: BinaryIO | None = None) -> int:
                     else ("4.3.5", f"mxscan pipe: {exc}")
                 )
                 output = dsn_line(code, status, text)
-                log.error("%s: %s", args.queue_id or "NOQUEUE", output.strip())
+                log.error("%s: %s", log_token(args.queue_id or "NOQUEUE"), output.strip())
     except Terminated:
         code = ExitCode.TEMPFAIL
         output = dsn_line(code, "4.3.0", "mxscan pipe: terminated by a signal, try again later")
-        log.warning("%s: terminated by SIGTERM; Postfix will retry", args.queue_id or "NOQUEUE")
+        log.warning(
+            "%s: terminated by SIGTERM; Postfix will retry", log_token(args.queue_id or "NOQUEUE")
+        )
     except KeyboardInterrupt:
         code = ExitCode.TEMPFAIL
         output = dsn_line(code, "4.3.0", "mxscan pipe: interrupted, try again later")
     except BaseException as exc:  # the guard: never a traceback, never another status
         code = ExitCode.TEMPFAIL
         output = dsn_line(code, "4.3.0", f"mxscan pipe: internal error: {type(exc).__name__}")
-        log.error("%s: internal error: %s: %s", args.queue_id or "NOQUEUE", type(exc).__name__, exc)
+        log.error(
+            "%s: internal error: %s: %s",
+            log_token(args.queue_id or "NOQUEUE"),
+            type(exc).__name__,
+            exc,
+        )
     finally:
         logger.removeHandler(buffer)
     log_text = buffer.text()

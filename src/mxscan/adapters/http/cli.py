@@ -1,0 +1,188 @@
+"""``mxscan http``: the pipeline as an HTTP scanning API in rspamd's protocol.
+
+Loopback only unless ``--allow-remote`` is given, and then only with a password
+(rspamd's ``Password`` request header). Signals as for the milter: SIGTERM/SIGINT
+drain, SIGHUP reloads. Every user error is one line on stderr, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from pathlib import Path
+
+from mxscan.addresses import parse_address
+from mxscan.cli import config_arg
+from mxscan.config import Config, load_given_config
+from mxscan.errors import ConfigError
+from mxscan.logline import setup_logging
+from mxscan.service import args as types
+from mxscan.service.engines import EngineHolder, EngineLike
+from mxscan.service.lifecycle import Reloader, run_until_signalled
+from mxscan.service.listen import ListenError, Listening, SocketPermissions, bind, is_loopback
+from mxscan.service.privileges import drop_privileges
+from mxscan.verdict import Action
+
+log = logging.getLogger("mxscan.http")
+
+EXIT_OK = 0
+EXIT_ERROR = 2
+DEFAULT_LISTEN = "inet:127.0.0.1:11333"
+
+
+def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = subparsers.add_parser(
+        "http",
+        help="serve an HTTP scanning API in rspamd's protocol (POST /checkv2)",
+        description=(
+            "Serve the scanning pipeline over HTTP: rspamd's /checkv2 and /check (for "
+            "rspamc, Haraka, Exim's variant=rspamd, OpenSMTPD), /v1/scan (mxscan's own "
+            "JSON), /ping and /metrics. Needs mxscan[http]."
+        ),
+    )
+    config_arg(p)
+    p.add_argument("-l", "--listen", action="append", type=types.address, metavar="ADDR",
+                   help=f"inet:HOST:PORT or unix:/path (repeatable; {DEFAULT_LISTEN})")  # fmt: skip
+    p.add_argument("--allow-remote", action="store_true",
+                   help="allow a non-loopback --listen (needs --password-file)")  # fmt: skip
+    p.add_argument("--password-file", metavar="FILE",
+                   help="require a Password header equal to FILE's first line")  # fmt: skip
+    p.add_argument("--socket-mode", type=types.octal_mode, default=0o660, metavar="MODE",
+                   help="permissions of a unix socket (default 0660)")  # fmt: skip
+    p.add_argument("--socket-owner", metavar="USER", help="owner of a unix socket")
+    p.add_argument("--socket-group", metavar="GROUP", help="group of a unix socket")
+    p.add_argument("--user", metavar="USER", help="drop privileges to USER after binding")
+    p.add_argument("--max-size", type=types.size, default=64 * 1024 * 1024, metavar="SIZE",
+                   help="refuse bodies over SIZE with 413 (default 64M)")  # fmt: skip
+    p.add_argument("--max-connections", type=types.positive_int, default=512, metavar="N",
+                   help="connections served at once; more wait (default 512)")  # fmt: skip
+    p.add_argument("--max-headers", type=types.positive_int, default=100, metavar="N",
+                   help="request headers allowed (default 100)")  # fmt: skip
+    p.add_argument("--max-header-bytes", type=types.size, default=16 * 1024, metavar="SIZE",
+                   help="size of the request line and headers (default 16K)")  # fmt: skip
+    p.add_argument("--header-timeout", type=types.duration, default=10.0, metavar="TIME",
+                   help="time a client has to send a request's headers (default 10s)")  # fmt: skip
+    p.add_argument("--read-timeout", type=types.duration, default=30.0, metavar="TIME",
+                   help="bound on each body read and each write (default 30s)")  # fmt: skip
+    p.add_argument("--idle-timeout", type=types.duration, default=60.0, metavar="TIME",
+                   help="close a keep-alive connection idle this long (default 60s)")  # fmt: skip
+    p.add_argument("--drain-timeout", type=types.duration, default=30.0, metavar="TIME",
+                   help="on SIGTERM, wait this long for scans in flight (default 30s)")  # fmt: skip
+    p.add_argument("--default-action", choices=("tempfail", "accept", "reject"),
+                   default="tempfail",
+                   help="answer when the pipeline itself fails (default tempfail: "
+                        "rspamd's 'soft reject')")  # fmt: skip
+    p.add_argument("--metrics", action="store_true",
+                   help="serve GET /metrics for Prometheus (needs mxscan[metrics])")  # fmt: skip
+    p.set_defaults(func=run)
+
+
+def _password(args: argparse.Namespace) -> str | None:
+    if not args.password_file:
+        return None
+    try:
+        text = Path(args.password_file).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"--password-file {args.password_file}: {exc}") from None
+    password = text.splitlines()[0].strip() if text.strip() else ""
+    if not password:
+        raise ConfigError(f"--password-file {args.password_file} is empty")
+    return password
+
+
+def _check_remote(args: argparse.Namespace, password: str | None) -> None:
+    remote = [a for a in args.listen if not is_loopback(a)]
+    if not remote:
+        return
+    names = ", ".join(str(a) for a in remote)
+    if not args.allow_remote:
+        raise ConfigError(f"{names} is not a loopback address: add --allow-remote to serve it")
+    if password is None:
+        raise ConfigError(f"{names}: a non-loopback address needs --password-file")
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        import h11  # noqa: F401
+    except ImportError:
+        print("mxscan: error: mxscan http needs h11: pip install 'mxscan[http]'", file=sys.stderr)
+        return EXIT_ERROR
+    args.listen = args.listen or [parse_address(DEFAULT_LISTEN)]
+    try:
+        password = _password(args)
+        _check_remote(args, password)
+        config = load_given_config(args.config)
+        setup_logging(config.log_target, config.log_facility, config.log_level)
+        return asyncio.run(_main(args, config, password))
+    except (ConfigError, ListenError) as exc:
+        print(f"mxscan: error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        return EXIT_OK
+
+
+async def _main(args: argparse.Namespace, config: Config, password: str | None) -> int:
+    from .server import HttpServer, Limits
+
+    metrics = None
+    if args.metrics:
+        from mxscan.metrics import Metrics
+
+        metrics = Metrics()
+    engine = config.build()
+    if metrics:
+        metrics.track(engine)
+    holder: EngineHolder[EngineLike] = EngineHolder(engine)
+    server = HttpServer(
+        holder,
+        limits=Limits(
+            max_size=args.max_size,
+            max_header_bytes=args.max_header_bytes,
+            max_headers=args.max_headers,
+            header_timeout=args.header_timeout,
+            read_timeout=args.read_timeout,
+            idle_timeout=args.idle_timeout,
+            max_connections=args.max_connections,
+        ),
+        password=password,
+        default_action=Action.parse(args.default_action),
+        spool_threshold=config.spool_threshold,
+        spool_dir=config.spool_dir,
+        metrics=metrics,
+    )
+    permissions = SocketPermissions(args.socket_mode, args.socket_owner, args.socket_group)
+    bound: list[Listening] = []
+    try:
+        for address in args.listen:
+            bound.append(bind(address, permissions))
+        for listening in bound:
+            await server.serve(listening)
+        if args.user:
+            drop_privileges(args.user)
+    except BaseException:
+        for listening in bound:
+            listening.close()
+        await server.stop(0)
+        raise
+    source = config.source
+    reloader = Reloader(
+        holder,
+        lambda: _rebuilt(source, metrics),
+        source,
+        log,
+        on_reload=metrics.reloaded if metrics else None,
+    )
+    await run_until_signalled(
+        log, drain=server.stop, drain_timeout=args.drain_timeout, reload=reloader.start
+    )
+    return EXIT_OK
+
+
+def _rebuilt(source: str, metrics: object) -> EngineLike:
+    engine = load_given_config(source).build()
+    track = getattr(metrics, "track", None)
+    if track is not None:
+        track(engine)
+    return engine
