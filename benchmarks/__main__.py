@@ -29,6 +29,9 @@ def main(argv: list[str]) -> int:
         return 2
     names = argv or known
     failed = 0
+    from tests.support import no_dns
+
+    no_dns.install()  # like the tests: nothing leaves loopback, not even a DNS query
     for name in names:
         module = importlib.import_module(f"benchmarks.{name}")
         print(f"\n=== {name} ===", flush=True)

@@ -82,7 +82,7 @@ class Run:
 
 
 def smtp_worker(port: int, messages: list[bytes], run: Run) -> None:
-    with smtplib.SMTP("127.0.0.1", port, timeout=120) as client:
+    with smtplib.SMTP("127.0.0.1", port, local_hostname="bench.mxscan.test", timeout=120) as client:
         client.ehlo("bench.mxscan.test")
         for data in messages:
             start = time.perf_counter()

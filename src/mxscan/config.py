@@ -20,6 +20,7 @@ from typing import Any, Literal
 import attrs
 
 from . import options as checks
+from . import paths
 from .body import DEFAULT_SPOOL_THRESHOLD
 from .conditions import Conditions, parse_networks
 from .engine import Engine
@@ -103,6 +104,11 @@ class Config:
     quarantine: QuarantineSettings | None = None
     mime: MimeLimits = attrs.field(factory=MimeLimits)
 
+    @property
+    def base_dir(self) -> str | None:
+        """Where relative paths in the file resolve (see :mod:`mxscan.paths`)."""
+        return paths.config_dir(self.source)
+
     @classmethod
     def from_toml(cls, text: str, *, source: str = "<string>") -> Config:
         try:
@@ -172,6 +178,11 @@ class Config:
                 max_size = checks.size("max_size", options.pop("max_size"))
             except ConfigError as exc:
                 raise ConfigError(f"{self.source}: {table} {prefix}{exc}") from None
+        try:
+            factory = registry.factory(sc.plugin)
+        except ConfigError:
+            factory = None  # _instantiate names the missing plugin
+        options = paths.resolve_options(options, factory, self.base_dir)
         scanner = _instantiate(registry, self.source, sc, options, timeout, table, prefix)
         if shared is not False:
             slots = shared
@@ -269,8 +280,12 @@ class Config:
                 _line("skip_networks", sc.conditions.get("skip_networks", []),
                       "file" if "skip_networks" in sc.conditions else "default"),
             ]  # fmt: skip
+            resolved = paths.resolve_options(
+                sc.options, info.load() if info else None, self.base_dir
+            )
             for key, value in sc.options.items():
-                table.append(_line(key, value, "file"))
+                note = "" if resolved[key] == value else f"{value!r} in the file"
+                table.append(_line(key, resolved[key], "file", note=note))
             try:
                 defaults = _plugin_defaults(info.load()) if info else {}
             except ConfigError:
@@ -581,6 +596,8 @@ def parse_config(data: Mapping[str, Any], *, source: str = "<config>") -> Config
             raise ConfigError(f"{source}: [spool] threshold: {exc}") from None
         origins["spool.threshold"] = "file"
     spool_dir = spool.get("directory")
+    if isinstance(spool_dir, str):
+        spool_dir = paths.resolve(spool_dir, paths.config_dir(source))
     if spool_dir is not None:
         if not isinstance(spool_dir, str) or not Path(spool_dir).is_dir():
             raise ConfigError(f"{source}: [spool] directory: {spool_dir!r} is not a directory")

@@ -359,14 +359,43 @@ class Metrics:
             raise ConfigError(f"metrics: {address} is not inet:HOST:PORT")
         prom = _import_prometheus()
         try:
-            httpd, thread = prom.start_http_server(
-                address.port, addr=address.host, registry=_WithoutCreated(self.registry)
-            )
+            httpd, thread = _start_http(address, prom.make_wsgi_app(_WithoutCreated(self.registry)))
         except OSError as exc:
             raise ConfigError(
                 f"metrics: cannot listen on {address}: {exc.strerror or exc}"
             ) from None
         return MetricsServer(httpd, thread)
+
+
+def _start_http(
+    address: InetAddress, app: Any, poll_interval: float = 0.5
+) -> tuple[Any, threading.Thread]:
+    """prometheus_client's start_http_server, minus its one network side effect:
+    http.server's server_bind asks the resolver for the listen address's name
+    (socket.getfqdn), a reverse DNS query at every start for a name nobody uses."""
+    from socketserver import TCPServer, ThreadingMixIn
+    from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+
+    class Server(ThreadingMixIn, WSGIServer):
+        daemon_threads = True
+        address_family = socket.AF_INET6 if ":" in address.host else socket.AF_INET
+
+        def server_bind(self) -> None:
+            TCPServer.server_bind(self)
+            host, port = self.server_address[:2]
+            self.server_name, self.server_port = str(host), int(port)
+            self.setup_environ()
+
+    class Quiet(WSGIRequestHandler):
+        def log_message(self, format: str, *args: Any) -> None:
+            """Scrapes are not worth a log line each."""
+
+    httpd = make_server(address.host, address.port, app, Server, handler_class=Quiet)
+    thread = threading.Thread(
+        target=httpd.serve_forever, args=(poll_interval,), name="mxscan-metrics", daemon=True
+    )
+    thread.start()
+    return httpd, thread
 
 
 class MetricsServer:

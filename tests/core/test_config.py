@@ -1,4 +1,4 @@
-"""Configuration: the DESIGN.md shape, one clear error per mistake, config show."""
+"""Configuration: the documented shape, one clear error per mistake, config show."""
 
 from __future__ import annotations
 
@@ -222,3 +222,62 @@ def test_mime_limits_parse_build_and_render() -> None:
     assert "max_parts = 100  # file" in lines
     assert 'on_unchecked = "tempfail"  # file' in lines
     assert Config.from_toml(GOOD).mime == MimeLimits()
+
+
+# -- relative paths: against the configuration file's directory ----------------
+
+
+class TableFile:
+    """A plugin with a path option, as header-rules' ``file``."""
+
+    path_options = ("file",)
+
+    def __init__(self, *, name: str, file: str) -> None:
+        self.scanner = FakeScanner(name)
+        self.name = name
+        self.file = file
+        Path(file.partition("pcre:")[2] or file).read_bytes()  # must be readable from here
+
+    async def scan(self, message: Any) -> Any:
+        return await self.scanner.scan(message)
+
+    async def aclose(self) -> None:
+        pass
+
+
+def _relative_setup(tmp_path: Path, file: str) -> Path:
+    conf_dir = tmp_path / "etc"
+    (conf_dir / "spool").mkdir(parents=True)
+    (conf_dir / "rules").write_text("/x/ DISCARD\n")
+    config = conf_dir / "mxscan.toml"
+    config.write_text(f'[spool]\ndirectory = "spool"\n[scanner.t]\nplugin = "t"\nfile = "{file}"\n')
+    return config
+
+
+@pytest.mark.parametrize(
+    ("written", "expected"),
+    [("rules", "{dir}/rules"), ("pcre:rules", "pcre:{dir}/rules"), ("{dir}/rules", "{dir}/rules")],
+)
+def test_relative_paths_resolve_against_the_config_files_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, written: str, expected: str
+) -> None:
+    conf_dir = tmp_path / "etc"
+    config_path = _relative_setup(tmp_path, written.format(dir=conf_dir))
+    monkeypatch.chdir(tmp_path)  # elsewhere: "rules" and "spool" do not exist here
+    registry = Registry({"t": TableFile})
+    config = load_config(config_path)
+    assert config.spool_dir == str(conf_dir / "spool")
+    engine = config.build(registry)
+    (step,) = engine.default.stages[0]
+    assert step.scanner.file == expected.format(dir=conf_dir)
+    shown = config.render(registry)
+    assert f'directory = "{conf_dir / "spool"}"' in shown
+    assert f'file = "{expected.format(dir=conf_dir)}"' in shown
+    # The same file named relatively resolves relatively to where it was named from.
+    monkeypatch.chdir(conf_dir.parent)
+    again = load_config("etc/mxscan.toml")
+    assert again.spool_dir == "etc/spool"
+    if written == "rules":
+        (step,) = again.build(registry).default.stages[0]
+        assert step.scanner.file == "etc/rules"
+        assert "file = \"etc/rules\"  # file; 'rules' in the file" in again.render(registry)

@@ -179,17 +179,13 @@ def test_stopping_the_endpoint_does_not_wait_for_its_poll_interval() -> None:
     between polls, close() must still return (python -m benchmarks bench_metrics
     has the figures: 540 ms before, as fast as without --metrics now)."""
     import threading
-    from wsgiref.simple_server import make_server
 
     from prometheus_client import make_wsgi_app
-    from prometheus_client.exposition import ThreadingWSGIServer
 
-    from mxscan.metrics import MetricsServer
+    from mxscan.addresses import InetAddress
+    from mxscan.metrics import MetricsServer, _start_http
 
-    httpd = make_server("127.0.0.1", 0, make_wsgi_app(), ThreadingWSGIServer)
-    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 3600})
-    thread.daemon = True
-    thread.start()
+    httpd, thread = _start_http(InetAddress("127.0.0.1", 0), make_wsgi_app(), poll_interval=3600)
     server = MetricsServer(httpd, thread)
     assert "python_info" in scrape(server.address)  # it serves (the default registry)
     closer = threading.Thread(target=server.close, daemon=True)

@@ -197,7 +197,9 @@ def submit(port: int, item: Item, deadline: float) -> Outcome:
     while True:
         out.attempts += 1
         try:
-            with smtplib.SMTP("127.0.0.1", port, timeout=300) as client:
+            with smtplib.SMTP(
+                "127.0.0.1", port, local_hostname="load.mxscan.test", timeout=300
+            ) as client:
                 client.ehlo("load.mxscan.test")
                 code, text = client.mail("sender@example.org")
                 if code == 250:

@@ -157,7 +157,9 @@ def smtp_send(
     timeout: float = 120,
 ) -> Reply:
     """One SMTP transaction; the reply to DATA (or to the command that refused)."""
-    with smtplib.SMTP("127.0.0.1", port, timeout=timeout) as client:
+    with smtplib.SMTP(
+        "127.0.0.1", port, local_hostname="client.mxscan.test", timeout=timeout
+    ) as client:
         client.ehlo("client.mxscan.test")
         code, text = client.mail(sender)
         if code != 250:
@@ -231,7 +233,7 @@ def logged_pipe_postfix(relay_port: int, config_text: str) -> Iterator[tuple[Pip
         mxscan_for_pipe_user,
         snippet_main_cf,
         snippet_master_cf,
-        write_world_readable,
+        write_mxscan_config,
     )
 
     mxscan = mxscan_for_pipe_user()
@@ -244,7 +246,7 @@ def logged_pipe_postfix(relay_port: int, config_text: str) -> Iterator[tuple[Pip
     wrapper.write_text(f'#!/bin/sh\nexec {mxscan} "$@" 2>>{log}\n')
     wrapper.chmod(0o755)
     config = postfix.dir / "mxscan.toml"
-    write_world_readable(config, config_text)
+    write_mxscan_config(config, config_text)
     postfix.master_extra = snippet_master_cf(str(wrapper), config, postfix.config_dir)
     shutil.copy(SNIPPETS / "mxscan-hold.regexp", postfix.config_dir)
     with alternate_config_directory(postfix.config_dir):

@@ -27,6 +27,7 @@ from milter_proc import MilterProcess, milter_group, plain_config, socket_dir
 
 from tests.support.daemons import clamd_inet, require_daemon
 from tests.support.postfix import PostfixInstance, process_alive
+from tests.support.service_install import service_venv_python
 from tests.support.sink import SMTPSink
 
 pytestmark = [pytest.mark.faults, pytest.mark.postfix]
@@ -316,7 +317,10 @@ def test_unwritable_spool_directory_tempfails_and_loses_nothing(
     )
     config["spool"] = {"threshold": "64KiB", "directory": str(spool)}
     milter = MilterProcess(
-        config, directory, args=["--user", "nobody", "--socket-group", "postfix"]
+        config,
+        directory,
+        args=["--user", "nobody", "--socket-group", "postfix"],
+        python=service_venv_python("nobody"),  # an install nobody can read
     )
     milters.append(milter.start())
     postfix = make_postfix(main_overrides={"smtpd_milters": milter.address})

@@ -5,7 +5,7 @@ real thing. Each instance has its own config, queue and data directories and
 its own ports, so several can run in one session; all outbound mail goes to an
 SMTP sink on loopback (a ``*`` transport entry catches every domain). The
 pitfalls encoded here (chroot off, postlogd instead of syslog, data_directory
-owned by postfix, dynamicmaps via meta_directory) are in /work/shared/DAEMONS.md.
+owned by postfix, dynamicmaps via meta_directory) are commented where they are set.
 """
 
 from __future__ import annotations
@@ -509,7 +509,12 @@ class PostfixInstance:
         Raises smtplib.SMTPResponseException if MAIL/RCPT is refused; a refused
         DATA is returned, not raised, so tests can assert on reject/tempfail codes.
         """
-        with smtplib.SMTP("127.0.0.1", port or self.smtp_port, timeout=timeout) as client:
+        with smtplib.SMTP(
+            "127.0.0.1",
+            port or self.smtp_port,
+            local_hostname="client.mxscan.test",
+            timeout=timeout,
+        ) as client:
             client.ehlo("client.mxscan.test")
             code, text = client.mail(sender)
             if code != 250:

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 
 from mxscan_header_rules import load_table, parse_table
@@ -105,3 +109,25 @@ def test_hostile_pattern_hits_the_match_limit_not_a_hang() -> None:
     hit = table.lookup(b"a" * 40 + b"!", errors)
     assert hit is not None and hit.value == b"FALLBACK"
     assert errors and "line 1" in errors[0] and "limit" in errors[0]
+
+
+def test_config_check_from_another_directory_reads_the_table_beside_the_config(
+    tmp_path: Path,
+) -> None:
+    """``file = "header_checks"`` is next to the configuration file, whatever the
+    working directory (it was read from the working directory)."""
+    conf = tmp_path / "etc"
+    conf.mkdir()
+    (conf / "header_checks").write_text("/^Subject: x/ DISCARD\n")
+    (conf / "mxscan.toml").write_text(
+        '[scanner.rules]\nplugin = "header-rules"\nfile = "header_checks"\n'
+    )
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    for command in ("check", "show"):
+        done = subprocess.run(
+            [sys.executable, "-m", "mxscan", "config", command, "--config", str(conf / "mxscan.toml")],
+            capture_output=True, text=True, cwd=elsewhere, timeout=60,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr
+    assert f'file = "{conf / "header_checks"}"' in done.stdout

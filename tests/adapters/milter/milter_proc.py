@@ -209,7 +209,11 @@ class MilterProcess:
         args: Sequence[str] = ("--socket-group", "postfix"),
         pythonpath: Sequence[Path] = (),
         name: str = "mxscan",
+        python: str = sys.executable,
     ) -> None:
+        #: ``python`` runs ``-m mxscan``: for ``--user``, give one that user can read
+        #: (tests.support.service_install.service_venv_python), as a service would.
+        self.python = python
         self.dir = directory
         self.sock = directory / f"{name}.sock"
         self.config_path = directory / f"{name}.toml"
@@ -230,7 +234,7 @@ class MilterProcess:
         return self.proc.pid
 
     def command(self) -> list[str]:
-        return [sys.executable, "-m", "mxscan", "milter", "--config", str(self.config_path),
+        return [self.python, "-m", "mxscan", "milter", "--config", str(self.config_path),
                 "--listen", self.address, *self.args]  # fmt: skip
 
     def start(self, timeout: float = 60) -> MilterProcess:

@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 SNIPPET = Path(__file__).resolve().parents[3] / "docs" / "snippets" / "milter-main.cf"
-DOCUMENTED_SOCKET = "unix:/run/mxscan/milter.sock"
+DOCUMENTED_SOCKET = "unix:/mxscan/milter.sock"
 
 
 def milter_main_cf(address: str) -> dict[str, str]:

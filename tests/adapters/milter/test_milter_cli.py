@@ -59,6 +59,18 @@ async def test_socket_path_that_is_a_file(tmp_path: Path) -> None:
     assert code == 2 and "not a socket" in text and "Traceback" not in text
 
 
+async def test_socket_directory_that_does_not_exist_is_the_only_line(tmp_path: Path) -> None:
+    """The one error, naming the path; no "drain timeout: 0 scans" before it."""
+    cfg = tmp_path / "ok.toml"
+    cfg.write_text(RULES)
+    sock = tmp_path / "missing" / "milter.sock"
+    code, text = await run("--config", str(cfg), "--listen", f"unix:{sock}")
+    assert code == 2, text
+    assert "drain" not in text and "Traceback" not in text, text
+    (line,) = text.splitlines()[-1:]
+    assert line.startswith("mxscan: error:") and str(sock.parent) in line, text
+
+
 class Log:
     """The milter's stderr, read while it runs, so a test can wait for a line: the
     socket exists before privileges are dropped and the signal handlers are

@@ -163,7 +163,9 @@ def test_mxscan_down_defers_then_delivers(
 def test_several_messages_one_smtp_session(
     postfix: PostfixInstance, smtp_sink: SMTPSink, milter: ThreadedMilter
 ) -> None:
-    with smtplib.SMTP("127.0.0.1", postfix.smtp_port, timeout=60) as client:
+    with smtplib.SMTP(
+        "127.0.0.1", postfix.smtp_port, local_hostname="client.mxscan.test", timeout=60
+    ) as client:
         client.ehlo("client.mxscan.test")
         for i in range(3):
             client.sendmail("s@example.org", ["rcpt@example.com"], f"Subject: m{i}\r\n\r\nb{i}\r\n")

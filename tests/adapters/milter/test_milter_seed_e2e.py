@@ -10,7 +10,8 @@ One Postfix serves three smtpd listeners, each with its own `mxscan milter` proc
 * ``no_outbound``: without the outbound stage, headers also on ham, so every
   scanner header reaches the recipient, and must do so exactly once.
 
-These are the outcomes the classic stack (DESIGN.md) gets wrong.
+These are the outcomes the classic stack (milter-manager, clamav-milter,
+spamass-milter, header_checks; docs/migration.md) gets wrong.
 """
 
 from __future__ import annotations

@@ -7,9 +7,8 @@ Postfix config directory), so the documented setup is the tested one.
 Two facts of a test machine shape this module:
 
 * pipe(8) refuses to run commands as root, so ``mxscan pipe`` runs as
-  ``nobody``; when the test venv's interpreter is not reachable for nobody (a
-  pyenv under /root), a small venv on the system Python 3 of the same version
-  reuses the test venv's site-packages (same code, same plugins, same dist-info).
+  ``nobody``, from a non-editable install of this checkout that nobody can read
+  (tests/support/service_install.py): the test venv may be under /root.
 * sendmail/postdrop run by a non-root user refuse a non-default config
   directory unless the default main.cf lists it in
   ``alternate_config_directories``; the fixture adds it there and restores the
@@ -18,18 +17,16 @@ Two facts of a test machine shape this module:
 
 from __future__ import annotations
 
+import fcntl
 import os
 import re
-import shutil
-import subprocess
-import sys
-import sysconfig
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
 from tests.support.daemons import clamd_unix, run_dir, spamd_inet
 from tests.support.postfix import PostfixInstance
+from tests.support.service_install import service_mxscan
 
 REPO = Path(__file__).resolve().parents[3]
 SNIPPETS = REPO / "docs" / "snippets"
@@ -49,7 +46,7 @@ def snippet_main_cf() -> dict[str, str]:
 def snippet_master_cf(mxscan: str, config: Path, config_dir: Path) -> list[str]:
     text = (SNIPPETS / "pipe-master.cf").read_text()
     for old, new in (
-        ("/usr/local/bin/mxscan", mxscan),
+        ("/usr/bin/mxscan", mxscan),
         ("/etc/mxscan/mxscan.toml", str(config)),
         ("user=mxscan", f"user={PIPE_USER}"),
         ("/etc/postfix/", f"{config_dir}/"),
@@ -69,73 +66,66 @@ class PipePostfix(PostfixInstance):
         return text
 
 
-def _runs_as(user: str, argv: list[str]) -> bool:
-    try:
-        proc = subprocess.run(
-            ["runuser", "-u", user, "--", *argv], capture_output=True, timeout=60, cwd="/"
-        )
-    except (OSError, subprocess.TimeoutExpired):
-        return False
-    return proc.returncode == 0
-
-
 def mxscan_for_pipe_user() -> str:
     """An ``mxscan`` executable that the pipe user can run (see the module doc)."""
-    venv_mxscan = Path(sys.executable).parent / "mxscan"
-    if venv_mxscan.exists() and _runs_as(PIPE_USER, [str(venv_mxscan), "--version"]):
-        return str(venv_mxscan)
-    version = f"{sys.version_info.major}.{sys.version_info.minor}"
-    system_python = shutil.which(f"python{version}", path="/usr/bin:/usr/local/bin")
-    if system_python is None:
-        raise RuntimeError(
-            f"{PIPE_USER} cannot run {sys.executable}, and there is no system python{version} "
-            "to build a reachable venv with"
-        )
-    venv = run_dir() / f"pipe-venv-{version}"
-    python = venv / "bin" / "python"
-    if not python.exists():
-        subprocess.run([system_python, "-m", "venv", "--without-pip", str(venv)], check=True)
-    purelib = Path(sysconfig.get_paths(vars={"base": str(venv), "platbase": str(venv)})["purelib"])
-    ours = sysconfig.get_paths()["purelib"]
-    # addsitedir (not a plain path line) so the editable installs' .pth files work too.
-    (purelib / "mxscan-test-venv.pth").write_text(f"import site; site.addsitedir({ours!r})\n")
-    script = venv / "bin" / "mxscan"
-    script.write_text(f"#!{python}\nimport sys\nfrom mxscan.cli import main\nsys.exit(main())\n")
-    script.chmod(0o755)
-    for path in [run_dir(), venv, *venv.rglob("*")]:
-        path.chmod(path.stat().st_mode | (0o005 if path.is_dir() else 0o004))
-    if not _runs_as(PIPE_USER, [str(script), "--version"]):
-        raise RuntimeError(f"{PIPE_USER} cannot run {script}")
-    return str(script)
+    return service_mxscan(PIPE_USER)
+
+
+_MARKER = "# written by mxscan's pipe tests; removed when they end\n"
+_DIRECTIVE = re.compile(r"(?m)^alternate_config_directories\s*=(.*)$")
 
 
 @contextmanager
-def alternate_config_directory(config_dir: Path) -> Iterator[None]:
-    """List ``config_dir`` in the default main.cf's alternate_config_directories."""
-    original = DEFAULT_MAIN_CF.read_text() if DEFAULT_MAIN_CF.exists() else None
-    text = original or "# written by mxscan's pipe tests; removed when they end\n"
-    match = re.search(r"(?m)^alternate_config_directories\s*=(.*)$", text)
-    if match:
-        text = text[: match.end()] + f" {config_dir}" + text[match.end() :]
-    else:
-        text += f"alternate_config_directories = {config_dir}\n"
-    DEFAULT_MAIN_CF.write_text(text)
+def _locked(main_cf: Path) -> Iterator[None]:
+    """One editor of main.cf at a time: test sessions of several checkouts may
+    share the host, and each edits the file at start and at end."""
+    lock = run_dir() / "main-cf.lock"  # not beside main.cf: leave /etc/postfix as it was
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    with lock.open("w") as fp:
+        fcntl.flock(fp, fcntl.LOCK_EX)
+        yield
+
+
+@contextmanager
+def alternate_config_directory(config_dir: Path, main_cf: Path = DEFAULT_MAIN_CF) -> Iterator[None]:
+    """List ``config_dir`` in the default main.cf's alternate_config_directories,
+    and take exactly that entry out again afterwards (not a snapshot of the whole
+    file: another session may have added its own entry meanwhile). A file these
+    tests created is removed once no entry is left."""
+    with _locked(main_cf):
+        text = main_cf.read_text() if main_cf.exists() else _MARKER
+        match = _DIRECTIVE.search(text)
+        if match:
+            text = text[: match.end()] + f" {config_dir}" + text[match.end() :]
+        else:
+            text += f"alternate_config_directories = {config_dir}\n"
+        main_cf.write_text(text)
     try:
         yield
     finally:
-        if original is None:
-            DEFAULT_MAIN_CF.unlink(missing_ok=True)
-        else:
-            DEFAULT_MAIN_CF.write_text(original)
+        with _locked(main_cf):
+            text = main_cf.read_text() if main_cf.exists() else ""
+            match = _DIRECTIVE.search(text)
+            if match:
+                left = [d for d in match.group(1).split() if d != str(config_dir)]
+                if left:
+                    line = "alternate_config_directories = " + " ".join(left)
+                    text = text[: match.start()] + line + text[match.end() :]
+                else:  # the line was ours alone
+                    text = text[: match.start()] + text[match.end() :].removeprefix("\n")
+            if text.startswith(_MARKER) and not text[len(_MARKER) :].strip():
+                main_cf.unlink(missing_ok=True)
+            else:
+                main_cf.write_text(text)
 
 
 def mxscan_config(*, clamd: str | None = None) -> str:
-    """examples/mxscan.toml with absolute paths, the test daemons' addresses, and
-    test-only rules and policies (HOLD/REJECT by Subject, a lenient example.jp)."""
+    """examples/mxscan.toml with the test daemons' addresses and test-only rules and
+    policies (HOLD/REJECT by Subject, a lenient example.jp). Its ``file =
+    "header_checks"`` stays relative: write it with :func:`write_mxscan_config`."""
     text = (REPO / "examples" / "mxscan.toml").read_text()
-    header_checks = REPO / "examples" / "header_checks"
     replacements: Mapping[str, str] = {
-        'file = "examples/header_checks"': f'file = "{header_checks}"',
+        'file = "header_checks"': 'file = "header_checks"',
         'address = ["unix:/tmp/mxscan-run/clamd.sock", "inet:127.0.0.1:13310"]': f'address = ["{clamd or clamd_unix()}"]',
         'address = "inet:127.0.0.1:10783"': f'address = "{spamd_inet()}"',
         "/^X-Virus-/   IGNORE\n": "/^X-Virus-/   IGNORE\n"
@@ -158,3 +148,13 @@ def write_world_readable(path: Path, text: str) -> None:
     tmp.write_text(text)
     tmp.chmod(0o644)
     os.replace(tmp, path)
+
+
+def write_mxscan_config(path: Path, text: str) -> None:
+    """The configuration and, beside it, the examples' header_checks that its
+    relative ``file`` names: both where the pipe user can read them (the checkout
+    may be in a directory only root can enter)."""
+    write_world_readable(
+        path.parent / "header_checks", (REPO / "examples" / "header_checks").read_text()
+    )
+    write_world_readable(path, text)

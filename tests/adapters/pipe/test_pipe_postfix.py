@@ -21,7 +21,7 @@ from pipe_postfix import (
     mxscan_for_pipe_user,
     snippet_main_cf,
     snippet_master_cf,
-    write_world_readable,
+    write_mxscan_config,
 )
 
 from tests.support.daemons import eicar_message, gtube_message, ham_message, require_daemon
@@ -44,7 +44,7 @@ class Setup:
     config: Path
 
     def write_config(self, **kwargs: str) -> None:
-        write_world_readable(self.config, mxscan_config(**kwargs))
+        write_mxscan_config(self.config, mxscan_config(**kwargs))
 
 
 @pytest.fixture(scope="module")

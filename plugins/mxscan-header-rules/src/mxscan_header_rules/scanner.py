@@ -22,7 +22,7 @@ import asyncio
 import logging
 import os
 from collections.abc import Iterator
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import attrs
 
@@ -303,6 +303,10 @@ class HeaderRules:
     - ``match_limit``, ``depth_limit``: PCRE2 limits against hostile patterns
       (default: the library's, which is what Postfix runs with).
     """
+
+    #: Read by the core: relative values resolve against the configuration
+    #: file's directory (a ``pcre:``/``regexp:`` prefix stays in front).
+    path_options: ClassVar[tuple[str, ...]] = ("file", "mime_file", "nested_file")
 
     def __init__(
         self,

@@ -19,6 +19,7 @@ from mxscan.adapters.milter.server import (
     ServerError,
     drop_privileges,
     ensure_fd_room,
+    unreadable_install_path,
 )
 from mxscan.adapters.milter.session import Limits
 from mxscan.addresses import Address, parse_address
@@ -165,6 +166,22 @@ def run(args: argparse.Namespace) -> int:
         return EXIT_OK
 
 
+async def _check_as_user(config_path: str, user: str) -> None:
+    """Load and build the configuration again, now as ``user``: exactly what a
+    SIGHUP reload will do. Plugins that ``user`` cannot find or import, tables it
+    cannot read, are a start-up error now rather than a reload failing later."""
+    try:
+        engine = load_given_config(config_path).build()
+    except Exception as exc:
+        where = unreadable_install_path()
+        hint = f"; {user} cannot read {where}: install mxscan where {user} can" if where else ""
+        what = str(exc) if config_path in str(exc) else f"{config_path}: {exc}"
+        raise ServerError(
+            f"as user {user}, the configuration does not load, so no reload could: {what}{hint}"
+        ) from None
+    await engine.aclose()
+
+
 async def _main(args: argparse.Namespace, config: Config) -> int:
     metrics = Metrics() if args.metrics else None
     metrics_server: MetricsServer | None = None
@@ -200,6 +217,7 @@ async def _main(args: argparse.Namespace, config: Config) -> int:
             log.info("metrics listening on %s", metrics_server.address)
         if args.user:
             drop_privileges(args.user)
+            await _check_as_user(config.source, args.user)
     except BaseException:
         await server.stop(0)
         if metrics_server:

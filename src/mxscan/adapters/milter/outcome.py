@@ -8,7 +8,7 @@ Postfix's index rules:
 * INSHEADER: Postfix counts its own (hidden) Received: header as position 0, so
   "before the n-th visible header" is index n + 1 on the wire;
 * changing the *first* instance of a header is sent as insert-before + delete-old,
-  the workaround DESIGN.md records for a Postfix quirk; the bytes that come out are
+  a workaround for a Postfix quirk with changing a first instance; the bytes that come out are
   the same as an in-place change.
 
 Only actions the MTA granted in the negotiation are used (Postfix would drop the

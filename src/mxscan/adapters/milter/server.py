@@ -18,6 +18,7 @@ import pwd
 import resource
 import socket
 import stat
+import sys
 import time
 from pathlib import Path
 from typing import Any, Protocol
@@ -149,7 +150,9 @@ class MilterServer:
             sock.bind(path)
         except OSError as exc:
             sock.close()
-            raise ServerError(f"cannot bind unix:{path}: {exc.strerror or exc}") from None
+            parent = Path(path).parent
+            hint = "" if parent.is_dir() else f" (create the directory {parent} first)"
+            raise ServerError(f"cannot bind unix:{path}: {exc.strerror or exc}{hint}") from None
         finally:
             os.umask(old_umask)
         try:
@@ -511,7 +514,9 @@ def drop_privileges(user: str) -> None:
 
     Modules not yet imported may be unreadable for ``user`` (an interpreter under
     /root, say): the ones scanning needs are imported first, and a warning names the
-    problem rather than every later import failing mysteriously mid-scan.
+    problem rather than every later import failing mysteriously mid-scan. The
+    caller then loads the configuration again as ``user`` (see
+    :func:`check_as_user`), so a reload that could never work fails at start.
     """
     for name in PRELOAD_MODULES:
         importlib.import_module(name)
@@ -537,6 +542,20 @@ def drop_privileges(user: str) -> None:
             stdlib,
             entry.pw_name,
         )
+
+
+def unreadable_install_path() -> str | None:
+    """The first directory of the installation (the interpreter's prefix, then each
+    import path) that the current user cannot read, if any: what an error after a
+    privilege drop should name."""
+    for path in [sys.prefix, str(Path(os.__file__).parent), *sys.path]:
+        current = Path(path)
+        if not path or not current.is_absolute():
+            continue
+        for part in [*reversed(current.parents), current]:
+            if part.exists() and not os.access(part, os.R_OK | os.X_OK):
+                return str(part)
+    return None
 
 
 async def _close_all(engines: list[ScanEngine]) -> None:
