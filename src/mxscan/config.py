@@ -106,7 +106,7 @@ class Config:
 
     @property
     def base_dir(self) -> str | None:
-        """Where relative paths in the file resolve (see :mod:`mxscan.paths`)."""
+        """Where relative paths in the file resolve (see ``mxscan.paths``)."""
         return paths.config_dir(self.source)
 
     @classmethod

@@ -93,7 +93,7 @@ def apply_edits(headers: Iterable[Header], edits: Iterable[HeaderEdit], eol: byt
 
     Unedited headers are the very same objects, so their bytes cannot change. The
     cost is linear in headers plus edits for edits in header order, forwards or
-    backwards (see :mod:`mxscan.editbuffer`): a message cannot make it quadratic.
+    backwards (see ``mxscan.editbuffer``): a message cannot make it quadratic.
     """
     result = EditBuffer(headers, _name)
     # Only a message cut short has a last header without a line ending; it needs
