@@ -64,6 +64,16 @@ def send(port: int, data: bytes) -> tuple[int, str]:
     return code, text.decode("utf-8", "replace")
 
 
+def _unchecked(entry: object) -> bool:
+    """Deferred by mxscan because a scanner could not look at all of it."""
+    reasons = getattr(entry, "reasons", ())
+    return (
+        getattr(entry, "queue_name", "") == "deferred"
+        and bool(reasons)
+        and all("could not be fully scanned" in r for r in reasons)
+    )
+
+
 def test_corpus_every_fifth_lost_duplicated_differing(stack: Stack) -> None:
     import json
 
@@ -80,11 +90,20 @@ def test_corpus_every_fifth_lost_duplicated_differing(stack: Stack) -> None:
 
     with ThreadPoolExecutor(8) as pool:
         results = list(pool.map(one, enumerate(files)))
+    # A message clamd could not fully scan (its limits, e.g. the corpus's spam
+    # with thousands of MIME parameters) is deferred by design (on_limits =
+    # tempfail): it stays queued with that reason, is never delivered, and is
+    # counted apart. Anything else still queued is a failure.
     deadline = time.monotonic() + 180
-    while stack.postfix.queue() and time.monotonic() < deadline:
+
+    def pending() -> list[object]:
+        return [q for q in stack.postfix.queue() if not _unchecked(q)]
+
+    while pending() and time.monotonic() < deadline:
         time.sleep(0.5)
     time.sleep(1.5)
-    assert not stack.postfix.queue(), "mail still queued (deferred by mxscan?)"
+    assert not pending(), f"mail still queued (deferred by mxscan?): {pending()}"
+    unchecked_ids = {q.queue_id for q in stack.postfix.queue() if _unchecked(q)}
     by_tag: dict[str, list[bytes]] = {}
     for d in stack.sink.deliveries:
         m = re.search(rb"X-Corpus-Id: (c\d{5}[pm])", d.data)
@@ -96,6 +115,7 @@ def test_corpus_every_fifth_lost_duplicated_differing(stack: Stack) -> None:
         if m:
             qids[m.group(1)] = m.group(2)
     lost, duplicated, differing, discarded, identical, refused = [], [], [], 0, 0, 0
+    unchecked = 0
     for i, plain, filtered in results:
         if plain[0] != 250 or filtered[0] != 250:
             assert plain[0] == filtered[0] or filtered[0] // 100 == plain[0] // 100, (
@@ -112,6 +132,10 @@ def test_corpus_every_fifth_lost_duplicated_differing(stack: Stack) -> None:
             assert not got, f"{files[i]} discarded yet delivered"
             discarded += 1
             continue
+        if qid and qid.group(1) in unchecked_ids:
+            assert not got, f"{files[i]} deferred as not fully scanned yet delivered"
+            unchecked += 1
+            continue
         if not got:
             lost.append(str(files[i]))
         elif len(got) > 1:
@@ -126,7 +150,7 @@ def test_corpus_every_fifth_lost_duplicated_differing(stack: Stack) -> None:
         else:
             identical += 1
     print(f"\nsmtp corpus: {len(files)} messages, {identical} identical, {discarded} discarded, "
-          f"{refused} refused by Postfix, {len(lost)} lost, {len(duplicated)} duplicated, "
+          f"{refused} refused by Postfix, {unchecked} deferred as not fully scanned, {len(lost)} lost, {len(duplicated)} duplicated, "
           f"{len(differing)} differing")  # fmt: skip
     assert (lost, duplicated, differing) == ([], [], [])
     assert identical > len(files) // 2
