@@ -166,6 +166,12 @@ async def test_probe_forever_follows_the_current_engine() -> None:
         await asyncio.wait_for(first.pinged_times(2), 10)
         current[0] = engine(second)
         await asyncio.wait_for(second.pinged_times(1), 10)
+
+        async def recorded() -> None:  # the gauge is set once ping() has returned
+            while sample(metrics, "mxscan_scanner_up", scanner="b") != 1:
+                await asyncio.sleep(0.01)
+
+        await asyncio.wait_for(recorded(), 10)
     finally:
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
