@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from . import __version__
-from .cliargs import config_arg  # also the old place adapters imported it from
+from .cliargs import config_arg
 from .cliargs import table as _table
 from .config import Config, load_given_config
 from .engine import Engine
