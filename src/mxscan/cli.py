@@ -48,8 +48,9 @@ ADAPTER_COMMANDS = (
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="mxscan",
-        description="Scan mail with ClamAV, SpamAssassin and header_checks rules in one "
-        "pipeline: from files, as a Postfix milter, or as a Postfix pipe(8) filter.",
+        description="Scan mail with ClamAV, SpamAssassin, rspamd and header_checks rules "
+        "in one pipeline: from files, as a Postfix milter, a pipe(8) filter, an SMTP/LMTP "
+        "after-queue filter or an HTTP API in rspamd's protocol; with a quarantine.",
     )
     parser.add_argument("--version", action="version", version=f"mxscan {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
