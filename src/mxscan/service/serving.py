@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable, Iterable
 
 from mxscan.addresses import Address
 
-from .listen import Listening, SocketPermissions, bind
+from .listen import BACKLOG, Listening, SocketPermissions, bind
 from .privileges import drop_privileges
 
 __all__ = ["bind_and_serve", "start_server"]
@@ -22,11 +22,22 @@ __all__ = ["bind_and_serve", "start_server"]
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 
 
-async def start_server(listening: Listening, handler: Handler) -> asyncio.Server:
-    """asyncio's server on a socket from ``bind()``, unix or inet alike."""
+#: asyncio's own default for a stream reader's buffer.
+READ_LIMIT = 64 * 1024
+
+
+async def start_server(
+    listening: Listening, handler: Handler, *, limit: int = READ_LIMIT
+) -> asyncio.Server:
+    """asyncio's server on a socket from ``bind()``, unix or inet alike, keeping
+    the backlog ``bind()`` was given (asyncio listens again, with 100 unless told)."""
     if listening.sock.family == socket.AF_UNIX:
-        return await asyncio.start_unix_server(handler, sock=listening.sock)
-    return await asyncio.start_server(handler, sock=listening.sock)
+        return await asyncio.start_unix_server(
+            handler, sock=listening.sock, limit=limit, backlog=listening.backlog
+        )
+    return await asyncio.start_server(
+        handler, sock=listening.sock, limit=limit, backlog=listening.backlog
+    )
 
 
 async def bind_and_serve(
@@ -36,11 +47,12 @@ async def bind_and_serve(
     serve: Callable[[Listening], Awaitable[None]],
     stop: Callable[[float], Awaitable[None]],
     user: str | None,
+    backlog: int = BACKLOG,
 ) -> list[Listening]:
     bound: list[Listening] = []
     try:
         for address in addresses:
-            bound.append(bind(address, permissions))
+            bound.append(bind(address, permissions, backlog))
         for listening in bound:
             await serve(listening)
         if user:

@@ -124,7 +124,7 @@ async def _main(args: argparse.Namespace, config: Config, password: str | None) 
 
     metrics = None
     if args.metrics:
-        from mxscan.metrics import Metrics
+        from mxscan.service.metrics import Metrics
 
         metrics = Metrics()
     engine = config.build()

@@ -36,7 +36,7 @@ from . import native, rspamc, rspamd
 from .request import BadRequest, ScanRequest, parse_scan_request
 
 if TYPE_CHECKING:
-    from mxscan.metrics import Metrics
+    from mxscan.service.metrics import Metrics
 
 __all__ = ["HttpServer", "Limits"]
 
@@ -305,7 +305,7 @@ class HttpServer:
             raise _Refused(404, "metrics are not enabled (mxscan http --metrics)", close=False)
         from prometheus_client import exposition
 
-        from mxscan.metrics import _WithoutCreated
+        from mxscan.service.metrics import _WithoutCreated
 
         page = exposition.generate_latest(_WithoutCreated(self.metrics.registry))
         return 200, exposition.CONTENT_TYPE_LATEST.encode(), page
