@@ -10,28 +10,22 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-import sys
 
 from mxscan.adapters.milter.server import MilterServer, ensure_fd_room
 from mxscan.adapters.milter.session import Limits
 from mxscan.addresses import parse_address
 from mxscan.cliargs import config_arg
 from mxscan.config import Config, load_given_config
-from mxscan.errors import ConfigError
-from mxscan.logline import setup_logging
 from mxscan.service import args as types
 from mxscan.service.engines import EngineLike
 from mxscan.service.lifecycle import Reloader, run_until_signalled
-from mxscan.service.listen import ListenError
 from mxscan.service.metrics import Metrics, MetricsServer
 from mxscan.service.privileges import check_as_user
-from mxscan.service.serving import bind_and_serve
+from mxscan.service.serving import EXIT_OK, bind_and_serve, run_command
 from mxscan.units import format_size
 
 log = logging.getLogger("mxscan.milter")
 
-EXIT_OK = 0
-EXIT_ERROR = 2
 DEFAULT_LISTEN = "unix:/run/mxscan/milter.sock"
 
 
@@ -101,15 +95,7 @@ def _limit_args(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    try:
-        config = load_given_config(args.config)
-        setup_logging(config.log_target, config.log_facility, config.log_level)
-        return asyncio.run(_main(args, config))
-    except (ConfigError, ListenError) as exc:
-        print(f"mxscan: error: {exc}", file=sys.stderr)
-        return EXIT_ERROR
-    except KeyboardInterrupt:
-        return EXIT_OK
+    return run_command(args.config, lambda config: _main(args, config))
 
 
 async def _main(args: argparse.Namespace, config: Config) -> int:

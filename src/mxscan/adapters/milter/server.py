@@ -30,7 +30,7 @@ from mxscan.pipeline import THREAD_EDITS  # also the bound for turning edits int
 from mxscan.service.connections import Connections
 from mxscan.service.engines import EngineHolder, EngineLike
 from mxscan.service.listen import Listening, SocketPermissions, bind
-from mxscan.service.serving import start_server
+from mxscan.service.serving import Listeners
 
 log = logging.getLogger("mxscan.milter")
 
@@ -86,10 +86,8 @@ class MilterServer:
         self.spool_threshold = spool_threshold
         self.spool_dir = spool_dir
         self.permissions = SocketPermissions(socket_mode, socket_owner, socket_group)
-        self._servers: list[asyncio.Server] = []
-        self._listening: list[Listening] = []
+        self._listeners = Listeners()
         self._tracked = Connections()
-        self._stopped = False
         self.messages = 0
 
     # -- listeners -----------------------------------------------------------
@@ -101,18 +99,12 @@ class MilterServer:
 
     async def serve(self, listening: Listening) -> None:
         """Serve on a socket already bound (``service.serving.bind_and_serve``)."""
-        try:
-            server = await start_server(listening, self._accept, limit=READ_SIZE)
-        except BaseException:
-            listening.close()
-            raise
-        self._servers.append(server)
-        self._listening.append(listening)
+        await self._listeners.start(listening, self._accept, limit=READ_SIZE)
         log.info("milter listening on %s", listening.address)
 
     @property
     def sockets(self) -> list[socket.socket]:
-        return [s for server in self._servers for s in server.sockets]
+        return self._listeners.sockets
 
     # -- engine ----------------------------------------------------------------
 
@@ -361,24 +353,9 @@ class MilterServer:
     # -- shutdown ----------------------------------------------------------------
 
     async def stop(self, drain_timeout: float = 30.0) -> None:
-        """Stop accepting, let scans in flight finish (bounded), then close all.
-        A second call (a failed start stops the server twice) does nothing."""
-        if self._stopped:
-            return
-        self._stopped = True
-        for server in self._servers:
-            server.close()
-        for listening in self._listening:
-            listening.close()  # a unix socket we created is removed
-        self._listening.clear()
-        if not await self.holder.wait_idle(drain_timeout):
-            log.warning("drain timeout: %d scans still running, closing anyway", self.holder.active)
-        await self._tracked.cancel_all()
-        for server in self._servers:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(server.wait_closed(), 1)
-        self._servers.clear()
-        await self.holder.aclose()
+        """Stop accepting, let scans in flight finish (bounded), then close all;
+        a second call does nothing."""
+        await self._listeners.stop(self.holder, self._tracked, drain_timeout, log)
 
 
 def ensure_fd_room(max_connections: int) -> int:

@@ -9,25 +9,20 @@ error is one line on stderr.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import logging
-import sys
 
 from mxscan.addresses import Address
 from mxscan.cliargs import config_arg
 from mxscan.config import Config, load_given_config
 from mxscan.errors import ConfigError
-from mxscan.logline import setup_logging
 from mxscan.service import args as types
 from mxscan.service.engines import EngineHolder, EngineLike
 from mxscan.service.lifecycle import Reloader, run_until_signalled
-from mxscan.service.listen import ListenError, is_loopback
-from mxscan.service.serving import bind_and_serve
+from mxscan.service.listen import is_loopback
+from mxscan.service.serving import EXIT_OK, bind_and_serve, run_command
 
 log = logging.getLogger("mxscan.smtp")
 
-EXIT_OK = 0
-EXIT_ERROR = 2
 #: Postfix's own default message_size_limit: set --max-size to main.cf's value.
 POSTFIX_SIZE_LIMIT = 10240000
 DEFAULTS = {"smtp": "inet:127.0.0.1:10024", "lmtp": "inet:127.0.0.1:10024"}
@@ -99,16 +94,9 @@ def _check_loopback(addresses: list[Address]) -> None:
 
 def run(args: argparse.Namespace) -> int:
     args.listen = args.listen or [types.address(DEFAULTS[args.protocol])]
-    try:
-        _check_loopback(args.listen)
-        config = load_given_config(args.config)
-        setup_logging(config.log_target, config.log_facility, config.log_level)
-        return asyncio.run(_main(args, config))
-    except (ConfigError, ListenError) as exc:
-        print(f"mxscan: error: {exc}", file=sys.stderr)
-        return EXIT_ERROR
-    except KeyboardInterrupt:
-        return EXIT_OK
+    return run_command(
+        args.config, lambda config: _main(args, config), lambda: _check_loopback(args.listen)
+    )
 
 
 async def _main(args: argparse.Namespace, config: Config) -> int:
