@@ -22,7 +22,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from test_milter_cli import RULES
 
-from mxscan.adapters.milter.constants import Action as Flag
+from mxscan.adapters.milter.constants import ModifyFlag as Flag
 from mxscan.adapters.milter.server import MilterServer
 from mxscan.addresses import InetAddress, UnixAddress
 from mxscan.conditions import Conditions

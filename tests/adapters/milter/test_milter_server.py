@@ -15,7 +15,7 @@ import milter_mta as mta
 import milter_scanners as scanners
 import pytest
 
-from mxscan.adapters.milter.constants import Action as Flag
+from mxscan.adapters.milter.constants import ModifyFlag as Flag
 from mxscan.adapters.milter.server import MilterServer
 from mxscan.addresses import InetAddress, UnixAddress
 from mxscan.body import Body

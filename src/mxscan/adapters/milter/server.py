@@ -17,11 +17,11 @@ import time
 from typing import Any
 
 from mxscan.adapters.milter import replies
-from mxscan.adapters.milter.codec import Decoder, Macro, OptNeg, ProtocolError
 from mxscan.adapters.milter.constants import Command
 from mxscan.adapters.milter.negotiate import Wants, negotiate
 from mxscan.adapters.milter.outcome import body_packets
-from mxscan.adapters.milter.session import DefaultAction, Limits, MtaChoice, Session, Step
+from mxscan.adapters.milter.packets import Decoder, Macro, OptNeg, ProtocolError
+from mxscan.adapters.milter.session import DefaultAction, Limits, MtaChoice, Output, Session
 from mxscan.addresses import Address
 from mxscan.body import DEFAULT_SPOOL_THRESHOLD
 from mxscan.logline import format_lines, log_token
@@ -196,14 +196,14 @@ class MilterServer:
                 data = await self._read(session, reader, partial)
                 if not data:
                     return
-            step = session.receive(data)
+            out = session.receive(data)
             while True:
-                await self._write(step, writer)
-                if step.message is None:
+                await self._write(out, writer)
+                if out.message is None:
                     break
-                step = await self._end_of_message(session, step.message, reader, writer, early)
+                out = await self._end_of_message(session, out.message, reader, writer, early)
             await writer.drain()
-            if step.closed:
+            if out.closed:
                 return
 
     async def _read(
@@ -251,22 +251,22 @@ class MilterServer:
                 await writer.drain()
 
     @staticmethod
-    async def _write(step: Step, writer: asyncio.StreamWriter) -> None:
-        """Write a step's replies; a replaced body streams from its spool file one
+    async def _write(out: Output, writer: asyncio.StreamWriter) -> None:
+        """Write an output's replies; a replaced body streams from its spool file one
         packet at a time, waiting for the MTA to take each, so memory stays flat."""
-        body = step.body
+        body = out.body
         if body is None:
-            if step.send:
-                writer.write(step.send)
+            if out.send:
+                writer.write(out.send)
             return
         try:
-            writer.write(step.send)
+            writer.write(out.send)
             for packet in body_packets(body):
                 writer.write(packet)
                 await writer.drain()
         finally:
             body.close()
-        writer.write(step.after)
+        writer.write(out.after)
 
     async def _end_of_message(
         self,
@@ -275,7 +275,7 @@ class MilterServer:
         reader: asyncio.StreamReader,
         writer: asyncio.StreamWriter,
         early: bytearray,
-    ) -> Step:
+    ) -> Output:
         # The engine is held until the answer is built: a reload meanwhile
         # closes it only after this scan.
         async with self.holder.use() as engine:
@@ -289,7 +289,7 @@ class MilterServer:
         reader: asyncio.StreamReader,
         writer: asyncio.StreamWriter,
         early: bytearray,
-    ) -> Step:
+    ) -> Output:
         started = time.monotonic()
         task = asyncio.ensure_future(engine.scan(message))
         # Watch the connection while the scan runs: an MTA that hangs up no longer
