@@ -360,6 +360,14 @@ class Metrics:
             ) from None
         return MetricsServer(httpd, thread)
 
+    def page(self) -> tuple[str, bytes]:
+        """The content type and text of a scrape, for an adapter that serves
+        ``/metrics`` on its own port (``mxscan http --metrics``)."""
+        exposition = _import_prometheus().exposition
+        return exposition.CONTENT_TYPE_LATEST, exposition.generate_latest(
+            _WithoutCreated(self.registry)
+        )
+
 
 def _start_http(
     address: InetAddress, app: Any, poll_interval: float = 0.5

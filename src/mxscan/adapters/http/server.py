@@ -299,12 +299,8 @@ class HttpServer:
     def _metrics_page(self) -> tuple[int, bytes, bytes]:
         if self.metrics is None:
             raise _Refused(404, "metrics are not enabled (mxscan http --metrics)", close=False)
-        from prometheus_client import exposition
-
-        from mxscan.service.metrics import _WithoutCreated
-
-        page = exposition.generate_latest(_WithoutCreated(self.metrics.registry))
-        return 200, exposition.CONTENT_TYPE_LATEST.encode(), page
+        content_type, page = self.metrics.page()
+        return 200, content_type.encode(), page
 
     async def _read_body(
         self, conn: h11.Connection, reader: asyncio.StreamReader, request: h11.Request
