@@ -8,7 +8,6 @@ new file is bad. Every user error ends in one line on stderr, never a traceback.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import logging
 
 from mxscan.adapters.milter.server import MilterServer, ensure_fd_room
@@ -17,9 +16,8 @@ from mxscan.addresses import parse_address
 from mxscan.cliargs import config_arg
 from mxscan.config import Config, load_given_config
 from mxscan.service import args as types
-from mxscan.service.engines import EngineLike
+from mxscan.service.exporter import Exporter, add_metrics_options
 from mxscan.service.lifecycle import Reloader, run_until_signalled
-from mxscan.service.metrics import Metrics, MetricsServer
 from mxscan.service.privileges import check_as_user
 from mxscan.service.serving import EXIT_OK, bind_and_serve, run_command
 from mxscan.units import format_size
@@ -48,12 +46,7 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     p.add_argument("--default-action", choices=("tempfail", "accept", "reject"),
                    default="tempfail",
                    help="answer when the pipeline itself fails (default tempfail)")  # fmt: skip
-    p.add_argument("--metrics", type=types.address, metavar="inet:HOST:PORT",
-                   help="serve Prometheus metrics at http://HOST:PORT/metrics "
-                        "(needs mxscan[metrics])")  # fmt: skip
-    p.add_argument("--probe-interval", type=types.duration, default=15.0, metavar="TIME",
-                   help="with --metrics: health-probe each scanner whose plugin can "
-                        "(clamd and spamd PING) this often (default 15s)")  # fmt: skip
+    add_metrics_options(p)
     p.add_argument("--no-split-policies", dest="split_policies", action="store_false",
                    help="accept recipients of differing domain policies together")  # fmt: skip
     p.add_argument("--mta", choices=("auto", "postfix", "sendmail"), default="auto",
@@ -99,11 +92,11 @@ def run(args: argparse.Namespace) -> int:
 
 
 async def _main(args: argparse.Namespace, config: Config) -> int:
-    metrics = Metrics() if args.metrics else None
+    exporter = Exporter(args.metrics, args.probe_interval, log)
     engine = config.build()
     ensure_fd_room(args.max_connections)
     server = MilterServer(
-        metrics.instrument(engine) if metrics else engine,
+        exporter.wrap(engine),
         progress_interval=args.progress_interval,
         split_policies=args.split_policies,
         default_action=args.default_action,
@@ -121,11 +114,8 @@ async def _main(args: argparse.Namespace, config: Config) -> int:
         backlog=args.listen_backlog,
         mta=args.mta,
     )
-    metrics_server: MetricsServer | None = None
     try:
-        if metrics:
-            metrics_server = metrics.serve(args.metrics)
-            log.info("metrics listening on %s", metrics_server.address)
+        exporter.listen()
         await bind_and_serve(
             args.listen or [parse_address(DEFAULT_LISTEN)],
             types.permissions(args),
@@ -138,31 +128,23 @@ async def _main(args: argparse.Namespace, config: Config) -> int:
             await check_as_user(config.source, args.user)
     except BaseException:
         await server.stop(0)
-        if metrics_server:
-            metrics_server.close()
+        exporter.close()
         raise
 
     source = config.source
-
-    def rebuilt() -> EngineLike:
-        new = load_given_config(source).build()
-        return metrics.instrument(new) if metrics else new
-
     reloader = Reloader(
-        server.holder, rebuilt, source, log, on_reload=metrics.reloaded if metrics else None
+        server.holder,
+        lambda: exporter.wrap(load_given_config(source).build()),
+        source,
+        log,
+        on_reload=exporter.reloaded,
     )
-    probes = (
-        asyncio.ensure_future(metrics.probe_forever(lambda: server.engine, args.probe_interval))
-        if metrics
-        else None
-    )
+    exporter.start_probes(lambda: server.engine)
 
     async def drain(timeout: float) -> None:
-        if probes:
-            probes.cancel()
+        exporter.stop_probes()
         await server.stop(timeout)
-        if metrics_server:
-            metrics_server.close()
+        exporter.close()
 
     await run_until_signalled(
         log, drain=drain, drain_timeout=args.drain_timeout, reload=reloader.start
