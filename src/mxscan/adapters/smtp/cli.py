@@ -17,6 +17,7 @@ from mxscan.config import Config, load_given_config
 from mxscan.errors import ConfigError
 from mxscan.service import args as types
 from mxscan.service.engines import EngineHolder, EngineLike
+from mxscan.service.exporter import Exporter, add_metrics_options
 from mxscan.service.lifecycle import Reloader, run_until_signalled
 from mxscan.service.listen import is_loopback
 from mxscan.service.serving import EXIT_OK, bind_and_serve, run_command
@@ -76,6 +77,7 @@ def _add(subparsers: argparse._SubParsersAction[argparse.ArgumentParser], name: 
     p.add_argument("--next-connections", type=types.positive_int, default=32, metavar="N",
                    help="idle connections to the next hop kept open (default 32)")  # fmt: skip
     types.add_socket_options(p)
+    add_metrics_options(p)
     p.add_argument("--drain-timeout", type=types.duration, default=30.0, metavar="TIME",
                    help="on SIGTERM, wait this long for messages in flight (default 30s); "
                         "the rest are cut and Postfix retries them")  # fmt: skip
@@ -103,7 +105,8 @@ async def _main(args: argparse.Namespace, config: Config) -> int:
     from .nexthop import NextHop
     from .server import SmtpServer
 
-    holder: EngineHolder[EngineLike] = EngineHolder(config.build())
+    exporter = Exporter(args.metrics, args.probe_interval, log)
+    holder: EngineHolder[EngineLike] = EngineHolder(exporter.wrap(config.build()))
     nexthop = NextHop(
         args.next,
         helo=args.hostname,
@@ -123,12 +126,35 @@ async def _main(args: argparse.Namespace, config: Config) -> int:
         spool_threshold=config.spool_threshold,
         spool_dir=config.spool_dir,
     )
-    await bind_and_serve(
-        args.listen, types.permissions(args), serve=server.serve, stop=server.stop, user=args.user
-    )
+    try:
+        exporter.listen()
+    except BaseException:
+        await server.stop(0)
+        raise
+    try:
+        await bind_and_serve(
+            args.listen, types.permissions(args), serve=server.serve, stop=server.stop,
+            user=args.user,
+        )  # fmt: skip
+    except BaseException:
+        exporter.close()
+        raise
     source = config.source
-    reloader = Reloader(holder, lambda: load_given_config(source).build(), source, log)
+    reloader = Reloader(
+        holder,
+        lambda: exporter.wrap(load_given_config(source).build()),
+        source,
+        log,
+        on_reload=exporter.reloaded,
+    )
+    exporter.start_probes(lambda: holder.current)
+
+    async def drain(timeout: float) -> None:
+        exporter.stop_probes()
+        await server.stop(timeout)
+        exporter.close()
+
     await run_until_signalled(
-        log, drain=server.stop, drain_timeout=args.drain_timeout, reload=reloader.start
+        log, drain=drain, drain_timeout=args.drain_timeout, reload=reloader.start
     )
     return EXIT_OK
