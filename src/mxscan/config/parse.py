@@ -116,8 +116,9 @@ def refuse_unknown(
 ) -> None:
     for key in table:
         if key not in allowed:
+            place = f"{where} {key}" if where else key
             raise ConfigError(
-                f"{source}: {where} {key}: unknown key (expected one of: {', '.join(allowed)})"
+                f"{source}: {place}: unknown key (expected one of: {', '.join(allowed)})"
             )
 
 

@@ -9,6 +9,7 @@ without a line here; a plugin's defaults come from its declared options.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -24,6 +25,8 @@ if TYPE_CHECKING:
     from .model import Config, ScannerConfig
 
 __all__ = ["render", "toml_value"]
+
+_BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
 
 
 def render(config: Config, registry: Registry, errors: Mapping[str, str]) -> str:
@@ -130,8 +133,14 @@ def toml_value(value: Any) -> str:
     if isinstance(value, Sequence):
         return "[" + ", ".join(toml_value(v) for v in value) + "]"
     if isinstance(value, Mapping):
-        return "{" + ", ".join(f"{k} = {toml_value(v)}" for k, v in value.items()) + "}"
+        items = (f"{_toml_key(str(k))} = {toml_value(v)}" for k, v in value.items())
+        return "{" + ", ".join(items) + "}"
     return json.dumps(str(value))
+
+
+def _toml_key(key: str) -> str:
+    """A bare key when TOML allows one (``reject``), else quoted (``"soft reject"``)."""
+    return key if _BARE_KEY.fullmatch(key) else json.dumps(key, ensure_ascii=False)
 
 
 def _line(key: str, value: Any, origin: str | None, note: str = "") -> str:

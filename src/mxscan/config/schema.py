@@ -314,8 +314,7 @@ class StageTable(Options):
         _run,
         REQUIRED,
         "scanner names that run concurrently in this stage; every scanner runs in "
-        "exactly one stage",
-        default_doc="one stage per scanner, in file order",
+        "exactly one stage (without any `[[stage]]`: one stage per scanner, in file order)",
     )
 
 
