@@ -13,7 +13,6 @@ import enum
 import socket
 
 from mxscan import Action, ConfigError, options
-from mxscan.options import Option
 
 __all__ = [
     "DEFAULT_ADDRESS",
@@ -105,60 +104,60 @@ def _hostname(option: str, value: object) -> str:
 class ClamAVOptions(options.Options):
     """The options of ``[scanner.NAME]`` with ``plugin = "clamav"`` (docs/clamav.md)."""
 
-    address = Option(
+    address = options.Option(
         options.addresses,
         DEFAULT_ADDRESS,
         "clamd, Postfix syntax: `unix:/path`, `inet:host:port`, `inet:[::1]:port`; or a list",
     )
-    timeout = Option(
+    timeout = options.Option(
         options.duration,
         "60s",
         "deadline for one scan: connecting (failover included), streaming, clamd's answer",
     )
-    connect_timeout = Option(
+    connect_timeout = options.Option(
         options.duration,
         "5s",
         "per connection attempt: what a dead address costs before failover (at most `timeout`)",
     )
-    on_infected = Option(
+    on_infected = options.Option(
         options.one_of(OnInfected),
         "discard",
         "what a message with a virus gets: `discard` (clamav-milter's `Blackhole`), "
         "`reject`, `quarantine` or `accept-and-tag`",
     )
-    max_size = Option(
+    max_size = options.Option(
         options.optional(options.size),
         None,
         "messages larger than this are not sent to clamd at all: they get `on_oversize`",
         default_doc="unset",
     )
-    on_oversize = Option(
+    on_oversize = options.Option(
         options.one_of(OnOversize),
         "accept-and-log",
         "for a message over `max_size` or over clamd's `StreamMaxLength`; "
         "always logged as `skipped(oversize)`",
     )
-    on_limits = Option(
+    on_limits = options.Option(
         options.one_of(OnLimits),
         "tempfail",
         "for a message clamd stopped scanning at one of its limits "
         "(`Heuristics.Limits.Exceeded.*`, needs `AlertExceedsMax yes`)",
     )
-    add_headers = Option(
+    add_headers = options.Option(
         options.flag,
         True,
         "`X-Virus-Scanned` and `X-Virus-Status`, clamav-milter's words, replacing every "
         "copy the sender wrote",
     )
-    reject_message = Option(
+    reject_message = options.Option(
         _reject_message, DEFAULT_REJECT_MESSAGE, "the 550 text; `%s` is the virus name"
     )
-    heuristics = Option(
+    heuristics = options.Option(
         options.one_of(Heuristics),
         "infected",
         "how clamd's `Heuristics.*` detections count when they are the only ones",
     )
-    hostname = Option(
+    hostname = options.Option(
         _hostname,
         None,
         "the `at HOSTNAME` part of `X-Virus-Scanned` (clamav-milter's `ReportHostname`)",

@@ -39,7 +39,6 @@ from mxscan import (
     Verdict,
     options,
 )
-from mxscan.options import Option
 
 from . import _pcre2
 from .actions import (
@@ -292,47 +291,47 @@ _CLASS_DOC = (
 class HeaderRulesOptions(options.Options):
     """The options of ``[scanner.NAME]`` with ``plugin = "header-rules"`` (docs/header-rules.md)."""
 
-    file = Option(
+    file = options.Option(
         _path,
         None,
         "path of the table; a `pcre:` or `regexp:` prefix chooses the syntax, as in `main.cf`",
         path=True,
     )
-    rules = Option(
+    rules = options.Option(
         _rules, None, "the table inline (TOML multi-line string); give `file` or `rules`, not both"
     )
-    type = Option(
+    type = options.Option(
         options.optional(options.choices("pcre", "regexp")),
         None,
         "the syntax when the path has no prefix, or of inline rules (unset: `pcre`)",
     )
-    mime_file = Option(_path, None, _CLASS_DOC.format("mime_header_checks"), path=True)
-    mime_rules = Option(_rules, None, _CLASS_DOC.format("mime_header_checks"))
-    nested_file = Option(_path, None, _CLASS_DOC.format("nested_header_checks"), path=True)
-    nested_rules = Option(_rules, None, _CLASS_DOC.format("nested_header_checks"))
-    strict = Option(
+    mime_file = options.Option(_path, None, _CLASS_DOC.format("mime_header_checks"), path=True)
+    mime_rules = options.Option(_rules, None, _CLASS_DOC.format("mime_header_checks"))
+    nested_file = options.Option(_path, None, _CLASS_DOC.format("nested_header_checks"), path=True)
+    nested_rules = options.Option(_rules, None, _CLASS_DOC.format("nested_header_checks"))
+    strict = options.Option(
         options.flag,
         True,
         "refuse a table with a line Postfix would skip or that can never act, naming file "
         "and line; `false` loads it as Postfix does, skipping the line with a warning",
     )
-    match_limit = Option(
+    match_limit = options.Option(
         options.optional(options.whole(1)),
         None,
         "PCRE2 match limit against hostile patterns (unset: the library's, as in Postfix)",
     )
-    depth_limit = Option(
+    depth_limit = options.Option(
         options.optional(options.whole(1)),
         None,
         "PCRE2 depth limit against hostile patterns (unset: the library's, as in Postfix)",
     )
-    header_size_limit = Option(
+    header_size_limit = options.Option(
         options.whole(0),
         HEADER_SIZE_LIMIT,
         "as Postfix's `main.cf` setting: continuation lines of a header past this many bytes "
         "are not matched (0: no limit)",
     )
-    timeout = Option(
+    timeout = options.Option(
         options.optional(options.duration),
         None,
         "not set here: the core passes the scanner's `timeout`, which bounds a slow match",

@@ -12,7 +12,6 @@ import enum
 from collections.abc import Mapping
 
 from mxscan import Action, ConfigError, options
-from mxscan.options import Option
 
 __all__ = [
     "DEFAULT_ACTIONS",
@@ -95,55 +94,59 @@ _THRESHOLD_DOC = (
 class RspamdOptions(options.Options):
     """The options of ``[scanner.NAME]`` with ``plugin = "rspamd"`` (docs/rspamd.md)."""
 
-    address = Option(
+    address = options.Option(
         options.addresses,
         DEFAULT_ADDRESS,
         "rspamd's normal worker(s): `inet:host:port`, `inet:[::1]:port`, `unix:/path`, or a list",
     )
-    controller = Option(
+    controller = options.Option(
         options.addresses, DEFAULT_CONTROLLER, "rspamd's controller(s), for `learn()` only"
     )
-    password = Option(
+    password = options.Option(
         _maybe_line, None, "the controller's password (`Password:` header), for `learn()`"
     )
-    timeout = Option(options.duration, "60s", "the whole request, failover included")
-    connect_timeout = Option(
+    timeout = options.Option(options.duration, "60s", "the whole request, failover included")
+    connect_timeout = options.Option(
         options.duration,
         "5s",
         "one connection attempt, so a dead address costs at most this before the next",
     )
-    actions = Option(
+    actions = options.Option(
         _actions,
         {name: str(action) for name, action in DEFAULT_ACTIONS.items()},
         "rspamd action -> mxscan action; a table changes only the actions it names",
     )
-    reject_score = Option(_maybe_score, None, _THRESHOLD_DOC.format("reject"))
-    soft_reject_score = Option(_maybe_score, None, _THRESHOLD_DOC.format("soft reject"))
-    rewrite_subject_score = Option(_maybe_score, None, _THRESHOLD_DOC.format("rewrite subject"))
-    add_header_score = Option(_maybe_score, None, _THRESHOLD_DOC.format("add header"))
-    greylist_score = Option(_maybe_score, None, _THRESHOLD_DOC.format("greylist"))
-    max_size = Option(
+    reject_score = options.Option(_maybe_score, None, _THRESHOLD_DOC.format("reject"))
+    soft_reject_score = options.Option(_maybe_score, None, _THRESHOLD_DOC.format("soft reject"))
+    rewrite_subject_score = options.Option(
+        _maybe_score, None, _THRESHOLD_DOC.format("rewrite subject")
+    )
+    add_header_score = options.Option(_maybe_score, None, _THRESHOLD_DOC.format("add header"))
+    greylist_score = options.Option(_maybe_score, None, _THRESHOLD_DOC.format("greylist"))
+    max_size = options.Option(
         options.size, "50MiB", "larger messages are not sent (rspamd's own `max_message`)"
     )
-    on_oversize = Option(
+    on_oversize = options.Option(
         options.one_of(OnOversize),
         "accept",
         "what a message over `max_size` gets; `accept` is logged as `skipped(oversize)`",
     )
-    remove_existing = Option(
+    remove_existing = options.Option(
         options.flag,
         True,
         "delete the sender's `X-Spam`, `X-Spam-*`, `X-Spamd-*` and `X-Rspamd-*` headers "
         "before scanning and in the result",
     )
-    add_headers = Option(
+    add_headers = options.Option(
         options.flag,
         True,
         "add the headers rspamd's `milter_headers` module asks for (`milter.add_headers`)",
     )
-    rewrite_subject = Option(options.flag, True, "apply rspamd's new Subject on `rewrite subject`")
-    reject_message = Option(_maybe_line, None, "text of the 550 reply (unset: rspamd's)")
-    settings_id = Option(
+    rewrite_subject = options.Option(
+        options.flag, True, "apply rspamd's new Subject on `rewrite subject`"
+    )
+    reject_message = options.Option(_maybe_line, None, "text of the 550 reply (unset: rspamd's)")
+    settings_id = options.Option(
         _maybe_line, None, "rspamd's `Settings-ID`, selecting settings defined in rspamd"
     )
 

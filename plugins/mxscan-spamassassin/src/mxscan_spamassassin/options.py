@@ -10,7 +10,6 @@ traceback.
 from __future__ import annotations
 
 from mxscan import options
-from mxscan.options import Option
 
 from .oversize import OnOversize
 
@@ -27,51 +26,57 @@ _maybe_score = options.optional(options.number)
 class SpamAssassinOptions(options.Options):
     """The options of ``[scanner.NAME]`` with ``plugin = "spamassassin"`` (docs/spamassassin.md)."""
 
-    address = Option(
+    address = options.Option(
         options.addresses,
         DEFAULT_ADDRESS,
         "spamd, Postfix syntax: `inet:host:port`, `inet:[::1]:port`, `unix:/path`; or a list",
     )
-    timeout = Option(options.duration, "60s", "the whole exchange with spamd, over all addresses")
-    user = Option(
+    timeout = options.Option(
+        options.duration, "60s", "the whole exchange with spamd, over all addresses"
+    )
+    user = options.Option(
         _maybe_line,
         None,
         "spamd's `User:` header, for per-user preferences (`spamd -c`/SQL prefs)",
     )
-    compress = Option(
+    compress = options.Option(
         options.flag,
         False,
         "zlib-compress the message on the way to spamd (spamd needs Compress::Zlib)",
     )
-    tag_score = Option(_maybe_score, None, "add SpamAssassin's headers at or above this score")
-    spam_score = Option(
+    tag_score = options.Option(
+        _maybe_score, None, "add SpamAssassin's headers at or above this score"
+    )
+    spam_score = options.Option(
         _maybe_score,
         None,
         "spam at or above this score (unset: spamd's `required_score` decides)",
     )
-    discard_score = Option(_maybe_score, None, "DISCARD at or above this score (ends the pipeline)")
-    reject_score = Option(
+    discard_score = options.Option(
+        _maybe_score, None, "DISCARD at or above this score (ends the pipeline)"
+    )
+    reject_score = options.Option(
         _maybe_score, None, "REJECT at or above this score, with `550 5.7.1 <reject_message>`"
     )
-    subject_tag = Option(
+    subject_tag = options.Option(
         _maybe_line,
         None,
         "like SpamAssassin's `rewrite_header Subject`: prefix the Subject of spam with this text",
     )
-    remove_existing = Option(
+    remove_existing = options.Option(
         options.flag,
         True,
         "delete every `X-Spam-*` header already in the message (the sender's), before "
         "scanning and in the result",
     )
-    max_size = Option(
+    max_size = options.Option(
         options.size,
         "500KiB",
         "larger messages get `on_oversize` (spamc's `-s` default)",
     )
-    on_oversize = Option(
+    on_oversize = options.Option(
         options.one_of(OnOversize),
         "accept",
         "what a message over `max_size` gets; `accept` is logged as `skipped(oversize)`",
     )
-    reject_message = Option(_maybe_line, DEFAULT_REJECT_MESSAGE, "text of the 550 reply")
+    reject_message = options.Option(_maybe_line, DEFAULT_REJECT_MESSAGE, "text of the 550 reply")

@@ -10,7 +10,6 @@ verdict's ``status`` is short, because it is what the log line shows.
 from __future__ import annotations
 
 import mxscan
-from mxscan.options import Option
 
 
 @mxscan.options.check("a list of words", "array")
@@ -41,17 +40,17 @@ class KeywordOptions(mxscan.options.Options):
     the options; the scanner reads checked, typed values from it.
     """
 
-    keywords = Option(
+    keywords = mxscan.options.Option(
         _keywords,
         mxscan.options.REQUIRED,
         "the words to look for (case-insensitive; in the body for ASCII letters only)",
     )
-    where = Option(
+    where = mxscan.options.Option(
         mxscan.options.choices("subject", "body", "both"), "both", "where to look for them"
     )
-    action = Option(_action, "reject", "what a message with one of them gets")
+    action = mxscan.options.Option(_action, "reject", "what a message with one of them gets")
     # One printable line: it goes into the SMTP reply (mxscan.options.line says so).
-    reply = Option(
+    reply = mxscan.options.Option(
         mxscan.options.line,
         "Message refused by content policy",
         "the text of the 550 reply when `action` is `reject`",
