@@ -136,6 +136,25 @@ def test_plugin_options_have_a_meaning_and_their_allowed_values() -> None:
     assert plugin_rows("clamav")["timeout"][2].startswith("a duration such as 60s")
 
 
+@pytest.mark.parametrize("plugin", ["clamav", "spamassassin", "rspamd", "header-rules"])
+def test_each_plugin_row_is_its_declaration(plugin: str) -> None:
+    """A plugin option declared once: the reference row is its doc, its check's
+    words and its default as declared, which is also what ``config show`` prints."""
+    from mxscan import options
+    from mxscan.config.render import toml_value
+    from mxscan.plugins import discover
+
+    declared = options.declared(discover()[plugin].load())
+    assert declared is not None, f"{plugin} declares no options class"
+    rows = plugin_rows(plugin)
+    assert list(rows) == list(declared.declared())
+    for name, option in declared.declared().items():
+        kind, default, values, meaning = rows[name]
+        assert (kind, values, meaning) == (option.check.kind, option.check.expects, option.doc)
+        if option.default is not None and name != "timeout":
+            assert default == f"`{toml_value(option.default)}`", (plugin, name)
+
+
 def test_generator_refuses_a_plugin_option_without_a_row_on_its_page(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
