@@ -165,10 +165,13 @@ def _release(option: str, value: object) -> str:
     return value
 
 
+_PLUGIN_DOC = "the name of a scanner plugin, as `mxscan plugins` lists them (its entry point)"
+
+
 @check("the name of an installed scanner plugin")
 def _plugin(option: str, value: object) -> str:
     if not isinstance(value, str) or not value:
-        raise ConfigError(f"{option}: required, the name of a scanner plugin")
+        raise ConfigError(f"{option}: required, {_PLUGIN_DOC}")
     return value
 
 
@@ -254,9 +257,7 @@ class MimeTable(Options):
 class ScannerTable(Options):
     """one `[scanner.NAME]` table per scanner instance"""
 
-    plugin = Option(
-        _plugin, REQUIRED, "the plugin's entry-point name (`mxscan plugins` lists them)"
-    )
+    plugin = Option(_plugin, REQUIRED, _PLUGIN_DOC)
     on_error = Option(
         optional(ON_ERROR),
         None,
