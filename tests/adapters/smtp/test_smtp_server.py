@@ -231,3 +231,51 @@ async def test_smtp_without_split_gives_the_most_severe_verdict_to_all(sink: SMT
     assert [c for c, _ in replies] == [250, 250, 250]
     assert b"discarded" in replies[-1][1]
     assert sink.deliveries == []
+
+
+async def _dsn_transaction(port: int) -> list[tuple[int, bytes]]:
+    client = await Client.connect(port)
+    assert (await client.cmd(b"EHLO client"))[0] == 250
+    out = [
+        await client.cmd(b"MAIL FROM:<a@x.org> RET=HDRS ENVID=Id+2B1"),
+        await client.cmd(b"RCPT TO:<b@example.com> NOTIFY=SUCCESS ORCPT=rfc822;B+2Bx@example.com"),
+        await client.cmd(b"RCPT TO:<c@example.com>"),
+        await client.cmd(b"DATA"),
+    ]
+    client.writer.write(MAIL.replace(b"\n.", b"\n..") + b".\r\n")
+    out.append(await client.reply())
+    await client.close()
+    return out
+
+
+async def test_dsn_parameters_go_to_a_next_hop_that_offers_dsn() -> None:
+    from smtp_dsn_sink import DsnSink
+
+    sink = DsnSink().start()
+    try:
+        async with serving(engine(), sink.port) as (_, port):
+            replies = await _dsn_transaction(port)
+    finally:
+        sink.stop()
+    assert [c for c, _ in replies] == [250, 250, 250, 354, 250]
+    (got,) = sink.deliveries
+    assert got.data == MAIL
+    assert got.dsn() == (
+        ("RET=HDRS", "ENVID=Id+2B1"),
+        (("b@example.com", ("NOTIFY=SUCCESS", "ORCPT=rfc822;B+2Bx@example.com")),
+         ("c@example.com", ())),
+    )  # fmt: skip
+
+
+async def test_a_next_hop_without_dsn_gets_the_mail_without_the_parameters(
+    sink: SMTPSink, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Postfix's smtp client's rule: the parameters are dropped (aiosmtpd offers no
+    DSN and would refuse them with 555); the log line says ``dsn=dropped``."""
+    caplog.set_level("INFO", logger="mxscan.smtp")
+    async with serving(engine(), sink.port) as (_, port):
+        replies = await _dsn_transaction(port)
+    assert replies[-1][0] == 250
+    (got,) = sink.deliveries
+    assert got.data == MAIL and got.rcpt_tos == ("b@example.com", "c@example.com")
+    assert any("action=accept" in r.message and "dsn=dropped" in r.message for r in caplog.records)
