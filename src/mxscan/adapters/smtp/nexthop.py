@@ -5,9 +5,10 @@ Why not smtplib or aiosmtplib: both take the message for DATA as one bytes
 object, so a 100 MB message would be in memory; here the message is streamed
 from its spool through ``DotStuffer``. The client speaks only what the next
 hop (a Postfix smtpd) needs: EHLO, XFORWARD, MAIL with BODY/SMTPUTF8/SIZE and
-DSN's RET/ENVID, RCPT with DSN's NOTIFY/ORCPT, DATA, RSET, QUIT, one command at a
-time. The MAIL and RCPT lines are built by ``mail_command``/``rcpt_command``
-(no I/O) from what the next hop announced in its EHLO reply.
+DSN's RET/ENVID, RCPT with DSN's NOTIFY/ORCPT, DATA, RSET, QUIT; XFORWARD, MAIL
+and RCPT pipelined when the next hop offers PIPELINING. The MAIL and RCPT lines
+are built by ``mail_command``/``rcpt_command`` (no I/O) from what the next hop
+announced in its EHLO reply.
 
 A next hop that does not announce DSN gets the message without the DSN
 parameters, as Postfix's own smtp client does it; ``Delivered.dsn_dropped``
@@ -129,14 +130,18 @@ class _Connection:
             if line[3:4] != "-":
                 return int(line[:3]), "\n".join(lines)
 
-    async def command(self, line: str, timeout: float) -> tuple[int, str]:
-        self.writer.write(line.encode("utf-8") + b"\r\n")
+    async def send(self, lines: Sequence[str], timeout: float) -> None:
+        """Command lines in one write (more than one: PIPELINING)."""
+        self.writer.write("".join(f"{line}\r\n" for line in lines).encode("utf-8"))
         try:
             await asyncio.wait_for(self.writer.drain(), timeout)
         except TimeoutError:
-            raise NextHopError(f"sending {line.split()[0]} took over {timeout:g}s") from None
+            raise NextHopError(f"sending {lines[0].split()[0]} took over {timeout:g}s") from None
         except OSError as exc:
-            raise NextHopError(f"sending {line.split()[0]}: {exc}") from None
+            raise NextHopError(f"sending {lines[0].split()[0]}: {exc}") from None
+
+    async def command(self, line: str, timeout: float) -> tuple[int, str]:
+        await self.send([line], timeout)
         return await self.reply(timeout)
 
     def close(self) -> None:
@@ -250,12 +255,7 @@ class NextHop:
         features = conn.features
         dropped = "DSN" not in features and bool(env.mail_dsn or any(env.rcpt_dsn))
         try:
-            first = True
-            for line in xforward.commands(env.xforward, features.get("XFORWARD", "").split()):
-                code, text = await self._first(conn, line, first)
-                first = False
-                if code != 250:
-                    raise NextHopError(f"XFORWARD refused: {code} {text[:80]}")
+            xforward_lines = xforward.commands(env.xforward, features.get("XFORWARD", "").split())
             mail = mail_command(
                 env.sender,
                 features=features,
@@ -264,21 +264,49 @@ class NextHop:
                 smtputf8=env.smtputf8,
                 dsn=env.mail_dsn,
             )
-            code, text = await self._first(conn, mail, first)
+            rcpts = [
+                rcpt_command(rcpt, features=features, dsn=params)
+                for rcpt, params in zip(env.recipients, env.rcpt_dsn, strict=True)
+            ]
+            # PIPELINING (RFC 2920), as Postfix's smtp client does it: XFORWARD, MAIL
+            # and every RCPT in one write, one wait for the replies instead of one per
+            # command. DATA waits for the RCPT replies: once the next hop said 354 a
+            # refused recipient could no longer stop the hand-over (all_or_nothing).
+            pipelined = "PIPELINING" in features
+            if pipelined:
+                try:
+                    await conn.send([*xforward_lines, mail, *rcpts], self.timeout)
+                except NextHopError as exc:
+                    raise _Stale(str(exc)) from None
+            first = True
+            for line in xforward_lines:
+                code, text = await self._first(conn, None if pipelined else line, first)
+                first = False
+                if code != 250:
+                    raise NextHopError(f"XFORWARD refused: {code} {text[:80]}")
+            code, text = await self._first(conn, None if pipelined else mail, first)
             if code != 250:
+                if pipelined:  # the RCPTs were sent: read their (503) replies
+                    for _ in rcpts:
+                        await conn.reply(self.timeout)
                 await self._reset(conn)
+                self._release(conn)  # in step again (RSET): reusable
                 return Delivered(tuple((code, text) for _ in env.recipients), None, dropped)
             rcpt_replies = []
-            for rcpt, params in zip(env.recipients, env.rcpt_dsn, strict=True):
-                line = rcpt_command(rcpt, features=features, dsn=params)
-                rcpt_replies.append(await conn.command(line, self.timeout))
+            for line in rcpts:
+                if pipelined:
+                    rcpt_replies.append(await conn.reply(self.timeout))
+                else:
+                    rcpt_replies.append(await conn.command(line, self.timeout))
             accepted = [code in (250, 251) for code, _ in rcpt_replies]
             if not any(accepted) or (all_or_nothing and not all(accepted)):
                 await self._reset(conn)
+                self._release(conn)  # in step again (RSET): reusable
                 return Delivered(tuple(rcpt_replies), None, dropped)
             code, text = await conn.command("DATA", self.timeout)
             if code != 354:
                 await self._reset(conn)
+                self._release(conn)  # in step again (RSET): reusable
                 return Delivered(tuple(rcpt_replies), (code, text), dropped)
             await self._send_body(conn, message)
             data_reply = await conn.reply(self.data_timeout)
@@ -288,10 +316,15 @@ class NextHop:
         self._release(conn)
         return Delivered(tuple(rcpt_replies), data_reply, dropped)
 
-    async def _first(self, conn: _Connection, line: str, first: bool) -> tuple[int, str]:
-        """The first command on a pooled connection: a failure means it was stale."""
+    async def _first(self, conn: _Connection, line: str | None, first: bool) -> tuple[int, str]:
+        """A command's reply (``line`` None: sent already, pipelined). The first on
+        a pooled connection: a failure or 421 means it was stale (nothing handed
+        over yet)."""
         try:
-            code, text = await conn.command(line, self.timeout)
+            if line is None:
+                code, text = await conn.reply(self.timeout)
+            else:
+                code, text = await conn.command(line, self.timeout)
         except NextHopError as exc:
             if first:
                 raise _Stale(str(exc)) from None
