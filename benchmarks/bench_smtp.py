@@ -15,7 +15,9 @@ at the sink (p50, p99), the arrival stamped by the sink itself. Each client
 sends its next message only once its previous one has arrived, so every filter
 has the same number of messages in flight (an open-loop burst would measure the
 after-queue filter's queue, not its latency). A few messages through each path
-warm it up first (connections, byte-code).
+warm it up first (connections, byte-code); then the filters take turns, in
+rounds whose order alternates, so the load of whatever else runs on the machine
+falls on all of them alike.
 
 CPU ms/message: for smtp and milter the filter process's own utime + stime from
 /proc/PID/stat over the run. For pipe, which is a new process per message, the
@@ -47,6 +49,7 @@ import tempfile
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from benchmarks import vmhwm_kib
@@ -84,7 +87,8 @@ run = ["clamav", "spamassassin"]
 """
 SNIPPETS = REPO / "docs" / "snippets"
 CONCURRENCY = 16  # each filter transport's maxproc and destination concurrency
-TOKEN = re.compile(rb"bench-[a-z]+-\d+-\d+ ")
+ROUNDS = 4  # see _compare
+TOKEN = re.compile(rb"bench-[a-z0-9]+-\d+-\d+ ")
 
 
 class Daemon:
@@ -221,13 +225,34 @@ class FilterPath:
         return sum(v - mark.get(pid, 0.0) for pid, v in now.items())
 
 
-def _run(
-    path: FilterPath, sink: TokenSink, n: int, concurrency: int, label: str
-) -> dict[str, float]:
+@dataclass
+class Sample:
+    """Runs of one filter at one concurrency, summed over the rounds."""
+
+    messages: int = 0
+    seconds: float = 0.0
+    cpu: float = 0.0
+    latencies: list[float] = field(default_factory=list)
+
+    def line(self, name: str, concurrency: int) -> str:
+        lat = sorted(self.latencies)
+        p99 = lat[min(len(lat) - 1, int(len(lat) * 0.99))]
+        return (
+            f"{name:6s} c={concurrency:<3d} {self.rate:7.1f} msg/s  "
+            f"p50 {statistics.median(lat) * 1000:6.0f} ms  p99 {p99 * 1000:6.0f} ms  "
+            f"filter CPU {self.cpu * 1000 / self.messages:6.1f} ms/msg"
+        )
+
+    @property
+    def rate(self) -> float:
+        return self.messages / self.seconds
+
+
+def _run(path: FilterPath, sink: TokenSink, n: int, concurrency: int, label: str,
+         into: Sample) -> None:  # fmt: skip
     """``concurrency`` clients, each sending its next message once its previous one
     reached the sink: the same number of messages in flight for every filter."""
     tokens = [f"bench-{label}-{concurrency}-{i} " for i in range(n)]
-    latencies: list[float] = []
     lock = threading.Lock()
 
     def client(share: list[str]) -> None:
@@ -237,22 +262,16 @@ def _run(
             _send(path.port, data)
             arrived = sink.wait(token.encode(), t0 + 300)
             with lock:
-                latencies.append(arrived - t0)
+                into.latencies.append(arrived - t0)
 
     shares = [tokens[i::concurrency] for i in range(concurrency)]
     mark = path.cpu_mark()
     t0 = time.monotonic()
     with ThreadPoolExecutor(concurrency) as pool:
         list(pool.map(client, shares))
-    elapsed = time.monotonic() - t0
-    cpu = path.cpu_since(mark)
-    latencies.sort()
-    return {
-        "rate": n / elapsed,
-        "p50": statistics.median(latencies) * 1000,
-        "p99": latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))] * 1000,
-        "cpu": cpu * 1000 / n,
-    }
+    into.seconds += time.monotonic() - t0
+    into.cpu += path.cpu_since(mark)
+    into.messages += n
 
 
 def _concurrency(line: str) -> str:
@@ -343,23 +362,26 @@ def throughput() -> None:
 
 
 def _compare(paths: list[FilterPath], sink: TokenSink, n: int) -> None:
+    """Each concurrency in ROUNDS rounds of n/ROUNDS messages per filter, the order
+    of the filters reversed every round: the load of whatever else runs on the
+    machine drifts, and a filter always measured last would carry the drift."""
     for path in paths:
-        _run(path, sink, 8, 4, f"warm{path.name}")
-    print(f"{n} messages per run, ClamAV + SpamAssassin, one private Postfix "
-          f"(each filter transport: maxproc {CONCURRENCY})", flush=True)  # fmt: skip
+        _run(path, sink, 8, 4, f"warm{path.name}", Sample())
+    per_round = max(4, n // ROUNDS)
+    print(f"{per_round * ROUNDS} messages per filter and concurrency ({ROUNDS} rounds), "
+          f"ClamAV + SpamAssassin, one private Postfix (each filter transport: maxproc "
+          f"{CONCURRENCY})", flush=True)  # fmt: skip
     for concurrency in (4, 16):
-        figures = {}
+        samples = {path.name: Sample() for path in paths}
+        for round_ in range(ROUNDS):
+            for path in paths if round_ % 2 == 0 else paths[::-1]:
+                label = f"{path.name}{round_}"
+                _run(path, sink, per_round, concurrency, label, samples[path.name])
         for path in paths:
-            fig = figures[path.name] = _run(path, sink, n, concurrency, path.name)
-            print(
-                f"{path.name:6s} c={concurrency:<3d} {fig['rate']:7.1f} msg/s  "
-                f"p50 {fig['p50']:6.0f} ms  p99 {fig['p99']:6.0f} ms  "
-                f"filter CPU {fig['cpu']:6.1f} ms/msg",
-                flush=True,
-            )
-        smtp = figures["smtp"]["rate"]
-        vs_milter = smtp / figures["milter"]["rate"]
-        vs_pipe = smtp / figures["pipe"]["rate"]
+            print(samples[path.name].line(path.name, concurrency), flush=True)
+        smtp = samples["smtp"].rate
+        vs_milter = smtp / samples["milter"].rate
+        vs_pipe = smtp / samples["pipe"].rate
         print(
             f"  c={concurrency}: smtp = {vs_milter:.2f}x milter (goal >= 0.95: "
             f"{'met' if vs_milter >= 0.95 else 'NOT met'}), {vs_pipe:.2f}x pipe "
