@@ -348,3 +348,23 @@ async def test_envelope_is_pipelined_to_a_next_hop_that_offers_it(
     assert hop.messages[-1] == MAIL and len(hop.messages) == (2 if expect == 250 else 1)
     assert sum(c.startswith(b"EHLO") for c in hop.commands) == 1  # one connection, reused
     assert sum(c.startswith(b"DATA") for c in hop.commands) == len(hop.messages)
+
+
+async def test_smtputf8_mail_waits_for_a_next_hop_that_offers_smtputf8() -> None:
+    """Postfix's rule: SMTPUTF8 mail is not downgraded; a next hop without it gets
+    nothing, and Postfix a 451 (it keeps the mail)."""
+    hop = PipeliningHop(1)  # announces 8BITMIME, no SMTPUTF8
+    server = await asyncio.start_server(hop.serve, "127.0.0.1", 0)
+    hop_port = server.sockets[0].getsockname()[1]
+    async with serving(engine(), hop_port, next_timeout=1.0) as (_, port):
+        client = await Client.connect(port)
+        assert (await client.cmd(b"EHLO client"))[0] == 250
+        assert (await client.cmd(b"MAIL FROM:<a@x.org> SMTPUTF8 BODY=8BITMIME"))[0] == 250
+        assert (await client.cmd(b"RCPT TO:<b@example.com>"))[0] == 250
+        assert (await client.cmd(b"DATA"))[0] == 354
+        client.writer.write(MAIL.replace(b"\n.", b"\n..") + b".\r\n")
+        code, text = await client.reply()
+        await client.close()
+    server.close()
+    assert code == 451 and b"4.4.2" in text
+    assert hop.messages == [] and not any(c.startswith(b"MAIL") for c in hop.commands)
