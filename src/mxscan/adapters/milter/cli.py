@@ -14,10 +14,10 @@ from mxscan.adapters.milter.server import MilterServer, ensure_fd_room
 from mxscan.adapters.milter.session import Limits
 from mxscan.addresses import parse_address
 from mxscan.cliargs import config_arg
-from mxscan.config import Config, load_given_config
+from mxscan.config import Config
 from mxscan.service import args as types
 from mxscan.service.exporter import Exporter, add_metrics_options
-from mxscan.service.lifecycle import Reloader, run_until_signalled
+from mxscan.service.lifecycle import serve_until_signalled
 from mxscan.service.privileges import check_as_user
 from mxscan.service.serving import EXIT_OK, bind_and_serve, run_command
 from mxscan.units import format_size
@@ -131,22 +131,8 @@ async def _main(args: argparse.Namespace, config: Config) -> int:
         exporter.close()
         raise
 
-    source = config.source
-    reloader = Reloader(
-        server.holder,
-        lambda: exporter.wrap(load_given_config(source).build()),
-        source,
-        log,
-        on_reload=exporter.reloaded,
-    )
-    exporter.start_probes(lambda: server.engine)
-
-    async def drain(timeout: float) -> None:
-        exporter.stop_probes()
-        await server.stop(timeout)
-        exporter.close()
-
-    await run_until_signalled(
-        log, drain=drain, drain_timeout=args.drain_timeout, reload=reloader.start
-    )
+    await serve_until_signalled(
+        log, server.holder, config.source, stop=server.stop, drain_timeout=args.drain_timeout,
+        exporter=exporter,
+    )  # fmt: skip
     return EXIT_OK

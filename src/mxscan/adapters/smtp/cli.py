@@ -13,12 +13,12 @@ import logging
 
 from mxscan.addresses import Address
 from mxscan.cliargs import config_arg
-from mxscan.config import Config, load_given_config
+from mxscan.config import Config
 from mxscan.errors import ConfigError
 from mxscan.service import args as types
 from mxscan.service.engines import EngineHolder, EngineLike
 from mxscan.service.exporter import Exporter, add_metrics_options
-from mxscan.service.lifecycle import Reloader, run_until_signalled
+from mxscan.service.lifecycle import serve_until_signalled
 from mxscan.service.listen import is_loopback
 from mxscan.service.serving import EXIT_OK, bind_and_serve, run_command
 
@@ -150,22 +150,8 @@ async def _main(args: argparse.Namespace, config: Config) -> int:
     except BaseException:
         exporter.close()
         raise
-    source = config.source
-    reloader = Reloader(
-        holder,
-        lambda: exporter.wrap(load_given_config(source).build()),
-        source,
-        log,
-        on_reload=exporter.reloaded,
-    )
-    exporter.start_probes(lambda: holder.current)
-
-    async def drain(timeout: float) -> None:
-        exporter.stop_probes()
-        await server.stop(timeout)
-        exporter.close()
-
-    await run_until_signalled(
-        log, drain=drain, drain_timeout=args.drain_timeout, reload=reloader.start
-    )
+    await serve_until_signalled(
+        log, holder, config.source, stop=server.stop, drain_timeout=args.drain_timeout,
+        exporter=exporter,
+    )  # fmt: skip
     return EXIT_OK
