@@ -100,8 +100,12 @@ async def ascan(
         return await engine.scan(_message(data, envelope, _Spool()))
     if not isinstance(parsed, Config):
         loaded = await (await _path_engines()).get(parsed)
-        async with loaded.holder.lease() as engine:
-            return await engine.scan(_message(data, envelope, loaded.spool))
+        async with loaded.holder.use() as engine:
+            result = await engine.scan(_message(data, envelope, loaded.spool))
+        # The engine this scan retired (its file changed meanwhile) is closed
+        # before the call returns: no daemon connection outlives its config.
+        await loaded.holder.wait_closed()
+        return result
     spool = _Spool(parsed.spool_threshold, parsed.spool_dir)
     engine = parsed.build()
     try:
@@ -200,7 +204,8 @@ class _PathEngines:
             # engine closes once its scans end.
             if loaded is not None:
                 del self.loaded[key]
-                await loaded.holder.retire()
+                loaded.holder.retire()
+                await loaded.holder.wait_closed()
             raise
         if stamp != _stamp(key):
             stamp = None  # changed while read: read it again next time
@@ -209,7 +214,8 @@ class _PathEngines:
             loaded = self.loaded[key] = _Loaded(EngineHolder(engine), spool, stamp, digest)
         else:
             loaded.spool, loaded.stamp, loaded.digest = spool, stamp, digest
-            await loaded.holder.replace(engine)
+            loaded.holder.replace(engine)
+            await loaded.holder.wait_closed()
         return loaded
 
     async def aclose(self) -> None:

@@ -17,7 +17,8 @@ CORE_PACKAGES = ("config", "quarantine")
 CORE_MODULES = [p for p in SRC.glob("*.py") if p.name not in ENTRY_MODULES] + sorted(
     p for name in CORE_PACKAGES for p in (SRC / name).rglob("*.py")
 )
-#: The shared layer of the long-running adapters (listen, lifecycle, engine holder).
+#: The shared layer of the long-running adapters (listen, privileges, lifecycle,
+#: serving, metrics, the ``EngineLike`` protocol).
 SERVICE_MODULES = sorted((SRC / "service").rglob("*.py"))
 ADAPTER_MODULES = sorted((SRC / "adapters").rglob("*.py"))
 
@@ -103,8 +104,6 @@ def test_adapters_import_only_the_core_and_their_own_package() -> None:
             if not _in(name, "mxscan") or _in(name, own) or _in(name, "mxscan.service"):
                 assert not name.startswith("mxscan_"), f"{module} imports plugin {name}"
                 continue
-            if name == "mxscan.adapters":
-                continue  # the namespace package itself
             assert name in core, f"{module} imports {name}"
 
 
@@ -132,8 +131,8 @@ def _module_level_imports(path: Path) -> set[str]:
 
 
 def test_core_depends_on_attrs_and_stdlib_only() -> None:
-    """Optional extras (prometheus-client for metrics) may only be imported
-    lazily, inside the function that needs them."""
+    """Optional extras (a quarantine store's database driver) may only be
+    imported lazily, inside the function that needs them."""
     import sys
 
     allowed = set(sys.stdlib_module_names) | {"attrs", "__future__", "mxscan"}
@@ -142,6 +141,49 @@ def test_core_depends_on_attrs_and_stdlib_only() -> None:
             if name.startswith("."):
                 continue
             assert name.split(".")[0] in allowed, f"{path.name} imports {name}"
+
+
+def test_metrics_are_the_service_layers_alone() -> None:
+    """Only a long-running adapter serves metrics: prometheus-client is imported
+    by ``mxscan.service.metrics`` and nowhere else, lazily even there."""
+    for path in SRC.rglob("*.py"):
+        users = {n for n in _absolute_imports(path) if _in(n, "prometheus_client")}
+        if path == SRC / "service" / "metrics.py":
+            assert users and not any(
+                _in(n, "prometheus_client") for n in _module_level_imports(path)
+            )
+        else:
+            assert not users, f"{_module_name(path)} imports {users}"
+
+
+def _classes(path: Path) -> list[ast.ClassDef]:
+    return [n for n in ast.walk(ast.parse(path.read_text())) if isinstance(n, ast.ClassDef)]
+
+
+def test_one_engine_protocol_and_one_engine_holder() -> None:
+    """What an adapter needs from an engine is spelled once (``EngineLike``), and
+    the holder that swaps engines on reload is written once (``mxscan.holder``)."""
+    protocols: list[str] = []
+    holders: list[str] = []
+    for path in SRC.rglob("*.py"):
+        for node in _classes(path):
+            bases = {ast.unparse(b) for b in node.bases}
+            methods = {
+                n.name for n in node.body if isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef)
+            }
+            if "Protocol" in bases and {"scan", "policy_for"} <= methods:
+                protocols.append(f"{_module_name(path)}.{node.name}")
+            if {"replace", "aclose"} <= methods and any("Generic" in b for b in bases):
+                holders.append(f"{_module_name(path)}.{node.name}")
+    assert protocols == ["mxscan.service.engines.EngineLike"]
+    assert holders == ["mxscan.holder.EngineHolder"]
+
+
+def test_milter_names_do_not_shadow_the_core() -> None:
+    """``mxscan.Action``, ``mxscan.Step``: a milter module defines neither name."""
+    for path in sorted((SRC / "adapters" / "milter").glob("*.py")):
+        names = {node.name for node in _classes(path)}
+        assert not names & {"Action", "Step"}, f"{_module_name(path)} defines {names}"
 
 
 def test_public_api_is_pinned() -> None:

@@ -266,7 +266,7 @@ async def test_limits_none_checks_nothing_and_plain_mail_gets_no_mime_verdict() 
 
 async def test_unchecked_verdicts_are_counted_by_limit() -> None:
     pytest.importorskip("prometheus_client")
-    from mxscan.metrics import Metrics
+    from mxscan.service.metrics import Metrics
 
     metrics = Metrics()
     engine = metrics.instrument(Engine(Pipeline([[FakeScanner("clamav", status="clean")]])))

@@ -13,7 +13,7 @@ import pytest
 
 from mxscan import Config, Message, Pipeline, Registry, Step, Verdict
 from mxscan.errors import ConfigError
-from mxscan.metrics import Metrics
+from mxscan.service.metrics import Metrics
 from mxscan.slots import Slots
 
 MESSAGE = b"Subject: x\r\n\r\nbody\r\n"

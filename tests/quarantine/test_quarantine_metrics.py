@@ -17,7 +17,7 @@ from ..core.fakes import FakeScanner
 
 pytest.importorskip("prometheus_client")
 
-from mxscan.metrics import Metrics
+from mxscan.service.metrics import Metrics
 
 
 def engine(store: SqliteStore) -> Engine:

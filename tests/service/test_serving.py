@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import sys
 from pathlib import Path
 
 import pytest
@@ -76,3 +77,28 @@ async def _serve(listening: Listening, handler) -> None:  # type: ignore[no-unty
 
 async def _nothing(timeout: float) -> None:
     pass
+
+
+def _listen_backlog(sock: socket.socket) -> int:
+    """The backlog the kernel holds for a listening TCP socket: Linux reports
+    it in TCP_INFO's ``tcpi_sacked`` while the socket is in LISTEN."""
+    info = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 104)
+    return int.from_bytes(info[28:32], sys.byteorder)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="TCP_INFO backlog is Linux's")
+async def test_the_server_keeps_the_backlog_bind_was_given() -> None:
+    """asyncio listens again when a server starts, with 100 unless told: a burst
+    of Postfix connections past that is refused by the kernel."""
+    from mxscan.service.listen import bind
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.close()
+
+    listening = bind(InetAddress("127.0.0.1", 0), backlog=777)
+    server = await start_server(listening, handler)
+    try:
+        assert _listen_backlog(server.sockets[0]) == 777
+    finally:
+        server.close()
+        listening.close()

@@ -23,6 +23,11 @@ class Connections:
     def __len__(self) -> int:
         return len(self._tasks)
 
+    @property
+    def tasks(self) -> frozenset[asyncio.Task[object]]:
+        """The handlers running now."""
+        return frozenset(self._tasks)
+
     @contextlib.contextmanager
     def track(self, writer: asyncio.StreamWriter) -> Iterator[None]:
         task = asyncio.current_task()

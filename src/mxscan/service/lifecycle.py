@@ -15,9 +15,12 @@ import os
 import signal
 from collections.abc import Awaitable, Callable
 
-from .engines import EngineHolder, EngineLike
+from mxscan.config import load_given_config
 
-__all__ = ["Reloader", "run_until_signalled"]
+from .engines import EngineHolder, EngineLike
+from .exporter import Exporter
+
+__all__ = ["Reloader", "run_until_signalled", "serve_until_signalled"]
 
 
 class Reloader:
@@ -88,3 +91,33 @@ async def run_until_signalled(
     finally:
         for signum in signals:
             loop.remove_signal_handler(signum)
+
+
+async def serve_until_signalled(
+    log: logging.Logger,
+    holder: EngineHolder[EngineLike],
+    source: str,
+    *,
+    stop: Callable[[float], Awaitable[None]],
+    drain_timeout: float,
+    exporter: Exporter,
+) -> None:
+    """A started adapter from ``ready`` to exit: SIGHUP rebuilds the engine from
+    ``source`` (wrapped and counted by the exporter), the health probes run on
+    the engine in use, SIGTERM stops the probes, drains through ``stop`` and
+    only then closes the metrics endpoint (scrapes work during the drain)."""
+    reloader = Reloader(
+        holder,
+        lambda: exporter.wrap(load_given_config(source).build()),
+        source,
+        log,
+        on_reload=exporter.reloaded,
+    )
+    exporter.start_probes(lambda: holder.current)
+
+    async def drain(timeout: float) -> None:
+        exporter.stop_probes()
+        await stop(timeout)
+        exporter.close()
+
+    await run_until_signalled(log, drain=drain, drain_timeout=drain_timeout, reload=reloader.start)

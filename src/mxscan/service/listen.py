@@ -24,6 +24,7 @@ import attrs
 from mxscan.addresses import Address, InetAddress, UnixAddress
 
 __all__ = [
+    "BACKLOG",
     "ListenError",
     "Listening",
     "SocketPermissions",
@@ -60,6 +61,9 @@ class Listening:
     address: Address
     sock: socket.socket
     inode: int | None = None
+    #: What ``listen()`` was given; asyncio's server calls ``listen()`` again
+    #: when it starts, so ``start_server`` passes this on (else asyncio's 100).
+    backlog: int = BACKLOG
 
     def close(self) -> None:
         self.sock.close()
@@ -81,14 +85,16 @@ def is_loopback(address: Address) -> bool:
         return False
 
 
-def bind(address: Address, permissions: SocketPermissions | None = None) -> Listening:
+def bind(
+    address: Address, permissions: SocketPermissions | None = None, backlog: int = BACKLOG
+) -> Listening:
     """Bind and listen; every failure is a ``ListenError`` naming the address."""
     if isinstance(address, UnixAddress):
-        return _bind_unix(address, permissions or SocketPermissions())
-    return _bind_inet(address)
+        return _bind_unix(address, permissions or SocketPermissions(), backlog)
+    return _bind_inet(address, backlog)
 
 
-def _bind_inet(address: InetAddress) -> Listening:
+def _bind_inet(address: InetAddress, backlog: int) -> Listening:
     try:
         infos = socket.getaddrinfo(
             address.host, address.port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
@@ -100,16 +106,16 @@ def _bind_inet(address: InetAddress) -> Listening:
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind(sockaddr)
-        sock.listen(BACKLOG)
+        sock.listen(backlog)
     except OSError as exc:
         sock.close()
         raise ListenError(f"cannot listen on {address}: {exc.strerror or exc}") from None
     sock.setblocking(False)
     host, port = sock.getsockname()[:2]
-    return Listening(InetAddress(str(host), int(port)), sock)
+    return Listening(InetAddress(str(host), int(port)), sock, backlog=backlog)
 
 
-def _bind_unix(address: UnixAddress, permissions: SocketPermissions) -> Listening:
+def _bind_unix(address: UnixAddress, permissions: SocketPermissions, backlog: int) -> Listening:
     path = address.path
     remove_stale_socket(path)
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -118,7 +124,9 @@ def _bind_unix(address: UnixAddress, permissions: SocketPermissions) -> Listenin
         sock.bind(path)
     except OSError as exc:
         sock.close()
-        raise ListenError(f"cannot bind {address}: {exc.strerror or exc}") from None
+        parent = Path(path).parent
+        hint = "" if parent.is_dir() else f" (create the directory {parent} first)"
+        raise ListenError(f"cannot bind {address}: {exc.strerror or exc}{hint}") from None
     finally:
         os.umask(old_umask)
     try:
@@ -127,14 +135,14 @@ def _bind_unix(address: UnixAddress, permissions: SocketPermissions) -> Listenin
         if uid != -1 or gid != -1:
             os.chown(path, uid, gid)
         Path(path).chmod(permissions.mode)
-        sock.listen(BACKLOG)
+        sock.listen(backlog)
     except (OSError, ListenError) as exc:
         sock.close()
         with contextlib.suppress(OSError):
             Path(path).unlink()
         raise ListenError(f"{address}: {exc}") from None
     sock.setblocking(False)
-    return Listening(address, sock, os.lstat(path).st_ino)
+    return Listening(address, sock, os.lstat(path).st_ino, backlog)
 
 
 def remove_stale_socket(path: str) -> None:

@@ -378,7 +378,7 @@ async def test_password_is_required_when_set() -> None:
 
 async def test_metrics_endpoint() -> None:
     pytest.importorskip("prometheus_client")
-    from mxscan.metrics import Metrics
+    from mxscan.service.metrics import Metrics
 
     async with serving(engine(FakeScanner("x"))) as (_, port):
         assert (await exchange(port, request("/metrics", method="GET")))[0] == 404

@@ -8,10 +8,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mxscan.adapters.milter import codec, replies
-from mxscan.adapters.milter.codec import Decoder, ProtocolError
-from mxscan.adapters.milter.constants import Action, Command, Family, MacroStage, Protocol
+from mxscan.adapters.milter import packets, replies
+from mxscan.adapters.milter.constants import Command, Family, MacroStage, ModifyFlag, Protocol
 from mxscan.adapters.milter.negotiate import Wants, negotiate, wants_for
+from mxscan.adapters.milter.packets import Decoder, ProtocolError
 
 
 def pkt(cmd: bytes, data: bytes = b"") -> bytes:
@@ -30,8 +30,8 @@ def test_optneg_and_macros() -> None:
         + pkt(b"D", b"C" + b"j\0mx.example\0{client_addr}\x00192.0.2.1\0")
     )
     assert events == [
-        codec.OptNeg(6, POSTFIX_ACTIONS, POSTFIX_PROTOCOL),
-        codec.Macro(b"C", {"j": "mx.example", "{client_addr}": "192.0.2.1"}),
+        packets.OptNeg(6, POSTFIX_ACTIONS, POSTFIX_PROTOCOL),
+        packets.Macro(b"C", {"j": "mx.example", "{client_addr}": "192.0.2.1"}),
     ]
 
 
@@ -41,9 +41,9 @@ def test_connect_families() -> None:
     unix = pkt(b"C", b"localhost\0L" + b"\0\0" + b"/run/x\0")
     unknown = pkt(b"C", b"unknown\0U")
     assert d.feed(inet + unix + unknown) == [
-        codec.Connect("client.example", Family.INET, 25, "192.0.2.1"),
-        codec.Connect("localhost", Family.UNIX, 0, "/run/x"),
-        codec.Connect("unknown", Family.UNKNOWN, None, None),
+        packets.Connect("client.example", Family.INET, 25, "192.0.2.1"),
+        packets.Connect("localhost", Family.UNIX, 0, "/run/x"),
+        packets.Connect("unknown", Family.UNKNOWN, None, None),
     ]
 
 
@@ -65,39 +65,39 @@ def test_envelope_and_content_events() -> None:
     )
     events = d.feed(data)
     assert events == [
-        codec.Helo("helo.example"),
-        codec.MailFrom(("<>", "SIZE=100")),
-        codec.RcptTo(("<a@example.net>",)),
-        codec.Data(),
-        codec.Header("Subject", b" hello\n\tworld"),
-        codec.EndOfHeaders(),
-        codec.Body(b"line\r\n"),
-        codec.EndOfMessage(),
-        codec.Abort(),
-        codec.QuitNewConnection(),
-        codec.Quit(),
-        codec.Unknown("XFOO bar"),
+        packets.Helo("helo.example"),
+        packets.MailFrom(("<>", "SIZE=100")),
+        packets.RcptTo(("<a@example.net>",)),
+        packets.Data(),
+        packets.Header("Subject", b" hello\n\tworld"),
+        packets.EndOfHeaders(),
+        packets.Body(b"line\r\n"),
+        packets.EndOfMessage(),
+        packets.Abort(),
+        packets.QuitNewConnection(),
+        packets.Quit(),
+        packets.Unknown("XFOO bar"),
     ]
     assert events[1].address == "" and events[2].address == "a@example.net"  # type: ignore[union-attr]
 
 
 def test_eob_with_data_yields_body_then_eom() -> None:
-    assert Decoder().feed(pkt(b"E", b"tail")) == [codec.Body(b"tail"), codec.EndOfMessage()]
+    assert Decoder().feed(pkt(b"E", b"tail")) == [packets.Body(b"tail"), packets.EndOfMessage()]
 
 
 def test_incremental_feed_byte_by_byte() -> None:
     stream = pkt(b"L", b"X-A\0 1\0") + pkt(b"B", b"x" * 1000) + pkt(b"E")
     d = Decoder()
-    out: list[codec.Event] = []
+    out: list[packets.Event] = []
     for i in range(len(stream)):
         out += d.feed(stream[i : i + 1])
-    assert out == [codec.Header("X-A", b" 1"), codec.Body(b"x" * 1000), codec.EndOfMessage()]
+    assert out == [packets.Header("X-A", b" 1"), packets.Body(b"x" * 1000), packets.EndOfMessage()]
     assert d.buffered == 0
 
 
 def test_eight_bit_macro_values_are_lossless() -> None:
     (ev,) = Decoder().feed(pkt(b"M", b"<\xe9@example>\0"))
-    assert isinstance(ev, codec.MailFrom)
+    assert isinstance(ev, packets.MailFrom)
     assert ev.args[0].encode("utf-8", "surrogateescape") == b"<\xe9@example>"
 
 
@@ -132,10 +132,10 @@ def test_oversized_packet_rejected_before_it_is_buffered() -> None:
 def test_body_chunks_round_trip_any_split(chunks: list[bytes], step: int) -> None:
     stream = b"".join(pkt(b"B", c) for c in chunks if c) + pkt(b"E")
     d = Decoder()
-    out: list[codec.Event] = []
+    out: list[packets.Event] = []
     for i in range(0, len(stream), step):
         out += d.feed(stream[i : i + step])
-    assert out == [codec.Body(c) for c in chunks if c] + [codec.EndOfMessage()]
+    assert out == [packets.Body(c) for c in chunks if c] + [packets.EndOfMessage()]
 
 
 # -- replies ---------------------------------------------------------------------------
@@ -190,15 +190,15 @@ def test_recipient_quarantine_body_packets() -> None:
 
 
 def test_negotiation_against_postfix_offer() -> None:
-    n = negotiate(codec.OptNeg(6, POSTFIX_ACTIONS, POSTFIX_PROTOCOL))
+    n = negotiate(packets.OptNeg(6, POSTFIX_ACTIONS, POSTFIX_PROTOCOL))
     assert n.version == 6
     assert n.actions == (
-        Action.ADDHDRS
-        | Action.CHGHDRS
-        | Action.QUARANTINE
-        | Action.ADDRCPT
-        | Action.DELRCPT
-        | Action.SETSYMLIST
+        ModifyFlag.ADDHDRS
+        | ModifyFlag.CHGHDRS
+        | ModifyFlag.QUARANTINE
+        | ModifyFlag.ADDRCPT
+        | ModifyFlag.DELRCPT
+        | ModifyFlag.SETSYMLIST
     )
     p = n.protocol
     assert p & Protocol.HDR_LEADSPC
@@ -229,10 +229,10 @@ def test_negotiation_against_postfix_offer() -> None:
 
 def test_negotiation_only_requests_what_is_offered() -> None:
     # An old MTA: version 2, no quarantine, no no-reply flags, no SETSYMLIST.
-    offer = codec.OptNeg(2, int(Action.ADDHDRS | Action.CHGHDRS), 0x7F)
+    offer = packets.OptNeg(2, int(ModifyFlag.ADDHDRS | ModifyFlag.CHGHDRS), 0x7F)
     n = negotiate(offer)
     assert n.version == 2
-    assert n.actions == Action.ADDHDRS | Action.CHGHDRS
+    assert n.actions == ModifyFlag.ADDHDRS | ModifyFlag.CHGHDRS
     assert not n.protocol & ~Protocol(0x7F)
     assert n.macros == {}
     assert not n.leading_space
@@ -243,21 +243,21 @@ def test_negotiation_only_requests_what_is_offered() -> None:
 
 def test_negotiation_refuses_ancient_version() -> None:
     with pytest.raises(ProtocolError):
-        negotiate(codec.OptNeg(1, 0, 0))
+        negotiate(packets.OptNeg(1, 0, 0))
 
 
 def test_negotiation_can_ask_for_body_replacement() -> None:
     n = negotiate(
-        codec.OptNeg(6, POSTFIX_ACTIONS, POSTFIX_PROTOCOL),
-        Wants(actions=Action.ADDHDRS | Action.CHGBODY),
+        packets.OptNeg(6, POSTFIX_ACTIONS, POSTFIX_PROTOCOL),
+        Wants(actions=ModifyFlag.ADDHDRS | ModifyFlag.CHGBODY),
     )
-    assert n.actions & Action.CHGBODY
+    assert n.actions & ModifyFlag.CHGBODY
 
 
 def test_chgbody_requested_only_when_a_scanner_may_change_the_body() -> None:
-    offer = codec.OptNeg(6, POSTFIX_ACTIONS, POSTFIX_PROTOCOL)
-    assert not negotiate(offer, wants_for(False)).actions & Action.CHGBODY
-    assert negotiate(offer, wants_for(True)).actions & Action.CHGBODY
+    offer = packets.OptNeg(6, POSTFIX_ACTIONS, POSTFIX_PROTOCOL)
+    assert not negotiate(offer, wants_for(False)).actions & ModifyFlag.CHGBODY
+    assert negotiate(offer, wants_for(True)).actions & ModifyFlag.CHGBODY
     # Not offered: never requested, whatever the engine would like.
-    no_body = codec.OptNeg(6, POSTFIX_ACTIONS & ~int(Action.CHGBODY), POSTFIX_PROTOCOL)
-    assert not negotiate(no_body, wants_for(True)).actions & Action.CHGBODY
+    no_body = packets.OptNeg(6, POSTFIX_ACTIONS & ~int(ModifyFlag.CHGBODY), POSTFIX_PROTOCOL)
+    assert not negotiate(no_body, wants_for(True)).actions & ModifyFlag.CHGBODY

@@ -22,14 +22,14 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from test_milter_cli import RULES
 
-from mxscan.adapters.milter.constants import Action as Flag
+from mxscan.adapters.milter.constants import ModifyFlag as Flag
 from mxscan.adapters.milter.server import MilterServer
 from mxscan.addresses import InetAddress, UnixAddress
 from mxscan.conditions import Conditions
 from mxscan.engine import Engine
 from mxscan.message import Message
-from mxscan.metrics import Metrics, MetricsServer
 from mxscan.pipeline import Pipeline, Step
+from mxscan.service.metrics import Metrics, MetricsServer
 from mxscan.verdict import Action, Verdict
 from tests.support.daemons import clamd_unix, daemons_required, require_daemon, spamd_inet
 from tests.support.postfix import free_port

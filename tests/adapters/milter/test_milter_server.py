@@ -15,10 +15,11 @@ import milter_mta as mta
 import milter_scanners as scanners
 import pytest
 
-from mxscan.adapters.milter.constants import Action as Flag
-from mxscan.adapters.milter.server import MilterServer, ServerError
+from mxscan.adapters.milter.constants import ModifyFlag as Flag
+from mxscan.adapters.milter.server import MilterServer
 from mxscan.addresses import InetAddress, UnixAddress
 from mxscan.body import Body
+from mxscan.service.listen import ListenError as ServerError
 
 MSG = b"Subject: hello\r\nFrom: <a@example.org>\r\n\r\nbody\r\n"
 

@@ -11,10 +11,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mxscan.adapters.milter.codec import ProtocolError
-from mxscan.adapters.milter.constants import Action as Flag
+from mxscan.adapters.milter.constants import ModifyFlag as Flag
 from mxscan.adapters.milter.outcome import body_packets
-from mxscan.adapters.milter.session import Limits, Session, Step
+from mxscan.adapters.milter.packets import ProtocolError
+from mxscan.adapters.milter.session import Limits, Output, Session
 from mxscan.body import Body, BodyBuilder
 from mxscan.edits import HeaderEdit
 from mxscan.engine import domain_of
@@ -324,7 +324,7 @@ def test_chgbody_is_negotiated_only_when_asked() -> None:
     assert struct.unpack("!III", reply[1][:12])[1] & int(Flag.CHGBODY)
 
 
-def sent(step: Step) -> bytes:
+def sent(step: Output) -> bytes:
     """Everything the server writes for a step, the replaced body streamed and closed."""
     if step.body is None:
         return step.send

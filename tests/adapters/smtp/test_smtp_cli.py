@@ -77,3 +77,34 @@ def test_ready_reload_and_sigterm(tmp_path: Path) -> None:
         proc.wait_for("configuration reloaded")
     finally:
         assert proc.stop() == 0
+
+
+def test_metrics_count_scans_and_reloads(tmp_path: Path) -> None:
+    """``--metrics`` as the milter has it: the endpoint is up by ``ready``, a
+    scanned message and a failed reload are counted. The next hop is down, so
+    the message is scanned and then answered 451 (Postfix keeps it)."""
+    import smtplib
+    import urllib.request
+
+    metrics_port = free_port()
+    proc = FilterProcess(
+        "smtp", CLEAN, tmp_path / "f", free_port(), free_port(),
+        args=["--metrics", f"inet:127.0.0.1:{metrics_port}"],
+    ).start()  # fmt: skip
+    try:
+        with smtplib.SMTP("127.0.0.1", proc.port, local_hostname="localhost", timeout=30) as s:
+            s.ehlo()
+            assert s.mail("a@example.org")[0] == 250
+            assert s.rcpt("b@example.net")[0] == 250
+            code, _ = s.data(b"Subject: hi\r\n\r\nbody\r\n")
+        assert code == 451
+        proc.config_path.write_text("not toml [")
+        proc.signal(signal.SIGHUP)
+        proc.wait_for("reload failed, keeping the old configuration")
+        url = f"http://127.0.0.1:{metrics_port}/metrics"
+        with urllib.request.urlopen(url, timeout=10) as answer:
+            page = answer.read().decode()
+    finally:
+        assert proc.stop() == 0
+    assert 'mxscan_messages_total{action="accept"} 1.0' in page
+    assert 'mxscan_config_reloads_total{result="failure"} 1.0' in page

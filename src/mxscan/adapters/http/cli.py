@@ -8,7 +8,6 @@ drain, SIGHUP reloads. Every user error is one line on stderr, never a traceback
 from __future__ import annotations
 
 import argparse
-import asyncio
 import logging
 import sys
 from pathlib import Path
@@ -17,18 +16,15 @@ from mxscan.addresses import parse_address
 from mxscan.cliargs import config_arg
 from mxscan.config import Config, load_given_config
 from mxscan.errors import ConfigError
-from mxscan.logline import setup_logging
 from mxscan.service import args as types
 from mxscan.service.engines import EngineHolder, EngineLike
 from mxscan.service.lifecycle import Reloader, run_until_signalled
-from mxscan.service.listen import ListenError, is_loopback
-from mxscan.service.serving import bind_and_serve
+from mxscan.service.listen import is_loopback
+from mxscan.service.serving import EXIT_ERROR, EXIT_OK, bind_and_serve, run_command
 from mxscan.verdict import Action
 
 log = logging.getLogger("mxscan.http")
 
-EXIT_OK = 0
-EXIT_ERROR = 2
 DEFAULT_LISTEN = "inet:127.0.0.1:11333"
 
 
@@ -106,17 +102,13 @@ def run(args: argparse.Namespace) -> int:
         print("mxscan: error: mxscan http needs h11: pip install 'mxscan[http]'", file=sys.stderr)
         return EXIT_ERROR
     args.listen = args.listen or [parse_address(DEFAULT_LISTEN)]
-    try:
-        password = _password(args)
-        _check_remote(args, password)
-        config = load_given_config(args.config)
-        setup_logging(config.log_target, config.log_facility, config.log_level)
-        return asyncio.run(_main(args, config, password))
-    except (ConfigError, ListenError) as exc:
-        print(f"mxscan: error: {exc}", file=sys.stderr)
-        return EXIT_ERROR
-    except KeyboardInterrupt:
-        return EXIT_OK
+    checked: list[str | None] = []
+
+    def check() -> None:
+        checked.append(_password(args))
+        _check_remote(args, checked[0])
+
+    return run_command(args.config, lambda config: _main(args, config, checked[0]), check)
 
 
 async def _main(args: argparse.Namespace, config: Config, password: str | None) -> int:
@@ -124,7 +116,7 @@ async def _main(args: argparse.Namespace, config: Config, password: str | None) 
 
     metrics = None
     if args.metrics:
-        from mxscan.metrics import Metrics
+        from mxscan.service.metrics import Metrics
 
         metrics = Metrics()
     engine = config.build()

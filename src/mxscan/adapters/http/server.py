@@ -29,14 +29,14 @@ from mxscan.message import Message
 from mxscan.service.connections import Connections
 from mxscan.service.engines import EngineHolder, EngineLike
 from mxscan.service.listen import Listening
-from mxscan.service.serving import start_server
+from mxscan.service.serving import Listeners
 from mxscan.verdict import DEFAULT_REJECT, DEFAULT_TEMPFAIL, Action, Result
 
 from . import native, rspamc, rspamd
 from .request import BadRequest, ScanRequest, parse_scan_request
 
 if TYPE_CHECKING:
-    from mxscan.metrics import Metrics
+    from mxscan.service.metrics import Metrics
 
 __all__ = ["HttpServer", "Limits"]
 
@@ -89,17 +89,13 @@ class HttpServer:
         self.spool_dir = spool_dir
         self.metrics = metrics
         self.messages = 0
-        self._servers: list[asyncio.Server] = []
-        self._listening: list[Listening] = []
+        self._listeners = Listeners()
         self._connections = Connections()
         self._slots = asyncio.Semaphore(self.limits.max_connections)
-        self._stopped = False
 
     async def serve(self, listening: Listening) -> None:
         """Accept connections on a socket bound by ``service.listen.bind``."""
-        server = await start_server(listening, self._accept)
-        self._servers.append(server)
-        self._listening.append(listening)
+        await self._listeners.start(listening, self._accept)
         log.info("http listening on %s", listening.address)
 
     # -- connections -----------------------------------------------------------
@@ -303,12 +299,8 @@ class HttpServer:
     def _metrics_page(self) -> tuple[int, bytes, bytes]:
         if self.metrics is None:
             raise _Refused(404, "metrics are not enabled (mxscan http --metrics)", close=False)
-        from prometheus_client import exposition
-
-        from mxscan.metrics import _WithoutCreated
-
-        page = exposition.generate_latest(_WithoutCreated(self.metrics.registry))
-        return 200, exposition.CONTENT_TYPE_LATEST.encode(), page
+        content_type, page = self.metrics.page()
+        return 200, content_type.encode(), page
 
     async def _read_body(
         self, conn: h11.Connection, reader: asyncio.StreamReader, request: h11.Request
@@ -443,19 +435,7 @@ class HttpServer:
     async def stop(self, drain_timeout: float = 30.0) -> None:
         """Stop accepting, let scans in flight finish (bounded), then close all.
         A second call does nothing: the engines are closed once."""
-        if self._stopped:
-            return
-        self._stopped = True
-        for server in self._servers:
-            server.close()
-        for listening in self._listening:
-            listening.close()
-        if not await self.holder.wait_idle(drain_timeout):
-            log.warning("drain timeout: %d scans still running, closing anyway", self.holder.active)
-        await self._connections.cancel_all()
-        self._servers.clear()
-        self._listening.clear()
-        await self.holder.aclose()
+        await self._listeners.stop(self.holder, self._connections, drain_timeout, log)
 
 
 async def _next_event(conn: h11.Connection, reader: asyncio.StreamReader, timeout: float) -> Any:

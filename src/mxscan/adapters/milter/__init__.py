@@ -1,6 +1,6 @@
 """Milter adapter: mxscan's pipeline behind Postfix's ``smtpd_milters``.
 
-``codec`` / ``replies`` / ``negotiate`` are the sans-I/O protocol, ``session`` the
+``packets`` / ``replies`` / ``negotiate`` are the sans-I/O protocol, ``session`` the
 per-connection state machine, ``server`` the thin asyncio layer, ``cli`` the
 ``mxscan milter`` subcommand.
 """

@@ -10,7 +10,7 @@ from __future__ import annotations
 import enum
 
 PROTOCOL_VERSION = 6
-"""The highest protocol version this codec speaks; Postfix 3.7 offers 6 too."""
+"""The highest protocol version this milter speaks; Postfix 3.7 offers 6 too."""
 
 BODY_CHUNK_SIZE = 65535
 """MTAs never send a body chunk larger than this (MILTER_CHUNK_SIZE)."""
@@ -65,8 +65,9 @@ class Reply(bytes, enum.Enum):
     OPTNEG = b"O"
 
 
-class Action(enum.IntFlag):
-    """Modifications the milter may request at end of message (SMFIF_*)."""
+class ModifyFlag(enum.IntFlag):
+    """Modifications the milter may request at end of message (SMFIF_*), offered
+    and agreed in the negotiation: not a verdict's action (``mxscan.Action``)."""
 
     NONE = 0
     ADDHDRS = 1 << 0

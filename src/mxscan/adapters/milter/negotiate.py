@@ -12,19 +12,23 @@ from collections.abc import Mapping
 import attrs
 
 from mxscan.adapters.milter import replies
-from mxscan.adapters.milter.codec import OptNeg, ProtocolError
 from mxscan.adapters.milter.constants import (
     NO_REPLY_FLAG,
     NO_STEP_FLAG,
     PROTOCOL_VERSION,
-    Action,
     Command,
     MacroStage,
+    ModifyFlag,
     Protocol,
 )
+from mxscan.adapters.milter.packets import OptNeg, ProtocolError
 
 DEFAULT_ACTIONS = (
-    Action.ADDHDRS | Action.CHGHDRS | Action.QUARANTINE | Action.ADDRCPT | Action.DELRCPT
+    ModifyFlag.ADDHDRS
+    | ModifyFlag.CHGHDRS
+    | ModifyFlag.QUARANTINE
+    | ModifyFlag.ADDRCPT
+    | ModifyFlag.DELRCPT
 )
 
 DEFAULT_STEPS = frozenset(
@@ -70,7 +74,7 @@ DEFAULT_MACROS: Mapping[MacroStage, tuple[str, ...]] = {
 class Wants:
     """What the milter would like; the negotiation trims it to what the MTA offers."""
 
-    actions: Action = DEFAULT_ACTIONS
+    actions: ModifyFlag = DEFAULT_ACTIONS
     steps: frozenset[Command] = DEFAULT_STEPS
     reply_steps: frozenset[Command] = frozenset({Command.RCPT})
     """Steps we answer; every other step gets SMFIP_NR_* when the MTA offers it."""
@@ -83,13 +87,13 @@ def wants_for(changes_body: bool) -> Wants:
     scanner may change the body: asking for less keeps Postfix's fast path."""
     if not changes_body:
         return Wants()
-    return Wants(actions=DEFAULT_ACTIONS | Action.CHGBODY)
+    return Wants(actions=DEFAULT_ACTIONS | ModifyFlag.CHGBODY)
 
 
 @attrs.frozen
 class Negotiated:
     version: int
-    actions: Action
+    actions: ModifyFlag
     protocol: Protocol
     macros: Mapping[MacroStage, tuple[str, ...]]
 
@@ -115,7 +119,7 @@ def negotiate(offer: OptNeg, wants: Wants | None = None) -> Negotiated:
     if offer.version < 2:
         raise ProtocolError(f"MTA offers milter protocol version {offer.version}")
     version = min(offer.version, PROTOCOL_VERSION)
-    offered_actions = Action(offer.actions & int(_all(Action)))
+    offered_actions = ModifyFlag(offer.actions & int(_all(ModifyFlag)))
     offered_proto = Protocol(offer.protocol & int(_all(Protocol)))
 
     actions = wants.actions & offered_actions
@@ -130,13 +134,13 @@ def negotiate(offer: OptNeg, wants: Wants | None = None) -> Negotiated:
         protocol |= Protocol.HDR_LEADSPC
 
     macros: Mapping[MacroStage, tuple[str, ...]] = {}
-    if wants.macros and offered_actions & Action.SETSYMLIST:
-        actions |= Action.SETSYMLIST
+    if wants.macros and offered_actions & ModifyFlag.SETSYMLIST:
+        actions |= ModifyFlag.SETSYMLIST
         macros = {stage: tuple(names) for stage, names in wants.macros.items() if names}
     return Negotiated(version, actions, protocol, macros)
 
 
-def _all(flag_type: type[Action] | type[Protocol]) -> int:
+def _all(flag_type: type[ModifyFlag] | type[Protocol]) -> int:
     value = 0
     for member in flag_type:
         value |= int(member)

@@ -43,7 +43,7 @@ import attrs
 
 from mxscan.adapters.milter import replies
 from mxscan.adapters.milter.constants import BODY_CHUNK_SIZE
-from mxscan.adapters.milter.constants import Action as Flag
+from mxscan.adapters.milter.constants import ModifyFlag as Flag
 from mxscan.body import Body
 from mxscan.editbuffer import EditBuffer
 from mxscan.edits import EditKind, HeaderEdit

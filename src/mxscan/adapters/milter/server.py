@@ -10,31 +10,27 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import grp
-import importlib
 import logging
-import os
-import pwd
 import resource
 import socket
-import stat
-import sys
 import time
-from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from mxscan.adapters.milter import replies
-from mxscan.adapters.milter.codec import Decoder, Macro, OptNeg, ProtocolError
 from mxscan.adapters.milter.constants import Command
 from mxscan.adapters.milter.negotiate import Wants, negotiate
 from mxscan.adapters.milter.outcome import body_packets
-from mxscan.adapters.milter.session import DefaultAction, Limits, MtaChoice, Session, Step
-from mxscan.addresses import Address, InetAddress, UnixAddress
+from mxscan.adapters.milter.packets import Decoder, Macro, OptNeg, ProtocolError
+from mxscan.adapters.milter.session import DefaultAction, Limits, MtaChoice, Output, Session
+from mxscan.addresses import Address
 from mxscan.body import DEFAULT_SPOOL_THRESHOLD
 from mxscan.logline import format_lines, log_token
 from mxscan.message import Message
 from mxscan.pipeline import THREAD_EDITS  # also the bound for turning edits into replies
-from mxscan.verdict import Result
+from mxscan.service.connections import Connections
+from mxscan.service.engines import EngineHolder, EngineLike
+from mxscan.service.listen import Listening, SocketPermissions, bind
+from mxscan.service.serving import Listeners
 
 log = logging.getLogger("mxscan.milter")
 
@@ -57,24 +53,10 @@ class _HungUp(Exception):
     """The MTA closed the connection while its message was being scanned."""
 
 
-class ScanEngine(Protocol):
-    """What the server needs from ``mxscan.Engine`` (tests pass small fakes)."""
-
-    async def scan(self, message: Message) -> Result: ...
-
-    def policy_for(self, recipient: str) -> str: ...
-
-    async def aclose(self) -> None: ...
-
-
-class ServerError(Exception):
-    """A listener cannot be set up (socket in use, not a socket, bad owner...)."""
-
-
 class MilterServer:
     def __init__(
         self,
-        engine: ScanEngine,
+        engine: EngineLike,
         *,
         progress_interval: float = 10.0,
         split_policies: bool = True,
@@ -91,7 +73,7 @@ class MilterServer:
         backlog: int | None = None,
         mta: MtaChoice = "auto",
     ) -> None:
-        self.engine = engine
+        self.holder: EngineHolder[EngineLike] = EngineHolder(engine)
         self.limits = limits or Limits()
         self.max_connections = max_connections
         self.idle_timeout = idle_timeout
@@ -103,121 +85,78 @@ class MilterServer:
         self.default_action: DefaultAction = default_action
         self.spool_threshold = spool_threshold
         self.spool_dir = spool_dir
-        self.socket_mode = socket_mode
-        self.socket_owner = socket_owner
-        self.socket_group = socket_group
-        self._servers: list[asyncio.Server] = []
-        self._unix_paths: list[tuple[str, int]] = []  # path, inode: remove only our own
-        self._connections: set[asyncio.Task[None]] = set()
-        self._scans = 0
-        self._idle = asyncio.Event()
-        self._idle.set()
-        self._engine_users: dict[int, int] = {}
-        self._retired: list[ScanEngine] = []
+        self.permissions = SocketPermissions(socket_mode, socket_owner, socket_group)
+        self._listeners = Listeners()
+        self._tracked = Connections()
         self.messages = 0
 
     # -- listeners -----------------------------------------------------------
 
     async def listen(self, address: Address) -> None:
-        if isinstance(address, UnixAddress):
-            sock = self._bind_unix(address.path)
-            server = await asyncio.start_unix_server(
-                self._accept, sock=sock, limit=READ_SIZE, backlog=self.backlog
-            )
-        else:
-            server = await self._listen_inet(address)
-        self._servers.append(server)
-        log.info("milter listening on %s", address)
+        """Bind ``address`` (``mxscan.service.listen``: stale sockets, modes,
+        owners) and serve on it; a ``ListenError`` says why not."""
+        await self.serve(bind(address, self.permissions, self.backlog))
 
-    async def _listen_inet(self, address: InetAddress) -> asyncio.Server:
-        try:
-            return await asyncio.start_server(
-                self._accept,
-                address.host,
-                address.port,
-                reuse_address=True,
-                limit=READ_SIZE,
-                backlog=self.backlog,
-            )
-        except OSError as exc:
-            raise ServerError(f"cannot listen on {address}: {exc.strerror or exc}") from None
-
-    def _bind_unix(self, path: str) -> socket.socket:
-        _remove_stale_socket(path)
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        old_umask = os.umask(0o177)  # never world-accessible, even for a moment
-        try:
-            sock.bind(path)
-        except OSError as exc:
-            sock.close()
-            parent = Path(path).parent
-            hint = "" if parent.is_dir() else f" (create the directory {parent} first)"
-            raise ServerError(f"cannot bind unix:{path}: {exc.strerror or exc}{hint}") from None
-        finally:
-            os.umask(old_umask)
-        try:
-            uid = _uid(self.socket_owner) if self.socket_owner else -1
-            gid = _gid(self.socket_group) if self.socket_group else -1
-            if uid != -1 or gid != -1:
-                os.chown(path, uid, gid)
-            Path(path).chmod(self.socket_mode)
-        except (OSError, ServerError) as exc:
-            sock.close()
-            with contextlib.suppress(OSError):
-                Path(path).unlink()
-            raise ServerError(f"unix:{path}: {exc}") from None
-        self._unix_paths.append((path, Path(path).stat().st_ino))
-        return sock
+    async def serve(self, listening: Listening) -> None:
+        """Serve on a socket already bound (``service.serving.bind_and_serve``)."""
+        await self._listeners.start(listening, self._accept, limit=READ_SIZE)
+        log.info("milter listening on %s", listening.address)
 
     @property
     def sockets(self) -> list[socket.socket]:
-        return [s for server in self._servers for s in server.sockets]
+        return self._listeners.sockets
 
     # -- engine ----------------------------------------------------------------
 
-    def replace_engine(self, engine: ScanEngine) -> None:
-        """SIGHUP: new messages use ``engine``; the old one closes once idle."""
-        old = self.engine
-        self.engine = engine
-        self._retired.append(old)
-        self._close_retired()
+    @property
+    def engine(self) -> EngineLike:
+        """The engine new messages are scanned with."""
+        return self.holder.current
 
-    def _close_retired(self) -> None:
-        for old in list(self._retired):
-            if self._engine_users.get(id(old), 0) == 0:
-                self._retired.remove(old)
-                task = asyncio.ensure_future(old.aclose())
-                task.add_done_callback(_log_task_error)
+    @engine.setter
+    def engine(self, engine: EngineLike) -> None:
+        self.replace_engine(engine)
+
+    def replace_engine(self, engine: EngineLike) -> None:
+        """SIGHUP: new messages use ``engine``; the old one closes once idle."""
+        self.holder.replace(engine)
+
+    # What the tests watch: the connections served, the scans running.
+    @property
+    def _connections(self) -> frozenset[asyncio.Task[object]]:
+        return self._tracked.tasks
+
+    @property
+    def _scans(self) -> int:
+        return self.holder.active
 
     # -- connections -----------------------------------------------------------
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        task = asyncio.current_task()
-        assert task is not None
-        self._connections.add(task)
-        sock = writer.get_extra_info("socket")
-        if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        if len(self._connections) > self.max_connections:
-            try:
-                await self._refuse_busy(reader, writer)
-            except (TimeoutError, ProtocolError, ConnectionError):
-                pass
-            finally:
-                writer.close()
-                with contextlib.suppress(Exception):
-                    await writer.wait_closed()
-                self._connections.discard(task)
-            return
+        with self._tracked.track(writer):
+            if len(self._tracked) > self.max_connections:
+                try:
+                    await self._refuse_busy(reader, writer)
+                except (TimeoutError, ProtocolError, ConnectionError):
+                    pass
+                finally:
+                    writer.close()
+                    with contextlib.suppress(Exception):
+                        await writer.wait_closed()
+                return
+            await self._converse(reader, writer)
+
+    async def _converse(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        engine = self.holder.current
         session = Session(
-            policy_for=lambda rcpt: self.engine.policy_for(rcpt),
+            policy_for=lambda rcpt: self.holder.current.policy_for(rcpt),
             split_policies=self.split_policies,
             default_action=self.default_action,
             spool_threshold=self.spool_threshold,
             spool_dir=self.spool_dir,
             # Engines without the property (test fakes, older embedders) never
             # replace the body.
-            changes_body=getattr(self.engine, "changes_body", False) is True,
+            changes_body=getattr(engine, "changes_body", False) is True,
             mta=self.mta,
             limits=self.limits,
         )
@@ -243,7 +182,6 @@ class MilterServer:
             writer.close()
             with contextlib.suppress(Exception):
                 await writer.wait_closed()
-            self._connections.discard(task)
 
     async def _serve(
         self, session: Session, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
@@ -258,14 +196,14 @@ class MilterServer:
                 data = await self._read(session, reader, partial)
                 if not data:
                     return
-            step = session.receive(data)
+            out = session.receive(data)
             while True:
-                await self._write(step, writer)
-                if step.message is None:
+                await self._write(out, writer)
+                if out.message is None:
                     break
-                step = await self._end_of_message(session, step.message, reader, writer, early)
+                out = await self._end_of_message(session, out.message, reader, writer, early)
             await writer.drain()
-            if step.closed:
+            if out.closed:
                 return
 
     async def _read(
@@ -313,22 +251,22 @@ class MilterServer:
                 await writer.drain()
 
     @staticmethod
-    async def _write(step: Step, writer: asyncio.StreamWriter) -> None:
-        """Write a step's replies; a replaced body streams from its spool file one
+    async def _write(out: Output, writer: asyncio.StreamWriter) -> None:
+        """Write an output's replies; a replaced body streams from its spool file one
         packet at a time, waiting for the MTA to take each, so memory stays flat."""
-        body = step.body
+        body = out.body
         if body is None:
-            if step.send:
-                writer.write(step.send)
+            if out.send:
+                writer.write(out.send)
             return
         try:
-            writer.write(step.send)
+            writer.write(out.send)
             for packet in body_packets(body):
                 writer.write(packet)
                 await writer.drain()
         finally:
             body.close()
-        writer.write(step.after)
+        writer.write(out.after)
 
     async def _end_of_message(
         self,
@@ -337,11 +275,21 @@ class MilterServer:
         reader: asyncio.StreamReader,
         writer: asyncio.StreamWriter,
         early: bytearray,
-    ) -> Step:
-        engine = self.engine
-        self._scans += 1
-        self._idle.clear()
-        self._engine_users[id(engine)] = self._engine_users.get(id(engine), 0) + 1
+    ) -> Output:
+        # The engine is held until the answer is built: a reload meanwhile
+        # closes it only after this scan.
+        async with self.holder.use() as engine:
+            return await self._scan(engine, session, message, reader, writer, early)
+
+    async def _scan(
+        self,
+        engine: EngineLike,
+        session: Session,
+        message: Message,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        early: bytearray,
+    ) -> Output:
         started = time.monotonic()
         task = asyncio.ensure_future(engine.scan(message))
         # Watch the connection while the scan runs: an MTA that hangs up no longer
@@ -401,48 +349,13 @@ class MilterServer:
                 task.cancel()
                 with contextlib.suppress(BaseException):
                     await task
-            self._engine_users[id(engine)] -= 1
-            self._scans -= 1
-            if self._scans == 0:
-                self._idle.set()
-            self._close_retired()
 
     # -- shutdown ----------------------------------------------------------------
 
     async def stop(self, drain_timeout: float = 30.0) -> None:
-        """Stop accepting, let scans in flight finish (bounded), then close all."""
-        for server in self._servers:
-            server.close()
-        self._remove_sockets()
-        # Nothing in flight (a failed start, an idle stop): nothing to wait for,
-        # and no "drain timeout" to report (wait_for with 0 s times out even on
-        # an event that is already set).
-        if self._scans:
-            try:
-                await asyncio.wait_for(self._idle.wait(), drain_timeout)
-            except TimeoutError:
-                log.warning("drain timeout: %d scans still running, closing anyway", self._scans)
-        for task in list(self._connections):
-            task.cancel()
-        if self._connections:
-            await asyncio.wait(list(self._connections), timeout=5)
-        for server in self._servers:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(server.wait_closed(), 1)
-        self._servers.clear()
-        await _close_all([self.engine, *self._retired])
-        self._retired.clear()
-
-    def _remove_sockets(self) -> None:
-        for path, inode in self._unix_paths:
-            try:
-                if Path(path).stat().st_ino == inode:
-                    Path(path).unlink()
-            except FileNotFoundError:
-                pass
-            except OSError as exc:
-                log.warning("cannot remove unix:%s: %s", path, exc.strerror)
-        self._unix_paths.clear()
+        """Stop accepting, let scans in flight finish (bounded), then close all;
+        a second call does nothing."""
+        await self._listeners.stop(self.holder, self._tracked, drain_timeout, log)
 
 
 def ensure_fd_room(max_connections: int) -> int:
@@ -466,106 +379,3 @@ def ensure_fd_room(max_connections: int) -> int:
             need,
         )
     return soft
-
-
-def _remove_stale_socket(path: str) -> None:
-    """A socket left by a crashed instance is removed; a live one or a file is not."""
-    try:
-        st = os.lstat(path)
-    except FileNotFoundError:
-        return
-    if not stat.S_ISSOCK(st.st_mode):
-        raise ServerError(f"unix:{path} exists and is not a socket: not removing it")
-    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    try:
-        probe.connect(path)
-    except OSError:
-        log.info("removing stale socket unix:%s", path)
-        Path(path).unlink()
-        return
-    finally:
-        probe.close()
-    raise ServerError(f"unix:{path} is in use by another process")
-
-
-def _uid(user: str) -> int:
-    try:
-        return int(user) if user.isdigit() else pwd.getpwnam(user).pw_uid
-    except KeyError:
-        raise ServerError(f"no such user: {user}") from None
-
-
-def _gid(group: str) -> int:
-    try:
-        return int(group) if group.isdigit() else grp.getgrnam(group).gr_gid
-    except KeyError:
-        raise ServerError(f"no such group: {group}") from None
-
-
-#: Modules the stdlib imports lazily while mail is being scanned: asyncio's default
-#: executor (``asyncio.to_thread``, used by plugins for CPU-bound work) and the IDNA
-#: codec (``open_connection`` to a host name). Imported before the privilege drop, so
-#: scanning never depends on the new user being able to read the Python installation.
-PRELOAD_MODULES = ("concurrent.futures.thread", "encodings.idna")
-
-
-def drop_privileges(user: str) -> None:
-    """Become ``user`` (and its groups) after the sockets are bound.
-
-    Modules not yet imported may be unreadable for ``user`` (an interpreter under
-    /root, say): the ones scanning needs are imported first, and a warning names the
-    problem rather than every later import failing mysteriously mid-scan. The
-    caller then loads the configuration again as ``user`` (see
-    :func:`check_as_user`), so a reload that could never work fails at start.
-    """
-    for name in PRELOAD_MODULES:
-        importlib.import_module(name)
-    try:
-        entry = pwd.getpwnam(user) if not user.isdigit() else pwd.getpwuid(int(user))
-    except KeyError:
-        raise ServerError(f"no such user: {user}") from None
-    if os.getuid() == entry.pw_uid:
-        return
-    try:
-        os.initgroups(entry.pw_name, entry.pw_gid)
-        os.setgid(entry.pw_gid)
-        os.setuid(entry.pw_uid)
-    except PermissionError:
-        raise ServerError(f"cannot switch to user {user}: not running as root") from None
-    log.info("running as user %s", entry.pw_name)
-    stdlib = str(Path(os.__file__).parent)
-    if not os.access(stdlib, os.R_OK | os.X_OK):
-        log.warning(
-            "user %s cannot read the Python installation (%s): a configuration reload "
-            "that needs new modules will fail; install mxscan where %s can read it",
-            entry.pw_name,
-            stdlib,
-            entry.pw_name,
-        )
-
-
-def unreadable_install_path() -> str | None:
-    """The first directory of the installation (the interpreter's prefix, then each
-    import path) that the current user cannot read, if any: what an error after a
-    privilege drop should name."""
-    for path in [sys.prefix, str(Path(os.__file__).parent), *sys.path]:
-        current = Path(path)
-        if not path or not current.is_absolute():
-            continue
-        for part in [*reversed(current.parents), current]:
-            if part.exists() and not os.access(part, os.R_OK | os.X_OK):
-                return str(part)
-    return None
-
-
-async def _close_all(engines: list[ScanEngine]) -> None:
-    for engine in engines:
-        try:
-            await engine.aclose()
-        except Exception:
-            log.exception("error while closing the scanners")
-
-
-def _log_task_error(task: asyncio.Future[None]) -> None:
-    if not task.cancelled() and task.exception() is not None:
-        log.error("error while closing the old scanners: %s", task.exception())

@@ -22,11 +22,11 @@ from typing import Literal
 
 import attrs
 
-from mxscan.adapters.milter import codec, replies
-from mxscan.adapters.milter.codec import Decoder, Event, ProtocolError
+from mxscan.adapters.milter import packets, replies
 from mxscan.adapters.milter.constants import DEFAULT_MAX_PACKET, Command
 from mxscan.adapters.milter.negotiate import Negotiated, Wants, negotiate, wants_for
 from mxscan.adapters.milter.outcome import CannotApply, Mta, Replies, encode_result
+from mxscan.adapters.milter.packets import Decoder, Event, ProtocolError
 from mxscan.body import DEFAULT_SPOOL_THRESHOLD, Body, BodyBuilder
 from mxscan.header import Header, InvalidHeader
 from mxscan.logline import log_token
@@ -68,21 +68,22 @@ SPLIT_REPLY = (452, "4.5.3", "Recipient policy differs: send to it in a separate
 SPOOL_REPLY = (451, "4.3.0", "Message could not be stored for scanning, try again later")
 
 _COMMAND_OF: dict[type, Command] = {
-    codec.Connect: Command.CONNECT,
-    codec.Helo: Command.HELO,
-    codec.MailFrom: Command.MAIL,
-    codec.RcptTo: Command.RCPT,
-    codec.Data: Command.DATA,
-    codec.Header: Command.HEADER,
-    codec.EndOfHeaders: Command.EOH,
-    codec.Body: Command.BODY,
-    codec.Unknown: Command.UNKNOWN,
+    packets.Connect: Command.CONNECT,
+    packets.Helo: Command.HELO,
+    packets.MailFrom: Command.MAIL,
+    packets.RcptTo: Command.RCPT,
+    packets.Data: Command.DATA,
+    packets.Header: Command.HEADER,
+    packets.EndOfHeaders: Command.EOH,
+    packets.Body: Command.BODY,
+    packets.Unknown: Command.UNKNOWN,
 }
 
 
 @attrs.define
-class Step:
-    """What the caller must do after feeding bytes."""
+class Output:
+    """What the server must do after feeding bytes: write, stream a body, scan,
+    close. (Not a pipeline step, ``mxscan.Step``.)"""
 
     send: bytes = b""
     """Replies to write, in one write()."""
@@ -142,7 +143,7 @@ class Session:
         self._pending: deque[Event] = deque()
         self._in_eom: Message | None = None
         self._conn_macros: dict[str, str] = {}
-        self._client: codec.Connect | None = None
+        self._client: packets.Connect | None = None
         self._helo: str | None = None
         self._tx = _Transaction()
         self.messages = 0
@@ -155,48 +156,48 @@ class Session:
 
     # -- input ---------------------------------------------------------------
 
-    def receive(self, data: bytes) -> Step:
+    def receive(self, data: bytes) -> Output:
         """Feed bytes read from the MTA. Raises ProtocolError on bad input."""
         self._pending.extend(self._decoder.feed(data))
         return self._run()
 
-    def _run(self) -> Step:
-        step = Step()
-        out = bytearray()
-        while self._pending and self._in_eom is None and not step.closed:
+    def _run(self) -> Output:
+        out = Output()
+        sent = bytearray()
+        while self._pending and self._in_eom is None and not out.closed:
             event = self._pending.popleft()
-            out += self._handle(event, step)
-        step.send = bytes(out)
-        return step
+            sent += self._handle(event, out)
+        out.send = bytes(sent)
+        return out
 
-    def _handle(self, event: Event, step: Step) -> bytes:
-        if isinstance(event, codec.OptNeg):
+    def _handle(self, event: Event, out: Output) -> bytes:
+        if isinstance(event, packets.OptNeg):
             self.negotiated = negotiate(event, self.wants)
             return self.negotiated.encode()
         n = self.negotiated
         if n is None:
             raise ProtocolError(f"{type(event).__name__} before option negotiation")
-        if isinstance(event, codec.Macro):
+        if isinstance(event, packets.Macro):
             self._store_macros(event)
             return b""
-        if isinstance(event, codec.Abort):
+        if isinstance(event, packets.Abort):
             self._reset_message()
             return b""
-        if isinstance(event, codec.Quit):
+        if isinstance(event, packets.Quit):
             self._reset_message()
-            step.closed = True
+            out.closed = True
             return b""
-        if isinstance(event, codec.QuitNewConnection):
+        if isinstance(event, packets.QuitNewConnection):
             self._reset_message()
             self._client, self._helo, self._conn_macros = None, None, {}
             self._macro_bytes, self._macros_refused = 0, False
             return b""
         if self._macros_refused and n.expects_reply(_COMMAND_OF.get(type(event), Command.BODYEOB)):
-            if isinstance(event, codec.EndOfMessage):
+            if isinstance(event, packets.EndOfMessage):
                 self.messages += 1
                 self._reset_message()
             return replies.reply_code(*MACRO_REPLY)
-        if isinstance(event, codec.EndOfMessage):
+        if isinstance(event, packets.EndOfMessage):
             if self._tx.refused:
                 self.messages += 1
                 self._reset_message()
@@ -213,28 +214,28 @@ class Session:
                 self.messages += 1
                 self._reset_message()
                 return replies.reply_code(*SPOOL_REPLY)
-            self._in_eom = step.message = message
+            self._in_eom = out.message = message
             return b""
-        if isinstance(event, codec.Connect):
+        if isinstance(event, packets.Connect):
             self._client = event
-        elif isinstance(event, codec.Helo):
+        elif isinstance(event, packets.Helo):
             self._helo = event.name
-        elif isinstance(event, codec.MailFrom):
+        elif isinstance(event, packets.MailFrom):
             self._reset_message(keep_macros=True)
             self._tx.sender = event.address
             self._tx.mail_args = event.args
-        elif isinstance(event, codec.RcptTo):
+        elif isinstance(event, packets.RcptTo):
             return self._rcpt(event, n)
-        elif isinstance(event, codec.Header):
+        elif isinstance(event, packets.Header):
             self._header(event, n)
-        elif isinstance(event, codec.Body):
+        elif isinstance(event, packets.Body):
             self._store_body(event.chunk)
         command = _COMMAND_OF.get(type(event))
         if command is not None and n.expects_reply(command):
             return replies.continue_()
         return b""
 
-    def _store_macros(self, event: codec.Macro) -> None:
+    def _store_macros(self, event: packets.Macro) -> None:
         if self._macros_refused:
             return
         if event.stage in (Command.CONNECT.value, Command.HELO.value):
@@ -261,7 +262,7 @@ class Session:
             self._macros_refused = True
             self._conn_macros, self._tx.macros, self._macro_bytes = {}, {}, 0
 
-    def _rcpt(self, event: codec.RcptTo, n: Negotiated) -> bytes:
+    def _rcpt(self, event: packets.RcptTo, n: Negotiated) -> bytes:
         address = event.address
         if self.policy_for is not None and self.split_policies:
             policy = self.policy_for(address)
@@ -274,7 +275,7 @@ class Session:
         self._tx.recipients.append(address)
         return replies.continue_() if n.expects_reply(Command.RCPT) else b""
 
-    def _header(self, event: codec.Header, n: Negotiated) -> None:
+    def _header(self, event: packets.Header, n: Negotiated) -> None:
         tx = self._tx
         if tx.refused:
             return
@@ -369,10 +370,10 @@ class Session:
         """The message waiting for complete()/fail(), if any."""
         return self._in_eom
 
-    def complete(self, result: Result) -> Step:
+    def complete(self, result: Result) -> Output:
         """Map the scan result to end-of-message replies and go on with the stream.
 
-        A replaced body is not read here: the returned step carries it, and the
+        A replaced body is not read here: the returned output carries it, and the
         caller streams it to the MTA and closes it."""
         message = self._require_eom()
         n = self.negotiated
@@ -402,7 +403,7 @@ class Session:
             replaced.close()  # refused or not sent: nobody else will close it
         return self._after_eom(reply)
 
-    def fail(self, exc: BaseException | None = None) -> Step:
+    def fail(self, exc: BaseException | None = None) -> Output:
         """The scan could not be done: answer with the configured default action."""
         self._require_eom()
         return self._after_eom(Replies(self.default_reply()))
@@ -419,7 +420,7 @@ class Session:
             raise RuntimeError("no message is waiting for a result")
         return self._in_eom
 
-    def _after_eom(self, reply: Replies) -> Step:
+    def _after_eom(self, reply: Replies) -> Output:
         message = self._in_eom
         self._in_eom = None
         if message is not None and message.body is not reply.body:
@@ -427,19 +428,19 @@ class Session:
         self.messages += 1
         self._reset_message()
         try:
-            step = self._run()
+            out = self._run()
         except BaseException:
-            # Bad input queued behind EOM: no step will carry the body to a writer.
+            # Bad input queued behind EOM: no output will carry the body to a writer.
             if reply.body is not None:
                 reply.body.close()
             raise
         if reply.body is None:
-            step.send = reply.head + reply.tail + step.send
+            out.send = reply.head + reply.tail + out.send
         else:
-            step.body = reply.body
-            step.after = reply.tail + step.send
-            step.send = reply.head
-        return step
+            out.body = reply.body
+            out.after = reply.tail + out.send
+            out.send = reply.head
+        return out
 
     # -- teardown ------------------------------------------------------------
 

@@ -13,6 +13,7 @@ import sys
 from typing import Any, NoReturn
 
 from mxscan.cliargs import config_arg
+from mxscan.service import args as types
 
 from .exitcodes import ExitCode, dsn_line
 from .output import write_fd
@@ -71,18 +72,6 @@ class _PipeArgumentParser(argparse.ArgumentParser):
         return out
 
 
-def _positive(text: str) -> float:
-    from mxscan import parse_duration
-
-    try:
-        value = parse_duration(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError("must be more than 0")
-    return value
-
-
 def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = subparsers.add_parser(
         "pipe",
@@ -134,7 +123,7 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     )
     p.add_argument(
         "--sendmail-timeout",
-        type=_positive,
+        type=types.duration,
         default=DEFAULT_TIMEOUT,
         metavar="TIME",
         help=f"give up on sendmail after TIME (default {DEFAULT_TIMEOUT:g}s)",

@@ -9,25 +9,21 @@ error is one line on stderr.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import logging
-import sys
 
 from mxscan.addresses import Address
 from mxscan.cliargs import config_arg
-from mxscan.config import Config, load_given_config
+from mxscan.config import Config
 from mxscan.errors import ConfigError
-from mxscan.logline import setup_logging
 from mxscan.service import args as types
 from mxscan.service.engines import EngineHolder, EngineLike
-from mxscan.service.lifecycle import Reloader, run_until_signalled
-from mxscan.service.listen import ListenError, is_loopback
-from mxscan.service.serving import bind_and_serve
+from mxscan.service.exporter import Exporter, add_metrics_options
+from mxscan.service.lifecycle import serve_until_signalled
+from mxscan.service.listen import is_loopback
+from mxscan.service.serving import EXIT_OK, bind_and_serve, run_command
 
 log = logging.getLogger("mxscan.smtp")
 
-EXIT_OK = 0
-EXIT_ERROR = 2
 #: Postfix's own default message_size_limit: set --max-size to main.cf's value.
 POSTFIX_SIZE_LIMIT = 10240000
 DEFAULTS = {"smtp": "inet:127.0.0.1:10024", "lmtp": "inet:127.0.0.1:10024"}
@@ -92,6 +88,7 @@ def _add(subparsers: argparse._SubParsersAction[argparse.ArgumentParser], name: 
     p.add_argument("--next-connections", type=types.positive_int, default=32, metavar="N",
                    help="idle connections to the next hop kept open (default 32)")  # fmt: skip
     types.add_socket_options(p)
+    add_metrics_options(p)
     p.add_argument("--drain-timeout", type=types.duration, default=30.0, metavar="TIME",
                    help="on SIGTERM, wait this long for messages in flight (default 30s); "
                         "the rest are cut and Postfix retries them")  # fmt: skip
@@ -110,23 +107,17 @@ def _check_loopback(addresses: list[Address]) -> None:
 
 def run(args: argparse.Namespace) -> int:
     args.listen = args.listen or [types.address(DEFAULTS[args.protocol])]
-    try:
-        _check_loopback(args.listen)
-        config = load_given_config(args.config)
-        setup_logging(config.log_target, config.log_facility, config.log_level)
-        return asyncio.run(_main(args, config))
-    except (ConfigError, ListenError) as exc:
-        print(f"mxscan: error: {exc}", file=sys.stderr)
-        return EXIT_ERROR
-    except KeyboardInterrupt:
-        return EXIT_OK
+    return run_command(
+        args.config, lambda config: _main(args, config), lambda: _check_loopback(args.listen)
+    )
 
 
 async def _main(args: argparse.Namespace, config: Config) -> int:
     from .nexthop import NextHop
     from .server import SmtpServer
 
-    holder: EngineHolder[EngineLike] = EngineHolder(config.build())
+    exporter = Exporter(args.metrics, args.probe_interval, log)
+    holder: EngineHolder[EngineLike] = EngineHolder(exporter.wrap(config.build()))
     nexthop = NextHop(
         args.next,
         helo=args.hostname,
@@ -146,12 +137,21 @@ async def _main(args: argparse.Namespace, config: Config) -> int:
         spool_threshold=config.spool_threshold,
         spool_dir=config.spool_dir,
     )
-    await bind_and_serve(
-        args.listen, types.permissions(args), serve=server.serve, stop=server.stop, user=args.user
-    )
-    source = config.source
-    reloader = Reloader(holder, lambda: load_given_config(source).build(), source, log)
-    await run_until_signalled(
-        log, drain=server.stop, drain_timeout=args.drain_timeout, reload=reloader.start
-    )
+    try:
+        exporter.listen()
+    except BaseException:
+        await server.stop(0)
+        raise
+    try:
+        await bind_and_serve(
+            args.listen, types.permissions(args), serve=server.serve, stop=server.stop,
+            user=args.user,
+        )  # fmt: skip
+    except BaseException:
+        exporter.close()
+        raise
+    await serve_until_signalled(
+        log, holder, config.source, stop=server.stop, drain_timeout=args.drain_timeout,
+        exporter=exporter,
+    )  # fmt: skip
     return EXIT_OK

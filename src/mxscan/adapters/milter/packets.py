@@ -1,4 +1,4 @@
-"""Sans-I/O milter decoder: bytes from the MTA in, typed events out.
+"""Sans-I/O milter packets: the MTA's bytes framed and decoded into typed events.
 
 No sockets here, in the manner of h11: the server feeds whatever it read, gets back
 complete events, and the same code is unit-tested with hand-built packets. Every
@@ -16,7 +16,7 @@ from mxscan.adapters.milter.constants import DEFAULT_MAX_PACKET, Command, Family
 
 
 class ProtocolError(Exception):
-    """The MTA sent something this codec cannot accept; the stream is unusable."""
+    """The MTA sent something these packets cannot be read as; the stream is unusable."""
 
 
 def _s(raw: bytes) -> str:

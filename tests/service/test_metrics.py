@@ -1,4 +1,4 @@
-"""mxscan.metrics without a milter: what is served, which series exist before the
+"""mxscan.service.metrics without a milter: what is served, which series exist before the
 first message, reload counts, build info, the message-size histogram and the
 health probes through scanners' optional ``ping()`` hook."""
 
@@ -15,9 +15,9 @@ import mxscan
 from mxscan.addresses import InetAddress
 from mxscan.engine import Engine
 from mxscan.message import Message
-from mxscan.metrics import ERROR_KINDS, SKIP_REASONS, Metrics
 from mxscan.pipeline import Pipeline, Step
 from mxscan.scanner import ScannerError
+from mxscan.service.metrics import ERROR_KINDS, SKIP_REASONS, Metrics
 from mxscan.verdict import Verdict
 
 
@@ -188,7 +188,7 @@ def test_stopping_the_endpoint_does_not_wait_for_its_poll_interval() -> None:
     from prometheus_client import make_wsgi_app
 
     from mxscan.addresses import InetAddress
-    from mxscan.metrics import MetricsServer, _start_http
+    from mxscan.service.metrics import MetricsServer, _start_http
 
     httpd, thread = _start_http(InetAddress("127.0.0.1", 0), make_wsgi_app(), poll_interval=3600)
     server = MetricsServer(httpd, thread)

@@ -26,20 +26,22 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
-from .addresses import Address, InetAddress
-from .errors import ConfigError
-from .message import Message
-from .mimelimits import LIMITS as MIME_LIMITS
-from .mimelimits import SCANNER as MIME_SCANNER
-from .verdict import Action, Result
+from mxscan.addresses import Address, InetAddress
+from mxscan.errors import ConfigError
+from mxscan.message import Message
+from mxscan.mimelimits import LIMITS as MIME_LIMITS
+from mxscan.mimelimits import SCANNER as MIME_SCANNER
+from mxscan.verdict import Action, Result
+
+from .engines import EngineLike
 
 if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry
     from prometheus_client.metrics_core import Metric
 
-    from .pipeline import Step
+    from mxscan.pipeline import Step
 
 __all__ = ["InstrumentedEngine", "Metrics", "MetricsServer"]
 
@@ -59,14 +61,6 @@ SKIP_REASONS = ("authenticated", "network", "oversize")
 PROBE_TIMEOUT = 10.0
 
 _TOKEN = re.compile(r"(?:shadow:)?(error|skipped|unchecked)\(([^)]*)\)")
-
-
-class _Engine(Protocol):
-    async def scan(self, message: Message) -> Result: ...
-
-    def policy_for(self, recipient: str) -> str: ...
-
-    async def aclose(self) -> None: ...
 
 
 def _import_prometheus() -> Any:
@@ -117,7 +111,7 @@ class Metrics:
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         prom = _import_prometheus()
-        from . import __version__
+        from mxscan import __version__
 
         self.registry: CollectorRegistry = registry or prom.CollectorRegistry()
         r = self.registry
@@ -349,7 +343,7 @@ class Metrics:
             if verdict.waited is not None:
                 self.wait.labels(scanner=verdict.scanner).observe(verdict.waited)
 
-    def instrument(self, engine: _Engine) -> InstrumentedEngine:
+    def instrument(self, engine: EngineLike) -> InstrumentedEngine:
         self.track(engine)
         return InstrumentedEngine(engine, self)
 
@@ -365,6 +359,14 @@ class Metrics:
                 f"metrics: cannot listen on {address}: {exc.strerror or exc}"
             ) from None
         return MetricsServer(httpd, thread)
+
+    def page(self) -> tuple[str, bytes]:
+        """The content type and text of a scrape, for an adapter that serves
+        ``/metrics`` on its own port (``mxscan http --metrics``)."""
+        exposition = _import_prometheus().exposition
+        return exposition.CONTENT_TYPE_LATEST, exposition.generate_latest(
+            _WithoutCreated(self.registry)
+        )
 
 
 def _start_http(
@@ -431,7 +433,7 @@ class MetricsServer:
 class InstrumentedEngine:
     """An engine that feeds ``Metrics``; adapters use it in place of the engine."""
 
-    def __init__(self, engine: _Engine, metrics: Metrics) -> None:
+    def __init__(self, engine: EngineLike, metrics: Metrics) -> None:
         self.engine = engine
         self.metrics = metrics
 
