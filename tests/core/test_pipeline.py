@@ -8,8 +8,7 @@ import pytest
 
 from mxscan import Action, HeaderEdit, Message, Pipeline, SmtpReply, Step, Verdict
 from mxscan.pipeline import combine
-
-from .fakes import FakeScanner, down, raising
+from tests.support.scanners import FakeScanner, down, raising
 
 MSG = b"From: a@example.com\r\nSubject: hi\r\n\r\nbody\r\n"
 

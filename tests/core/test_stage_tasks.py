@@ -6,8 +6,7 @@ from __future__ import annotations
 import asyncio
 
 from mxscan import Action, Message, Pipeline, Step, Verdict
-
-from .fakes import FakeScanner
+from tests.support.scanners import FakeScanner
 
 
 class _Waits:

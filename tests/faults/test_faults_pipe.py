@@ -16,10 +16,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from faults_support import FaultProxy, logged_pipe_postfix, pipe_config, scanner_proxies, smtp_send
-from pipe_postfix import PipePostfix
 
 from tests.support.daemons import ham_message, require_daemon
+from tests.support.faults import (
+    FaultProxy,
+    logged_pipe_postfix,
+    pipe_config,
+    scanner_proxies,
+    smtp_send,
+)
+from tests.support.pipe_postfix import PipePostfix
 from tests.support.sink import SMTPSink
 
 pytestmark = [pytest.mark.faults, pytest.mark.postfix, pytest.mark.clamd, pytest.mark.spamd]

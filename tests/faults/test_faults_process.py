@@ -21,11 +21,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from faults_support import FaultProxy, LogCursor, fd_count, fd_targets, figure, smtp_send
-from milter_mta import ABORT, MtaClient, connect, helo, mail, message_packets, rcpt
-from milter_proc import MilterProcess, milter_group, plain_config, socket_dir
 
 from tests.support.daemons import clamd_inet, require_daemon
+from tests.support.faults import FaultProxy, LogCursor, fd_count, fd_targets, figure, smtp_send
+from tests.support.milter import MilterProcess, milter_group, plain_config, socket_dir
+from tests.support.mta import ABORT, MtaClient, connect, helo, mail, message_packets, rcpt
 from tests.support.postfix import PostfixInstance, process_alive
 from tests.support.service_install import service_venv_python
 from tests.support.sink import SMTPSink

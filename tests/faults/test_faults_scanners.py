@@ -2,7 +2,7 @@
 answering garbage, behind real Postfix 3.7 and an ``mxscan milter`` process running
 examples/mxscan.toml (defaults: ``on_error = "tempfail"``).
 
-Each daemon is reached through a fault proxy (its own process, see fault_proxy.py)
+Each daemon is reached through a fault proxy (its own process, see tests/support/proxy.py)
 in front of the shared private clamd/spamd, so the shared daemons are never
 stopped. Expected outcome of every row: the SMTP client gets 451 at DATA (it keeps
 the message and retries: nothing lost, nothing passed unscanned), Postfix queued
@@ -20,10 +20,10 @@ from email.utils import formatdate
 from typing import Any
 
 import pytest
-from faults_support import FaultProxy, LogCursor, scanner_proxies, smtp_send
-from milter_proc import MilterProcess, seed_config, socket_dir
 
 from tests.support.daemons import require_daemon
+from tests.support.faults import FaultProxy, LogCursor, scanner_proxies, smtp_send
+from tests.support.milter import MilterProcess, seed_config, socket_dir
 from tests.support.postfix import PostfixInstance, process_alive
 from tests.support.sink import SMTPSink
 

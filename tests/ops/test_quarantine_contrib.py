@@ -8,7 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from .test_service_files import REPO, require
+from tests.ops.tools import require
+from tests.support.daemons import REPO_ROOT as REPO
 
 SYSTEMD = REPO / "contrib" / "systemd"
 MXSCAN = Path(sys.executable).parent / "mxscan"

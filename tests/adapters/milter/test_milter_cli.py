@@ -9,7 +9,7 @@ import stat
 import sys
 from pathlib import Path
 
-import milter_mta as mta
+from tests.support import mta
 
 RULES = """
 [scanner.rules]

@@ -10,8 +10,6 @@ import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-import milter_mta as mta
-import milter_scanners as scanners
 import pytest
 
 from mxscan.adapters.milter.server import MilterServer
@@ -20,6 +18,7 @@ from mxscan.addresses import UnixAddress
 from mxscan.edits import HeaderEdit
 from mxscan.message import Message
 from mxscan.verdict import Verdict
+from tests.support import mta, scanners
 
 SMALL = b"Subject: small\r\nFrom: <a@example.org>\r\n\r\nbody\r\n"
 

@@ -16,8 +16,6 @@ import urllib.request
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-import milter_mta as mta
-import milter_scanners as scanners
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from test_milter_cli import RULES
@@ -31,6 +29,7 @@ from mxscan.message import Message
 from mxscan.metrics import Metrics, MetricsServer
 from mxscan.pipeline import Pipeline, Step
 from mxscan.verdict import Action, Verdict
+from tests.support import mta, scanners
 from tests.support.daemons import clamd_unix, daemons_required, require_daemon, spamd_inet
 from tests.support.postfix import free_port
 

@@ -17,7 +17,9 @@ from email.utils import formatdate
 from pathlib import Path
 
 import pytest
-from milter_proc import (
+
+from tests.support.daemons import clamd_stream_max_bytes, require_daemon
+from tests.support.milter import (
     MilterProcess,
     dump_toml,
     milter_group,
@@ -26,8 +28,6 @@ from milter_proc import (
     seed_config,
     socket_dir,
 )
-
-from tests.support.daemons import clamd_stream_max_bytes, require_daemon
 from tests.support.postfix import PostfixInstance
 from tests.support.service_install import service_venv_python
 from tests.support.sink import SMTPSink

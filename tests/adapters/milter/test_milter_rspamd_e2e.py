@@ -24,8 +24,6 @@ from email.utils import formatdate
 
 import dkim
 import pytest
-from milter_proc import MilterProcess, remove_dir, rspamd_seed_config, seed_config, socket_dir
-from milter_snippets import milter_main_cf
 from test_milter_seed_e2e import (
     FORGED,
     Stack,
@@ -42,8 +40,16 @@ from tests.support.daemons import (
     gtube_message,
     require_daemon,
 )
+from tests.support.milter import (
+    MilterProcess,
+    remove_dir,
+    rspamd_seed_config,
+    seed_config,
+    socket_dir,
+)
 from tests.support.postfix import PostfixInstance
 from tests.support.sink import SMTPSink
+from tests.support.snippets import milter_main_cf
 
 pytestmark = [
     pytest.mark.postfix,

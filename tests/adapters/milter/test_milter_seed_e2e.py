@@ -24,8 +24,6 @@ from email.utils import formatdate
 
 import dkim
 import pytest
-from milter_proc import EXAMPLES, MilterProcess, remove_dir, seed_config, socket_dir
-from milter_snippets import milter_main_cf
 
 from tests.support.daemons import (
     EICAR_SIGNATURE,
@@ -34,8 +32,10 @@ from tests.support.daemons import (
     gtube_message,
     require_daemon,
 )
+from tests.support.milter import EXAMPLES, MilterProcess, remove_dir, seed_config, socket_dir
 from tests.support.postfix import PostfixInstance
 from tests.support.sink import Delivery, SMTPSink, header_fields
+from tests.support.snippets import milter_main_cf
 
 pytestmark = [pytest.mark.postfix, pytest.mark.e2e, pytest.mark.clamd, pytest.mark.spamd]
 

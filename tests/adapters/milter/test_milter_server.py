@@ -11,14 +11,13 @@ import struct
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-import milter_mta as mta
-import milter_scanners as scanners
 import pytest
 
 from mxscan.adapters.milter.constants import Action as Flag
 from mxscan.adapters.milter.server import MilterServer, ServerError
 from mxscan.addresses import InetAddress, UnixAddress
 from mxscan.body import Body
+from tests.support import mta, scanners
 
 MSG = b"Subject: hello\r\nFrom: <a@example.org>\r\n\r\nbody\r\n"
 

@@ -7,12 +7,12 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from smtp_rig import Client, serving
 
 from mxscan import Action, Engine, HeaderEdit, Pipeline
-from tests.core.fakes import FakeScanner, down
 from tests.support.postfix import free_port
+from tests.support.scanners import FakeScanner, down
 from tests.support.sink import SMTPSink
+from tests.support.smtp_rig import Client, serving
 
 MAIL = (
     b"From: a@example.org\r\nSubject: caf\xc3\xa9\r\nMessage-ID: <k@example.org>\r\n\r\n"
