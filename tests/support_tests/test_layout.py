@@ -80,9 +80,11 @@ def test_benchmarks_import_support_code_and_no_test_module() -> None:
         for name in imported_modules(ast.parse(path.read_text(), str(path))):
             first, _, rest = name.partition(".")
             leaf = name.rpartition(".")[2]
-            if leaf.startswith("test_") or leaf == "conftest":
-                bad.append(f"{path.name}: {name}")
-            elif first == "tests" and not (rest == "support" or rest.startswith("support.")):
+            if (
+                leaf.startswith("test_")
+                or leaf == "conftest"
+                or (first == "tests" and not (rest == "support" or rest.startswith("support.")))
+            ):
                 bad.append(f"{path.name}: {name}")
     assert bad == []
 
