@@ -1,4 +1,9 @@
-"""Small in-test scanners for the milter tests (real Scanner protocol, no daemons)."""
+"""Test-only scanners: the variants mxscan's own tests need beyond
+``mxscan.testing`` (which is what plugin authors get, and what these are built on
+where they can be): a keyword rule on the Subject, a body replacer, a slow scan,
+a scanner with a bug, an engine that crashes, and ``FakeScanner``, a
+``StaticScanner`` that can compute its verdict or sleep first. Real Scanner
+protocol, no daemons."""
 
 from __future__ import annotations
 
@@ -12,21 +17,91 @@ from mxscan.edits import HeaderEdit
 from mxscan.engine import Engine
 from mxscan.message import Message
 from mxscan.pipeline import Pipeline, Step
+from mxscan.testing import FakeEngine, StaticScanner
 from mxscan.verdict import Action, SmtpReply, Verdict
 
 
-class AddHeader:
-    def __init__(self, name: str = "tagger", header: str = "X-Scanned", value: str = "mxscan"):
-        self.name = name
-        self.header = header
-        self.value = value
-        self.closed = False
+class FakeScanner(StaticScanner):
+    """A ``StaticScanner`` named first, with the verdict's fields as keywords
+    (``FakeScanner("av", action=Action.REJECT, reply=...)``), that can instead
+    answer ``fn(message)`` or sleep ``delay`` seconds before it answers.
+    ``seen`` is ``messages``."""
+
+    def __init__(
+        self,
+        name: str = "fake",
+        *,
+        action: Action = Action.ACCEPT,
+        edits: tuple[HeaderEdit, ...] = (),
+        delay: float = 0.0,
+        fn: Callable[[Message], Any] | None = None,
+        error: BaseException | None = None,
+        **verdict: Any,
+    ) -> None:
+        super().__init__(Verdict(action, edits=edits, **verdict), name=name, error=error)
+        self.delay = delay
+        self.fn = fn
+
+    @property
+    def seen(self) -> list[Message]:
+        return self.messages
 
     async def scan(self, message: Message) -> Verdict:
-        return Verdict(edits=(HeaderEdit.add(self.header, self.value),), status="tagged")
+        verdict = await super().scan(message)
+        if self.delay:
+            await asyncio.sleep(self.delay)
+        if self.fn is not None:
+            return self.fn(message)  # type: ignore[no-any-return]
+        return verdict
 
-    async def aclose(self) -> None:
-        self.closed = True
+
+def raising(name: str, exc: BaseException) -> FakeScanner:
+    return FakeScanner(name, error=exc)
+
+
+def down(name: str = "down") -> FakeScanner:
+    return raising(name, ScannerError("connect to unix:/nowhere failed: No such file"))
+
+
+class AddHeader(StaticScanner):
+    """Adds one header field to every message (status ``tagged``)."""
+
+    def __init__(self, name: str = "tagger", header: str = "X-Scanned", value: str = "mxscan"):
+        super().__init__(
+            Verdict(status="tagged"), name=name, edits=(HeaderEdit.add(header, value),)
+        )
+
+
+class Broken(StaticScanner):
+    """A scanner with a bug: every scan raises RuntimeError (not a ScannerError)."""
+
+    def __init__(self) -> None:
+        super().__init__(name="broken", error=RuntimeError("scanner bug"))
+
+
+class Gate(StaticScanner):
+    """Holds each scan until ``release`` is set: a scan is in flight for exactly
+    as long as the test wants, however slow the machine (``entered`` says it
+    began, ``cancelled`` that it was cancelled before the release)."""
+
+    def __init__(self, name: str = "gate", *, status: str = "clean") -> None:
+        self.release = asyncio.Event()
+        super().__init__(Verdict(status=status), name=name, hold=self.release)
+
+
+class Slow(StaticScanner):
+    """Sleeps ``seconds`` in every scan (a daemon slower than the step's timeout);
+    ``started`` is set once a scan began."""
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__(Verdict(status="slow"), name="slow")
+        self.seconds = seconds
+        self.started = self.entered
+
+    async def scan(self, message: Message) -> Verdict:
+        verdict = await super().scan(message)
+        await asyncio.sleep(self.seconds)
+        return verdict
 
 
 class SubjectRule:
@@ -49,22 +124,6 @@ class SubjectRule:
         if "change-me" in subject:
             return Verdict(edits=(HeaderEdit.change("Subject", 1, "changed"),), status="changed")
         return Verdict(status="clean")
-
-    async def aclose(self) -> None:
-        pass
-
-
-class Slow:
-    name = "slow"
-
-    def __init__(self, seconds: float) -> None:
-        self.seconds = seconds
-        self.started = asyncio.Event()
-
-    async def scan(self, message: Message) -> Verdict:
-        self.started.set()
-        await asyncio.sleep(self.seconds)
-        return Verdict(status="slow")
 
     async def aclose(self) -> None:
         pass
@@ -97,94 +156,11 @@ class ReplaceBody:
         pass
 
 
-class Gate:
-    """Holds each scan until released: a scan is in flight for exactly as long as
-    the test wants, however slow the machine."""
-
-    name = "gate"
-
-    def __init__(self) -> None:
-        self.entered = asyncio.Event()
-        self.release = asyncio.Event()
-
-    async def scan(self, message: Message) -> Verdict:
-        self.entered.set()
-        await self.release.wait()
-        return Verdict(status="clean")
-
-    async def aclose(self) -> None:
-        pass
-
-
-class Broken:
-    name = "broken"
-
-    async def scan(self, message: Message) -> Verdict:
-        raise RuntimeError("scanner bug")
-
-    async def aclose(self) -> None:
-        pass
-
-
 def engine(*scanners: object, policies: dict[str, Pipeline] | None = None) -> Engine:
+    """One stage of ``scanners`` (60 s timeout each), and the ``policies`` given."""
     return Engine(Pipeline([[Step(s, timeout=60.0) for s in scanners]]), policies)  # type: ignore[arg-type]
 
 
-class RaisingEngine:
+def RaisingEngine() -> FakeEngine:
     """An engine whose scan itself raises (not a scanner error the pipeline catches)."""
-
-    async def scan(self, message: Message) -> object:
-        raise RuntimeError("engine exploded")
-
-    def policy_for(self, recipient: str) -> str:
-        return "default"
-
-    async def aclose(self) -> None:
-        pass
-
-
-class FakeScanner:
-    """Returns a fixed verdict (or runs ``fn``) and records what it saw."""
-
-    def __init__(
-        self,
-        name: str = "fake",
-        *,
-        action: Action = Action.ACCEPT,
-        edits: tuple[HeaderEdit, ...] = (),
-        delay: float = 0.0,
-        fn: Callable[[Message], Any] | None = None,
-        **verdict: Any,
-    ) -> None:
-        self.name = name
-        self.action = action
-        self.edits = edits
-        self.delay = delay
-        self.fn = fn
-        self.verdict = verdict
-        self.seen: list[Message] = []
-        self.closed = 0
-        self.started: list[float] = []
-
-    async def scan(self, message: Message) -> Verdict:
-        self.started.append(asyncio.get_running_loop().time())
-        self.seen.append(message)
-        if self.delay:
-            await asyncio.sleep(self.delay)
-        if self.fn is not None:
-            return self.fn(message)  # type: ignore[no-any-return]
-        return Verdict(self.action, edits=self.edits, **self.verdict)
-
-    async def aclose(self) -> None:
-        self.closed += 1
-
-
-def raising(name: str, exc: BaseException) -> FakeScanner:
-    def fn(message: Message) -> Verdict:
-        raise exc
-
-    return FakeScanner(name, fn=fn)
-
-
-def down(name: str = "down") -> FakeScanner:
-    return raising(name, ScannerError("connect to unix:/nowhere failed: No such file"))
+    return FakeEngine(crash=RuntimeError("engine exploded"))

@@ -9,6 +9,7 @@ import asyncio
 import pytest
 
 from mxscan import Action, Engine, HeaderEdit, Pipeline
+from mxscan.testing import FakeEngine
 from tests.support.postfix import free_port
 from tests.support.scanners import FakeScanner, down
 from tests.support.sink import SMTPSink
@@ -156,17 +157,8 @@ async def test_client_gone_mid_data_relays_nothing(sink: SMTPSink) -> None:
 
 
 async def test_scan_crash_is_451(sink: SMTPSink) -> None:
-    class Broken:
-        def policy_for(self, recipient: str) -> str:
-            return "default"
-
-        async def scan(self, message):  # type: ignore[no-untyped-def]
-            raise RuntimeError("boom")
-
-        async def aclose(self) -> None:
-            pass
-
-    async with serving(Broken(), sink.port) as (_, port):  # type: ignore[arg-type]
+    crashing = FakeEngine(crash=RuntimeError("boom"))  # a bug in mxscan, not a scanner error
+    async with serving(crashing, sink.port) as (_, port):
         client = await Client.connect(port)
         reply = (await client.send(MAIL, "a@x.org", ["b@example.com"]))[-1]
         await client.close()
