@@ -1,6 +1,6 @@
 """Fault matrix for the pipe(8) filter: clamd or spamd down, slow, killed mid-scan,
 or answering garbage, behind real Postfix set up from the docs' snippets
-(tests/adapters/pipe/pipe_postfix.py). Expected outcome of every row: ``mxscan
+(tests/support/pipe_postfix.py). Expected outcome of every row: ``mxscan
 pipe`` exits 75, Postfix keeps the message deferred in its queue (nothing reaches
 the sink unscanned); once the daemon is healthy, a queue run delivers it exactly
 once.
