@@ -42,3 +42,14 @@ def lunch(token: str) -> bytes:
 def copies(sink: SMTPSink, token: str) -> int:
     """How many deliveries at ``sink`` carry the Message-ID of ``tagged(token)``."""
     return sum(f"<{token}@".encode() in d.data for d in sink.deliveries)
+
+
+def split_first_header(data: bytes) -> tuple[bytes, bytes]:
+    """(first header field with its folds, the rest): the Received: field an MTA
+    put first, and the bytes after it."""
+    end = 0
+    while True:
+        nl = data.index(b"\r\n", end) + 2
+        end = nl
+        if data[end : end + 1] not in (b" ", b"\t"):
+            return data[:end], data[end:]

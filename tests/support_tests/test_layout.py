@@ -89,6 +89,18 @@ def test_benchmarks_import_support_code_and_no_test_module() -> None:
     assert bad == []
 
 
+def test_no_module_imports_a_test_module_by_its_bare_name() -> None:
+    """``from test_x import y`` works only while pytest puts the test's directory
+    on sys.path: what two test modules share belongs in a support module."""
+    bad = [
+        f"{path.relative_to(REPO_ROOT)}: {name}"
+        for path in sources(*TREES)
+        for name in imported_modules(ast.parse(path.read_text(), str(path)))
+        if name.partition(".")[0].startswith("test_") or name.partition(".")[0] == "conftest"
+    ]
+    assert bad == []
+
+
 def test_no_prefix_named_helper_modules_beside_the_tests() -> None:
     """A helper shared by several test modules is a module of tests.support, not a
     file named milter_*.py or *_support.py that pytest's rootdir insertion finds."""

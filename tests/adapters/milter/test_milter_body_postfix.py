@@ -7,11 +7,11 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from test_milter_postfix import split_first_header
 
 from mxscan.adapters.milter.server import MilterServer
 from mxscan.addresses import UnixAddress
 from tests.support import scanners
+from tests.support.messages import split_first_header
 from tests.support.postfix import PostfixInstance
 from tests.support.sink import SMTPSink
 from tests.support.snippets import milter_main_cf

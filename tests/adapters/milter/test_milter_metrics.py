@@ -18,7 +18,6 @@ from pathlib import Path
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
-from test_milter_cli import RULES
 
 from mxscan.adapters.milter.constants import Action as Flag
 from mxscan.adapters.milter.server import MilterServer
@@ -31,6 +30,7 @@ from mxscan.pipeline import Pipeline, Step
 from mxscan.verdict import Action, Verdict
 from tests.support import mta, scanners
 from tests.support.daemons import clamd_unix, daemons_required, require_daemon, spamd_inet
+from tests.support.milter import RULES
 from tests.support.postfix import free_port
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]

@@ -14,13 +14,13 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from test_milter_postfix import split_first_header
 
 from mxscan import HeaderEdit, Message, Verdict
 from mxscan.adapters.milter.server import MilterServer
 from mxscan.addresses import UnixAddress
 from tests.support import scanners
 from tests.support.daemons import require_daemon
+from tests.support.messages import split_first_header
 from tests.support.postfix import PostfixInstance
 from tests.support.sendmail import SendmailInstance
 from tests.support.sink import SMTPSink
