@@ -21,10 +21,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.ops.tools import require
 from tests.support import mta
 from tests.support.child import child_env, module_argv
 from tests.support.service_install import service_mxscan
+from tests.support.tools import require
 
 REPO = Path(__file__).resolve().parents[2]
 UNIT = REPO / "contrib" / "systemd" / "mxscan-milter.service"

@@ -25,6 +25,7 @@ Faults and load: ``proxy`` (a misbehaving daemon, its own process), ``faults``
 Doubles: ``scanners`` (test-only scanners, built on the public ``mxscan.testing``
 that plugin authors use), ``fake_plugin``, ``fake_sendmail``, ``fake_daemon``.
 
+``tools`` skips (or, in CI, fails) a test whose host tool is missing.
 pytest fixtures live in ``fixtures`` so a conftest can pull them in with
 ``from tests.support.fixtures import *``; ``no_dns`` keeps every test off the
 resolver.

@@ -111,8 +111,7 @@ def test_no_prefix_named_helper_modules_beside_the_tests() -> None:
         and not path.name.startswith("test_")
         and path.name not in ("conftest.py", "__init__.py")
     ]
-    # tests/ops/tools.py: one job (skip unless a host tool exists), in a package.
-    assert helpers == ["tests/ops/tools.py"]
+    assert helpers == []
 
 
 @pytest.mark.parametrize("tests_dir", PLUGIN_TESTS)
