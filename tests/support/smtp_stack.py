@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.daemons import require_daemon, run_dir
+from tests.support.dsn_sink import DsnSink
 from tests.support.postfix import PostfixInstance, free_port
 from tests.support.sink import SMTPSink
 from tests.support.smtp import (
@@ -34,6 +35,11 @@ class Stack:
     lmtp_port: int  # the smtpd listener whose content_filter is `mxscan lmtp`
     plain_port: int  # an smtpd listener with no content_filter (the reference copy)
     next_port: int
+    dsn_sink: DsnSink  # where mail to DSN_DOMAIN goes: it announces DSN
+
+
+#: Mail to this domain is relayed to the stack's DSN sink rather than the plain one.
+DSN_DOMAIN = "dsn.example.net"
 
 
 @pytest.fixture(scope="module")
@@ -41,6 +47,7 @@ def stack() -> Iterator[Stack]:
     for kind in ("postfix", "clamd", "spamd"):
         require_daemon(kind)  # type: ignore[arg-type]
     sink = SMTPSink().start()
+    dsn_sink = DsnSink().start()
     work = Path(tempfile.mkdtemp(prefix="smtp-e2e-", dir=run_dir()))
     postfix, filter_port, next_port = filter_postfix("smtp", sink.port)
     lmtp_filter = free_port()
@@ -52,15 +59,21 @@ def stack() -> Iterator[Stack]:
         {"content_filter": f"mxscan-lmtp:inet:127.0.0.1:{lmtp_filter}"}
     )
     plain_port = postfix.add_smtpd_listener({"content_filter": ""})
+    postfix.relay_domains += (DSN_DOMAIN,)
+    postfix.main_overrides["transport_maps"] = (
+        f"inline:{{{DSN_DOMAIN}=smtp:[127.0.0.1]:{dsn_sink.port}}}, "
+        f"texthash:{postfix.config_dir}/transport"
+    )
     smtp = FilterProcess("smtp", full_config(), work / "smtp", filter_port, next_port)
     lmtp = FilterProcess("lmtp", full_config(), work / "lmtp", lmtp_filter, next_port)
     try:
         smtp.start()
         lmtp.start()
         postfix.start()
-        yield Stack(postfix, sink, smtp, lmtp, lmtp_port, plain_port, next_port)
+        yield Stack(postfix, sink, smtp, lmtp, lmtp_port, plain_port, next_port, dsn_sink)
     finally:
         smtp.stop()
         lmtp.stop()
         postfix.remove()
         sink.stop()
+        dsn_sink.stop()
