@@ -159,11 +159,9 @@ async def throughput(env: dict[str, str], files: dict[str, list[Path]], rounds: 
 
 def rss_child(path: str, address: str) -> None:
     """Child process: parse + scan the big message, report memory as JSON."""
+    from benchmarks import vmhwm_kib
     from mxscan import Message
     from mxscan_clamav import ClamAV
-
-    sys.path.insert(0, str(REPO))  # run as a script: the benchmarks package
-    from benchmarks import vmhwm_kib
 
     baseline = vmhwm_kib()
     start = time.perf_counter()
@@ -193,8 +191,8 @@ def big_message_rss(env: dict[str, str], workdir: Path) -> None:
     write_big_message(path)
     address = f"unix:{Path(env['MXSCAN_RUN_DIR']) / 'clamd.sock'}"
     child = subprocess.run(
-        [sys.executable, __file__, "--rss-child", str(path), address],
-        capture_output=True, text=True, check=False,
+        [sys.executable, "-m", "benchmarks.bench_clamav", "--rss-child", str(path), address],
+        capture_output=True, text=True, check=False, cwd=REPO,
     )  # fmt: skip
     if child.returncode:
         raise RuntimeError(f"RSS child failed: {child.stderr.strip()}")

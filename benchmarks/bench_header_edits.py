@@ -26,16 +26,13 @@ from __future__ import annotations
 
 import asyncio
 import statistics
-import sys
 import time
 
 from benchmarks import REPO
 from mxscan import HeaderEdit, Message, Pipeline, Step
 from mxscan.adapters.milter.session import Limits, Session
 from mxscan_header_rules import HeaderRules
-
-sys.path.insert(0, str(REPO / "tests" / "adapters" / "milter"))
-import milter_mta as mta
+from tests.support import mta
 
 N = 20_000
 ROUNDS = 3

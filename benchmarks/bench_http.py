@@ -32,12 +32,13 @@ import os
 import shutil
 import statistics
 import struct
-import sys
 import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from functools import partial
 from pathlib import Path
+
+import pytest
 
 from mxscan import Message, load_config
 from tests.support.daemons import (
@@ -48,13 +49,10 @@ from tests.support.daemons import (
     spamd_alive,
     spamd_inet,
 )
+from tests.support.httpd import HttpProcess
+from tests.support.milter import MilterProcess, dump_toml, install_slowplugin, plain_config
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO / "tests" / "adapters" / "milter"))
-sys.path.insert(0, str(REPO / "tests" / "adapters" / "http"))
-
-from http_proc import HttpProcess  # noqa: E402
-from milter_proc import MilterProcess, dump_toml, install_slowplugin, plain_config  # noqa: E402
 
 CONCURRENCY = (4, 16)
 
@@ -241,7 +239,12 @@ def main() -> None:
     pin = ["taskset", "-c", "0"] if shutil.which("taskset") else []
     work = Path(tempfile.mkdtemp(prefix="bench-http-"))
     plugin_dir = install_slowplugin(work / "site")
-    sys.path.insert(0, str(plugin_dir))  # the in-process engine finds the no-op plugin too
+    with pytest.MonkeyPatch.context() as patch:
+        patch.syspath_prepend(plugin_dir)  # the in-process engine finds the no-op plugin too
+        run_setups(work, data, plugin_dir, n_noop, pin)
+
+
+def run_setups(work: Path, data: bytes, plugin_dir: Path, n_noop: int, pin: list[str]) -> None:
     print(f"message: {len(data)} bytes; server pinned to one CPU: {bool(pin)}")
     print(f"load average: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs "
           "(req/cpu-s is the server's own CPU: requests per CPU-second, load-independent)")  # fmt: skip

@@ -5,11 +5,11 @@
   private clamd (owned by this run) is restarted twice and spamd once; then the
   same with the pipe(8) filter and 300 messages. Printed per run: sent, delivered,
   discarded, rejected, lost (must be 0), duplicated (must be 0), client retries,
-  time and rate. The logic is tests/faults/faults_load.py, which CI runs with 200
+  time and rate. The logic is tests/support/load.py, which CI runs with 200
   and 60 messages (tests/faults/test_faults_load.py).
 * All 1,000 corpus messages through the milter via Postfix, compared with what
   Postfix delivers without mxscan, and through ``mxscan scan --json`` (CI runs every
-  5th; see tests/faults/faults_corpus.py for what is compared).
+  5th; see tests/support/corpus.py for what is compared).
 
 ``MXSCAN_LOAD_N`` overrides the 1,000 (the pipe filter gets 30% of it). Needs root,
 Postfix, clamd and spamd (``bash scripts/daemons start``) and the corpus.
@@ -18,21 +18,13 @@ Postfix, clamd and spamd (``bash scripts/daemons start``) and the corpus.
 from __future__ import annotations
 
 import os
-import sys
 import tempfile
 from pathlib import Path
 
 from benchmarks import CORPUS
-
-REPO = Path(__file__).resolve().parents[1]
-for extra in ("tests/faults", "tests/adapters/milter", "tests/adapters/pipe"):
-    sys.path.insert(0, str(REPO / extra))
-
-from faults_corpus import run_corpus_milter, run_corpus_scan  # noqa: E402
-from faults_load import LoadDaemons, Report  # noqa: E402
-from test_faults_load import run_milter_load, run_pipe_load  # noqa: E402
-
-from tests.support.daemons import clamd_alive, spamd_alive  # noqa: E402
+from tests.support.corpus import run_corpus_milter, run_corpus_scan
+from tests.support.daemons import clamd_alive, spamd_alive
+from tests.support.load import LoadDaemons, Report, run_milter_load, run_pipe_load
 
 
 def _print(report: Report) -> None:

@@ -29,7 +29,6 @@ import shutil
 import smtplib
 import statistics
 import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -39,13 +38,7 @@ from pathlib import Path
 
 from benchmarks import sample_messages
 from tests.support.daemons import clamd_alive, parse_address, spamd_alive, spamd_inet
-from tests.support.postfix import PostfixInstance
-from tests.support.sink import SMTPSink
-
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO / "tests" / "adapters" / "milter"))
-
-from milter_proc import (  # noqa: E402
+from tests.support.milter import (
     MilterProcess,
     install_slowplugin,
     plain_config,
@@ -53,6 +46,10 @@ from milter_proc import (  # noqa: E402
     seed_config,
     socket_dir,
 )
+from tests.support.postfix import PostfixInstance
+from tests.support.sink import SMTPSink
+
+REPO = Path(__file__).resolve().parent.parent
 
 CONCURRENCY = (4, 16)
 

@@ -22,7 +22,6 @@ from pathlib import Path
 from benchmarks import vmhwm_kib
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO / "tests" / "adapters" / "milter"))
 
 CONFIG = """
 [scanner.parts]
@@ -49,7 +48,7 @@ def multipart(size: int) -> bytes:
 
 async def send(sock: str, message: bytes) -> tuple[int, int]:
     """One message; returns (REPLBODY bytes received, REPLBODY packets)."""
-    import milter_mta as mta
+    from tests.support import mta
 
     client = await mta.MtaClient.open_unix(sock)
     try:

@@ -35,8 +35,6 @@ from pathlib import Path
 from benchmarks import peak_rss_of
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO / "tests" / "adapters" / "milter"))
-sys.path.insert(0, str(REPO))
 
 SENDMAIL = "/bin/sh -c 'cat >/dev/null' sendmail"
 HEADER_RULES = f"""
@@ -129,7 +127,7 @@ async def pipe_one(config: Path, message: bytes) -> None:
 
 
 async def milter_one(sock: str, message: bytes) -> None:
-    import milter_mta as mta
+    from tests.support import mta
 
     client = await mta.MtaClient.open_unix(sock)
     try:

@@ -33,18 +33,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from benchmarks.bench_milter import Run, measure, smtp_worker
 from tests.support.daemons import clamd_alive
+from tests.support.milter import MilterProcess, remove_dir, seed_config, socket_dir
+from tests.support.pg import drop_schema, fresh_schema, postgres_url
 from tests.support.postfix import PostfixInstance
 from tests.support.sink import SMTPSink
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO / "tests" / "adapters" / "milter"))
-sys.path.insert(0, str(REPO))
-
-from milter_proc import MilterProcess, remove_dir, seed_config, socket_dir  # noqa: E402
-
-from benchmarks.bench_milter import Run, measure, smtp_worker  # noqa: E402
-from tests.quarantine.pg import drop_schema, fresh_schema, postgres_url  # noqa: E402
 
 CONCURRENCY = 16
 RULE = "/^Subject: quarantine-bench/ DISCARD kept by the benchmark\n"

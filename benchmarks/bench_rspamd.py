@@ -45,20 +45,18 @@ from tests.support.daemons import (
     rspamd_inet,
     spamd_alive,
 )
-from tests.support.postfix import PostfixInstance
-from tests.support.rspamd import private_rspamd
-from tests.support.sink import SMTPSink
-
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO / "tests" / "adapters" / "milter"))
-
-from milter_proc import (  # noqa: E402
+from tests.support.milter import (
     MilterProcess,
     remove_dir,
     rspamd_seed_config,
     seed_config,
     socket_dir,
 )
+from tests.support.postfix import PostfixInstance
+from tests.support.rspamd import private_rspamd
+from tests.support.sink import SMTPSink
+
+REPO = Path(__file__).resolve().parent.parent
 
 TICK = os.sysconf("SC_CLK_TCK")
 

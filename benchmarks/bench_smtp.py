@@ -65,7 +65,6 @@ from tests.support.postfix import PostfixInstance, free_port
 from tests.support.sink import Delivery, SMTPSink
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO / "tests" / "adapters" / "pipe"))
 
 CONFIG = f"""
 [defaults]
@@ -282,7 +281,11 @@ def _concurrency(line: str) -> str:
 def _pipe_setup(postfix: PostfixInstance, work: Path) -> tuple[list[str], dict[str, str]]:
     """docs/snippets/pipe-*.cf for ``mxscan pipe`` as nobody, its service renamed
     ``mxscan-pipe`` and its content_filter left to the listener."""
-    from pipe_postfix import mxscan_for_pipe_user, snippet_master_cf, write_world_readable
+    from tests.support.pipe_postfix import (
+        mxscan_for_pipe_user,
+        snippet_master_cf,
+        write_world_readable,
+    )
 
     config = work / "pipe.toml"
     write_world_readable(config, CONFIG)
@@ -299,7 +302,7 @@ def _pipe_setup(postfix: PostfixInstance, work: Path) -> tuple[list[str], dict[s
 
 
 def throughput() -> None:
-    from pipe_postfix import PipePostfix, alternate_config_directory
+    from tests.support.pipe_postfix import PipePostfix, alternate_config_directory
 
     scale = float(os.environ.get("MXSCAN_BENCH_SCALE", "1.0"))
     n = max(16, int(160 * scale))

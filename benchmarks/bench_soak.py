@@ -2,7 +2,7 @@
 messages.
 
 The milter protocol is spoken directly over its unix socket (the MTA side of
-tests/adapters/milter/milter_mta.py), 8 connections at a time, each carrying 200
+tests/support/mta.py), 8 connections at a time, each carrying 200
 messages before it is replaced, so the run measures mxscan rather than Postfix. The
 pipeline is examples/mxscan.toml without spamassassin (inbound header rules, clamav
 against the private clamd, the seed's header_checks after it): spamd would make a
@@ -22,21 +22,16 @@ from __future__ import annotations
 import asyncio
 import os
 import re
-import sys
 import time
 from pathlib import Path
 
 from benchmarks import CORPUS
+from tests.support.daemons import clamd_alive, eicar_message, gtube_message
+from tests.support.faults import fd_targets, status_kib
+from tests.support.milter import MilterProcess, seed_config, socket_dir
+from tests.support.mta import MtaClient, mail, message_packets, rcpt
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "tests" / "adapters" / "milter"))
-sys.path.insert(0, str(REPO / "tests" / "faults"))
-
-from faults_support import fd_targets, status_kib  # noqa: E402
-from milter_mta import MtaClient, mail, message_packets, rcpt  # noqa: E402
-from milter_proc import MilterProcess, seed_config, socket_dir  # noqa: E402
-
-from tests.support.daemons import clamd_alive, eicar_message, gtube_message  # noqa: E402
 
 CONNECTIONS = 8
 PER_CONNECTION = 200

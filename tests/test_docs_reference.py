@@ -197,12 +197,12 @@ def test_postfix_page_shows_every_snippet_file_verbatim() -> None:
 
 def test_every_snippet_file_is_read_by_an_end_to_end_test() -> None:
     readers = {
-        "milter-main.cf": REPO / "tests" / "adapters" / "milter" / "milter_snippets.py",
-        "pipe-main.cf": REPO / "tests" / "adapters" / "pipe" / "pipe_postfix.py",
-        "pipe-master.cf": REPO / "tests" / "adapters" / "pipe" / "pipe_postfix.py",
+        "milter-main.cf": REPO / "tests" / "support" / "snippets.py",
+        "pipe-main.cf": REPO / "tests" / "support" / "pipe_postfix.py",
+        "pipe-master.cf": REPO / "tests" / "support" / "pipe_postfix.py",
         "mxscan-hold.regexp": REPO / "tests" / "adapters" / "pipe" / "test_pipe_postfix.py",
         **{
-            name: REPO / "tests" / "adapters" / "smtp" / "smtp_proc.py"
+            name: REPO / "tests" / "support" / "smtp.py"
             for name in ("smtp-main.cf", "smtp-master.cf", "lmtp-main.cf", "lmtp-master.cf")
         },
     }

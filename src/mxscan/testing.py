@@ -29,6 +29,11 @@ class StaticScanner:
     long as the test wants). ``messages`` are the messages scanned, in order,
     unless ``record=False`` (a long benchmark); a message's body may be closed
     once its scan is over, so read what you need in the test before that.
+
+    ``entered`` is set when a scan begins, so a test waits for "a scan is in
+    flight" instead of sleeping and hoping; ``cancelled`` is set when a scan
+    held by ``hold`` was cancelled (the step's timeout, a client gone, a
+    drain), so a test can tell "cancelled" from "left running".
     """
 
     def __init__(
@@ -50,12 +55,21 @@ class StaticScanner:
         self.messages: list[Message] = []
         #: How many times ``aclose()`` was called (an engine closes it once).
         self.closed = 0
+        #: Set by every scan as it begins (never cleared: ``clear()`` it to wait again).
+        self.entered = asyncio.Event()
+        #: Set when a scan waiting on ``hold`` was cancelled.
+        self.cancelled = asyncio.Event()
 
     async def scan(self, message: Message) -> Verdict:
         if self.record:
             self.messages.append(message)
+        self.entered.set()
         if self.hold is not None:
-            await self.hold.wait()
+            try:
+                await self.hold.wait()
+            except asyncio.CancelledError:
+                self.cancelled.set()
+                raise
         if self.error is not None:
             raise self.error
         return self.verdict
@@ -70,8 +84,9 @@ class FakeEngine(Engine):
     routed), from the verdict the test chose.
 
     ``crash``: raised by ``scan()`` itself, as a bug in mxscan would be (not a
-    scanner failure, which ``error`` gives). ``messages`` and ``closed`` are
-    the scanner's; ``scanner`` is the ``StaticScanner`` to reach the rest.
+    scanner failure, which ``error`` gives). ``messages``, ``closed``,
+    ``entered`` and ``cancelled`` are the scanner's; ``scanner`` is the
+    ``StaticScanner`` to reach the rest.
     """
 
     def __init__(
@@ -95,6 +110,14 @@ class FakeEngine(Engine):
     @property
     def closed(self) -> int:
         return self.scanner.closed
+
+    @property
+    def entered(self) -> asyncio.Event:
+        return self.scanner.entered
+
+    @property
+    def cancelled(self) -> asyncio.Event:
+        return self.scanner.cancelled
 
     async def scan(self, message: Message) -> Result:
         if self.crash is not None:

@@ -26,13 +26,12 @@ def testplugin_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture
-def testplugin(testplugin_path: Path) -> Iterator[Path]:
-    """The installed test plugin on sys.path, so entry points find it."""
-    sys.path.insert(0, str(testplugin_path))
-    importlib.invalidate_caches()
+def testplugin(testplugin_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """The installed test plugin on sys.path for this test (monkeypatch undoes
+    it), so entry points find it as they find a pip-installed plugin."""
+    monkeypatch.syspath_prepend(testplugin_path)  # also invalidates import caches
     try:
         yield testplugin_path
     finally:
-        sys.path.remove(str(testplugin_path))
         sys.modules.pop("mxscan_testplugin", None)
         importlib.invalidate_caches()

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 from mxscan import Body, Engine, Envelope, HeaderEdit, Message, Pipeline, Step
-
-from .fakes import FakeScanner
+from tests.support.scanners import FakeScanner
 
 MSG = b"From: a@example.com\r\nSubject: hi\r\n\r\nold body\r\n"
 

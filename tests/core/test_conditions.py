@@ -18,8 +18,7 @@ from mxscan import (
     format_result,
 )
 from mxscan.conditions import parse_networks
-
-from .fakes import FakeScanner
+from tests.support.scanners import FakeScanner
 
 
 def msg(**envelope: object) -> Message:

@@ -9,8 +9,7 @@ import pytest
 
 from mxscan import Action, Config, ConfigError, Registry, load_config
 from mxscan.engine import DEFAULT_POLICY
-
-from .fakes import FakeScanner
+from tests.support.scanners import FakeScanner
 
 
 class Opt(FakeScanner):

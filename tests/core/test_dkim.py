@@ -7,8 +7,7 @@ import pytest
 
 from mxscan import HeaderEdit, Message, Pipeline, scan
 from tests.support.daemons import corpus_dir
-
-from .fakes import FakeScanner
+from tests.support.scanners import FakeScanner
 
 pytestmark = pytest.mark.corpus
 

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from mxscan import Action, Engine, Envelope, Message, Pipeline, Verdict
 from mxscan.engine import domain_of
-
-from .fakes import FakeScanner
+from tests.support.scanners import FakeScanner
 
 
 def threshold_scanner(name: str, threshold: float, score: float = 12.0) -> FakeScanner:

@@ -18,8 +18,7 @@ from hypothesis import strategies as st
 
 from mxscan import Action, Engine, Envelope, Message, Pipeline, Result, Verdict, format_result
 from mxscan.logline import MAX_VALUE, format_lines, log_token, setup_logging
-
-from .fakes import FakeScanner
+from tests.support.scanners import FakeScanner
 
 
 def result(*verdicts: Verdict, final: Verdict, envelope: Envelope | None = None) -> Result:

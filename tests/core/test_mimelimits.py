@@ -12,8 +12,7 @@ from hypothesis import strategies as st
 from mxscan import Action, Engine, Message, MimeLimits, Pipeline, ascan, format_result
 from mxscan.mimelimits import Exceeded
 from tests.support import hostile
-
-from .fakes import FakeScanner
+from tests.support.scanners import FakeScanner
 
 LIMITS = MimeLimits()
 

@@ -8,8 +8,7 @@ import pytest
 
 from mxscan import Action, HeaderEdit, Message, Pipeline, SmtpReply, Step, Verdict
 from mxscan.pipeline import combine
-
-from .fakes import FakeScanner, down, raising
+from tests.support.scanners import FakeScanner, Gate, down, raising
 
 MSG = b"From: a@example.com\r\nSubject: hi\r\n\r\nbody\r\n"
 
@@ -148,31 +147,11 @@ async def test_default_on_error_is_tempfail() -> None:
     assert result.action is Action.TEMPFAIL
 
 
-class _Hangs:
-    """Never answers; records that the pipeline cancelled it (rather than waiting)."""
-
-    name = "slow"
-
-    def __init__(self) -> None:
-        self.cancelled = False
-
-    async def scan(self, message: Message) -> Verdict:
-        try:
-            await asyncio.Event().wait()
-        except asyncio.CancelledError:
-            self.cancelled = True
-            raise
-        raise AssertionError("unreachable")
-
-    async def aclose(self) -> None:
-        return None
-
-
 async def test_scanner_hanging_past_timeout_gets_on_error() -> None:
-    slow = _Hangs()
+    slow = Gate("slow")  # never released: it answers only if the pipeline waits for ever
     async with asyncio.timeout(60):  # only turns a pipeline that waits for ever into a failure
         result = await Pipeline([[Step(slow, timeout=0.2)]]).run(message())
-    assert slow.cancelled
+    assert slow.cancelled.is_set()  # cancelled, rather than left running
     assert result.action is Action.TEMPFAIL
     assert result.verdicts[0].token == "error(timeout)"
     assert "0.2s" in result.verdicts[0].reason

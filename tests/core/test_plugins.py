@@ -48,17 +48,16 @@ def test_plugin_own_config_error_is_reported_with_file_and_section(
         load_config(config).build()
 
 
-def test_broken_plugin_import_is_a_config_error(tmp_path: Path) -> None:
+def test_broken_plugin_import_is_a_config_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     dist = tmp_path / "broken-0.1.dist-info"
     dist.mkdir()
     (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: broken\nVersion: 0.1\n")
     (dist / "entry_points.txt").write_text("[mxscan.scanners]\nbroken = no_such_module:X\n")
-    sys.path.insert(0, str(tmp_path))
-    try:
-        with pytest.raises(ConfigError, match="failed to load from no_such_module:X"):
-            Registry().factory("broken")
-    finally:
-        sys.path.remove(str(tmp_path))
+    monkeypatch.syspath_prepend(tmp_path)
+    with pytest.raises(ConfigError, match="failed to load from no_such_module:X"):
+        Registry().factory("broken")
 
 
 def test_mxscan_plugins_lists_the_plugin(testplugin: Path) -> None:

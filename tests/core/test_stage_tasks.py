@@ -5,31 +5,8 @@ from __future__ import annotations
 
 import asyncio
 
-from mxscan import Action, Message, Pipeline, Step, Verdict
-
-from .fakes import FakeScanner
-
-
-class _Waits:
-    """Starts, says so, then waits until cancelled (or released)."""
-
-    def __init__(self, name: str) -> None:
-        self.name = name
-        self.started = asyncio.Event()
-        self.release = asyncio.Event()
-        self.cancelled = asyncio.Event()
-
-    async def scan(self, message: Message) -> Verdict:
-        self.started.set()
-        try:
-            await self.release.wait()
-        except asyncio.CancelledError:
-            self.cancelled.set()
-            raise
-        return Verdict(status="released")
-
-    async def aclose(self) -> None:
-        return None
+from mxscan import Action, Message, Pipeline, Step
+from tests.support.scanners import FakeScanner, Gate
 
 
 def message() -> Message:
@@ -37,10 +14,10 @@ def message() -> Message:
 
 
 async def test_cancelling_the_scan_cancels_every_step_of_the_stage() -> None:
-    scanners = [_Waits(f"w{i}") for i in range(3)]
+    scanners = [Gate(f"w{i}", status="released") for i in range(3)]
     run = asyncio.create_task(Pipeline([scanners]).run(message()))
     for scanner in scanners:
-        await scanner.started.wait()
+        await scanner.entered.wait()
     run.cancel()
     try:
         await run
@@ -53,10 +30,10 @@ async def test_cancelling_the_scan_cancels_every_step_of_the_stage() -> None:
 
 
 async def test_verdicts_keep_stage_order_whoever_finishes_first() -> None:
-    first, second = _Waits("first"), _Waits("second")
+    first, second = Gate("first", status="released"), Gate("second", status="released")
     run = asyncio.create_task(Pipeline([[first, second, FakeScanner("third")]]).run(message()))
-    await first.started.wait()
-    await second.started.wait()
+    await first.entered.wait()
+    await second.entered.wait()
     second.release.set()
     await asyncio.sleep(0)
     first.release.set()
@@ -66,11 +43,11 @@ async def test_verdicts_keep_stage_order_whoever_finishes_first() -> None:
 
 
 async def test_a_timeout_of_the_first_step_leaves_its_neighbours_alone() -> None:
-    hangs, neighbour = _Waits("hangs"), _Waits("neighbour")
+    hangs, neighbour = Gate("hangs", status="released"), Gate("neighbour", status="released")
     pipeline = Pipeline([[Step(hangs, timeout=0.1), Step(neighbour, timeout=60)]])
     run = asyncio.create_task(pipeline.run(message()))
-    await hangs.started.wait()
-    await neighbour.started.wait()
+    await hangs.entered.wait()
+    await neighbour.entered.wait()
     await hangs.cancelled.wait()  # the timeout fires, however slow the machine
     assert not neighbour.cancelled.is_set()
     neighbour.release.set()

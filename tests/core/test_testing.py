@@ -10,7 +10,16 @@ import sys
 import pytest
 
 import mxscan
-from mxscan import Action, HeaderEdit, Message, Pipeline, ScannerError, SmtpReply, Verdict
+from mxscan import (
+    Action,
+    HeaderEdit,
+    Message,
+    Pipeline,
+    ScannerError,
+    SmtpReply,
+    Step,
+    Verdict,
+)
 from mxscan.testing import FakeEngine, StaticScanner
 
 DATA = b"Subject: hi\r\n\r\nbody\r\n"
@@ -42,11 +51,21 @@ async def test_static_scanner_error_goes_through_on_error() -> None:
 async def test_hold_keeps_a_scan_in_flight_until_set() -> None:
     hold = asyncio.Event()
     engine = FakeEngine(hold=hold)
+    assert not engine.entered.is_set()
     running = asyncio.ensure_future(engine.scan(Message.from_bytes(DATA)))
-    await asyncio.sleep(0.05)
+    await asyncio.wait_for(engine.entered.wait(), 30)
     assert not running.done() and len(engine.messages) == 1
     hold.set()
     assert (await running).action is Action.ACCEPT
+    assert not engine.cancelled.is_set()  # it finished: nothing was cancelled
+
+
+async def test_cancelled_is_set_when_a_held_scan_is_cancelled() -> None:
+    held = StaticScanner(name="held", hold=asyncio.Event())  # never set
+    engine = mxscan.Engine(Pipeline([[Step(held, timeout=0.1)]]))
+    result = await engine.scan(Message.from_bytes(DATA))
+    assert held.entered.is_set() and held.cancelled.is_set()
+    assert result.action is Action.TEMPFAIL  # the step's timeout, then the default on_error
 
 
 def test_fake_engine_is_an_engine_for_scan_and_counts_closes() -> None:

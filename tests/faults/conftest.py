@@ -1,25 +1,18 @@
 """Fixtures for the fault-injection tests (marker ``faults``).
 
-The milter and pipe helpers of the adapter tests are reused as they are (their
-directories go on sys.path, as their own conftests do), so a fault test starts
-exactly the ``mxscan milter`` process and Postfix setup the adapter tests prove.
+The milter and pipe rigs of the adapter tests (``tests.support``) are reused as
+they are, so a fault test starts exactly the ``mxscan milter`` process and
+Postfix setup the adapter tests prove.
 """
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pytest
 
-HERE = Path(__file__).resolve().parent
-TESTS = HERE.parent
-for extra in (HERE, TESTS / "adapters" / "milter", TESTS / "adapters" / "pipe"):
-    if str(extra) not in sys.path:
-        sys.path.insert(0, str(extra))
-
-from faults_support import FIGURES  # noqa: E402
-from milter_proc import install_slowplugin  # noqa: E402
+from tests.support.faults import FIGURES
+from tests.support.milter import install_slowplugin
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:

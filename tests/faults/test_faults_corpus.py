@@ -1,7 +1,7 @@
 """The shared corpus through the milter via Postfix and through ``mxscan scan``:
 no crash, no traceback, a verdict for every message, and delivered mail
 byte-identical to what Postfix delivers without mxscan, apart from the headers the
-configuration edits (see faults_corpus.py for exactly what is compared).
+configuration edits (see tests/support/corpus.py for exactly what is compared).
 
 CI runs a deterministic sample, every ``MXSCAN_CORPUS_EVERY``-th message of the
 sorted list (default 5: 200 of 1,000); ``MXSCAN_CORPUS_EVERY=1`` runs them all, as
@@ -14,10 +14,10 @@ import os
 from pathlib import Path
 
 import pytest
-from faults_corpus import run_corpus_milter, run_corpus_scan
-from faults_support import figure
 
+from tests.support.corpus import run_corpus_milter, run_corpus_scan
 from tests.support.daemons import corpus_dir, require_daemon
+from tests.support.faults import figure
 
 pytestmark = [
     pytest.mark.faults,

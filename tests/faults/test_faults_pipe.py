@@ -1,6 +1,6 @@
 """Fault matrix for the pipe(8) filter: clamd or spamd down, slow, killed mid-scan,
 or answering garbage, behind real Postfix set up from the docs' snippets
-(tests/adapters/pipe/pipe_postfix.py). Expected outcome of every row: ``mxscan
+(tests/support/pipe_postfix.py). Expected outcome of every row: ``mxscan
 pipe`` exits 75, Postfix keeps the message deferred in its queue (nothing reaches
 the sink unscanned); once the daemon is healthy, a queue run delivers it exactly
 once.
@@ -16,10 +16,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from faults_support import FaultProxy, logged_pipe_postfix, pipe_config, scanner_proxies, smtp_send
-from pipe_postfix import PipePostfix
 
 from tests.support.daemons import ham_message, require_daemon
+from tests.support.faults import (
+    FaultProxy,
+    logged_pipe_postfix,
+    pipe_config,
+    scanner_proxies,
+    smtp_send,
+)
+from tests.support.pipe_postfix import PipePostfix
 from tests.support.sink import SMTPSink
 
 pytestmark = [pytest.mark.faults, pytest.mark.postfix, pytest.mark.clamd, pytest.mark.spamd]

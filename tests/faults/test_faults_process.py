@@ -16,16 +16,17 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from email.utils import formatdate
 from pathlib import Path
 from typing import Any
 
 import pytest
-from faults_support import FaultProxy, LogCursor, fd_count, fd_targets, figure, smtp_send
-from milter_mta import ABORT, MtaClient, connect, helo, mail, message_packets, rcpt
-from milter_proc import MilterProcess, milter_group, plain_config, socket_dir
 
 from tests.support.daemons import clamd_inet, require_daemon
+from tests.support.faults import FaultProxy, LogCursor, fd_count, fd_targets, figure, smtp_send
+from tests.support.messages import copies as count
+from tests.support.messages import tagged as message
+from tests.support.milter import MilterProcess, milter_group, plain_config, socket_dir
+from tests.support.mta import ABORT, MtaClient, connect, helo, mail, message_packets, rcpt
 from tests.support.postfix import PostfixInstance, process_alive
 from tests.support.service_install import service_venv_python
 from tests.support.sink import SMTPSink
@@ -49,21 +50,8 @@ def proxy() -> Iterator[FaultProxy]:
     p.stop()
 
 
-def message(token: str, body: bytes = b"Nothing to see here.\r\n") -> bytes:
-    return (
-        b"From: Alice <alice@example.org>\r\nTo: rcpt@example.com\r\n"
-        + f"Subject: {token}\r\nDate: {formatdate()}\r\nMessage-ID: <{token}@example.org>\r\n".encode()
-        + b"MIME-Version: 1.0\r\nContent-Type: text/plain; charset=us-ascii\r\n\r\n"
-        + body
-    )
-
-
 def clamav_only(address: str) -> dict[str, Any]:
     return plain_config({"clamav": {"plugin": "clamav", "address": address, "timeout": "60s"}})
-
-
-def count(sink: SMTPSink, token: str) -> int:
-    return sum(f"<{token}@".encode() in d.data for d in sink.deliveries)
 
 
 def wait_count(sink: SMTPSink, token: str, n: int = 1, timeout: float = 60) -> None:

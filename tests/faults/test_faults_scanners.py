@@ -2,7 +2,7 @@
 answering garbage, behind real Postfix 3.7 and an ``mxscan milter`` process running
 examples/mxscan.toml (defaults: ``on_error = "tempfail"``).
 
-Each daemon is reached through a fault proxy (its own process, see fault_proxy.py)
+Each daemon is reached through a fault proxy (its own process, see tests/support/proxy.py)
 in front of the shared private clamd/spamd, so the shared daemons are never
 stopped. Expected outcome of every row: the SMTP client gets 451 at DATA (it keeps
 the message and retries: nothing lost, nothing passed unscanned), Postfix queued
@@ -16,14 +16,15 @@ import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
-from email.utils import formatdate
 from typing import Any
 
 import pytest
-from faults_support import FaultProxy, LogCursor, scanner_proxies, smtp_send
-from milter_proc import MilterProcess, seed_config, socket_dir
 
 from tests.support.daemons import require_daemon
+from tests.support.faults import FaultProxy, LogCursor, scanner_proxies, smtp_send
+from tests.support.messages import copies as arrived
+from tests.support.messages import lunch as ham
+from tests.support.milter import MilterProcess, seed_config, socket_dir
 from tests.support.postfix import PostfixInstance, process_alive
 from tests.support.sink import SMTPSink
 
@@ -66,20 +67,6 @@ def rig() -> Iterator[Rig]:
                 postfix.remove()
             milter.stop()
             sink.stop()
-
-
-def ham(token: str) -> bytes:
-    return (
-        b"From: Alice <alice@example.org>\r\nTo: Bob <rcpt@example.com>\r\n"
-        + f"Subject: Lunch {token}\r\nDate: {formatdate()}\r\n".encode()
-        + f"Message-ID: <{token}@example.org>\r\n".encode()
-        + b"MIME-Version: 1.0\r\nContent-Type: text/plain; charset=us-ascii\r\n\r\n"
-        b"Hi Bob,\r\n\r\nShall we meet for lunch at noon tomorrow, as usual?\r\n\r\nAlice\r\n"
-    )
-
-
-def arrived(sink: SMTPSink, token: str) -> int:
-    return sum(f"<{token}@".encode() in d.data for d in sink.deliveries)
 
 
 @pytest.mark.parametrize("scanner", ["clamav", "spamassassin"])

@@ -26,10 +26,10 @@ from email.utils import formatdate
 from pathlib import Path
 
 import pytest
-from faults_support import LogCursor, figure, smtp_send
-from milter_proc import MilterProcess, plain_config, socket_dir
 
 from tests.support.daemons import require_daemon
+from tests.support.faults import LogCursor, figure, smtp_send
+from tests.support.milter import MilterProcess, plain_config, socket_dir
 from tests.support.postfix import PostfixInstance, process_alive
 from tests.support.sink import SMTPSink
 

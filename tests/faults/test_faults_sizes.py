@@ -19,8 +19,11 @@ from dataclasses import dataclass
 from email.utils import formatdate
 
 import pytest
-from faults_support import LogCursor, figure, smtp_send, status_kib
-from milter_mta import (
+
+from tests.support.daemons import require_daemon
+from tests.support.faults import LogCursor, figure, smtp_send, status_kib
+from tests.support.milter import MilterProcess, seed_config, socket_dir
+from tests.support.mta import (
     EOH,
     EOM,
     QUIT,
@@ -33,9 +36,6 @@ from milter_mta import (
     mail,
     rcpt,
 )
-from milter_proc import MilterProcess, seed_config, socket_dir
-
-from tests.support.daemons import require_daemon
 from tests.support.postfix import PostfixInstance, process_alive
 from tests.support.sink import SMTPSink
 

@@ -7,11 +7,11 @@ import time
 from pathlib import Path
 
 import pytest
-from faults_support import figure
-from milter_mta import connect, helo, mail, message_packets, optneg, parse_replies, rcpt
 
 from mxscan import Action, Message
 from mxscan.adapters.milter.session import Session
+from tests.support.faults import figure
+from tests.support.mta import connect, helo, mail, message_packets, optneg, parse_replies, rcpt
 
 pytestmark = pytest.mark.faults
 
@@ -78,7 +78,7 @@ def _milter_copy(*, subject: bytes = b"hi", extra: bytes = b"") -> bytes:
 
 
 def test_corpus_comparison_learns_what_postfix_added_from_its_own_copy() -> None:
-    from faults_corpus import normalise, postfix_added
+    from tests.support.corpus import normalise, postfix_added
 
     added = postfix_added(PLAIN, SENT)
     assert dict(added.counts) == {b"message-id": 1, b"date": 1}
@@ -92,7 +92,7 @@ def test_corpus_comparison_learns_what_postfix_added_from_its_own_copy() -> None
 
 def test_corpus_comparison_keeps_the_senders_own_date() -> None:
     """A Date: the sender wrote is the sender's: compared, never dropped."""
-    from faults_corpus import normalise, postfix_added
+    from tests.support.corpus import normalise, postfix_added
 
     sent = SENT.replace(b"Subject: hi\n", b"Subject: hi\nDate: Tue, 1 Dec 2026 09:00:00 +0100\n")
     plain = PLAIN.replace(

@@ -19,9 +19,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.ops.tools import require
 from tests.support.daemons import run_dir
 from tests.support.service_install import runs_as
+from tests.support.tools import require
 
 pytestmark = pytest.mark.package
 

@@ -8,7 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from .test_service_files import REPO, require
+from tests.support.daemons import REPO_ROOT as REPO
+from tests.support.tools import require
 
 SYSTEMD = REPO / "contrib" / "systemd"
 MXSCAN = Path(sys.executable).parent / "mxscan"

@@ -21,8 +21,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.ops.tools import require
+from tests.support import mta
+from tests.support.child import child_env, module_argv
 from tests.support.service_install import service_mxscan
+from tests.support.tools import require
 
 REPO = Path(__file__).resolve().parents[2]
 UNIT = REPO / "contrib" / "systemd" / "mxscan-milter.service"
@@ -145,8 +147,8 @@ class RcScript:
             text = text.replace(old, new)
         self.script.write_text(text)
         self.env = {
-            **os.environ,
-            "STUB_DAEMON": f"{sys.executable} {HERE / 'fake_daemon.py'}",
+            **child_env(),
+            "STUB_DAEMON": " ".join(module_argv("fake_daemon")),
             "STUB_LOG": str(self.log),
             **rc_conf,
         }
@@ -172,9 +174,6 @@ def rc_base() -> Iterator[Path]:
 
 
 async def send(path: Path, subject: str) -> bytes:
-    sys.path.insert(0, str(REPO / "tests" / "adapters" / "milter"))
-    import milter_mta as mta
-
     client = await mta.MtaClient.open_unix(str(path))
     try:
         await client.handshake()

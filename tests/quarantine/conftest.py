@@ -10,8 +10,7 @@ import pytest
 
 from mxscan.quarantine.sqlite import SqliteStore
 from mxscan.quarantine.store import Store
-
-from .pg import drop_schema, postgres_store
+from tests.support.pg import drop_schema, postgres_store
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

@@ -12,8 +12,7 @@ from mxscan.quarantine.keeper import Keeper
 from mxscan.quarantine.settings import QuarantineSettings
 from mxscan.quarantine.sqlite import SqliteStore
 from mxscan.quarantine.store import Filter
-
-from ..core.fakes import FakeScanner
+from tests.support.scanners import FakeScanner
 
 RAW = b"Subject: test\r\nFrom: a@example.org\r\n\r\nbody line\r\n"
 

@@ -168,8 +168,7 @@ async def test_postgres_removes_a_copy_whose_commit_was_in_doubt() -> None:
     """A put that failed after the server may have committed (the connection died
     in COMMIT) was answered TEMPFAIL, so the client sends the message again: the
     row, if it did commit, goes at the next put instead of becoming a duplicate."""
-    from .conftest import drop_schema
-    from .pg import postgres_store
+    from tests.support.pg import drop_schema, postgres_store
 
     store = await postgres_store()
     try:

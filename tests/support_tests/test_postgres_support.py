@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncpg  # type: ignore[import-untyped,import-not-found,unused-ignore]
 
-from tests.quarantine.pg import require_postgres
+from tests.support.pg import require_postgres
 from tests.support.postgres import own_postgres
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import subprocess
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
@@ -150,3 +151,29 @@ async def never_answers() -> AsyncIterator[FakeSpamd]:
 
     async with FakeSpamd(handler) as fake:
         yield fake
+
+
+class Canned:
+    """A fake spamd that records each request and answers with ``reply``."""
+
+    def __init__(self, reply: bytes) -> None:
+        self.reply = reply
+        self.requests: list[bytes] = []
+
+    async def __call__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.requests.append(await read_request(reader))
+        writer.write(self.reply)
+        await writer.drain()
+        writer.close()
+
+
+def spamc(address: str, *args: str, data: bytes) -> str:
+    """What Debian's spamc prints for ``data`` from the spamd at ``address``."""
+    host, _, port = address.removeprefix("inet:").rpartition(":")
+    run = subprocess.run(
+        ["spamc", "-d", host, "-p", port, "-t", "60", *args],
+        input=data,
+        capture_output=True,
+        check=False,
+    )
+    return run.stdout.decode().strip()

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
+from sa_support import spamc
 
 from mxscan import Message
 from mxscan_spamassassin import SpamAssassin
@@ -28,17 +28,6 @@ def corpus_files() -> list[Path]:
     return sorted(
         p for sub in ("nice", "spam", "samples") for p in (folder / sub).rglob("*") if p.is_file()
     )
-
-
-def spamc(address: str, *args: str, data: bytes) -> str:
-    host, _, port = address.removeprefix("inet:").rpartition(":")
-    run = subprocess.run(
-        ["spamc", "-d", host, "-p", port, "-t", "60", *args],
-        input=data,
-        capture_output=True,
-        check=False,
-    )
-    return run.stdout.decode().strip()
 
 
 async def test_plugin_agrees_with_spamc_on_the_sa_test_corpus(spamd: str) -> None:

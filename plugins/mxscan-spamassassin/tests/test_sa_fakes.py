@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator
 
 import attrs
 import pytest
-from sa_support import CLEAN, FakeSpamd, free_port, read_request, spam_message, spamd_reply
+from sa_support import CLEAN, Canned, FakeSpamd, free_port, read_request, spam_message, spamd_reply
 
 from mxscan import Action, Message, Pipeline, ScannerError, Step
 from mxscan_spamassassin import SpamAssassin
@@ -27,20 +27,6 @@ SA_SPAM = (
     b"\tALL_TRUSTED autolearn=no autolearn_force=no version=4.0.1\n"
     b"From: a@example.com\n\n"
 )
-
-
-class Canned:
-    """A fake spamd that records each request and answers with ``reply``."""
-
-    def __init__(self, reply: bytes) -> None:
-        self.reply = reply
-        self.requests: list[bytes] = []
-
-    async def __call__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.requests.append(await read_request(reader))
-        writer.write(self.reply)
-        await writer.drain()
-        writer.close()
 
 
 @pytest.fixture

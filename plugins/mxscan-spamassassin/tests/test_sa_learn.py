@@ -4,8 +4,7 @@
 from __future__ import annotations
 
 import pytest
-from sa_support import CLEAN, FakeSpamd, free_port, spam_message
-from test_sa_fakes import Canned
+from sa_support import CLEAN, Canned, FakeSpamd, free_port, spam_message
 
 from mxscan import Message, ScannerError
 from mxscan_spamassassin import SpamAssassin

@@ -9,8 +9,7 @@ import sys
 import zlib
 
 import pytest
-from sa_support import CLEAN, FakeSpamd, free_port, read_request, spam_message
-from test_sa_corpus import spamc
+from sa_support import CLEAN, FakeSpamd, free_port, read_request, spam_message, spamc
 
 from mxscan import ScannerError, parse_address
 from mxscan_spamassassin.client import ask_spamd, exchange

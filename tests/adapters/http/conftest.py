@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from http_proc import HttpProcess, full_config
 
 from tests.support.daemons import require_daemon
+from tests.support.httpd import HttpProcess, full_config
 from tests.support.sink import SMTPSink
 
 

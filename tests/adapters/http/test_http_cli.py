@@ -12,7 +12,7 @@ import sys
 import time
 from pathlib import Path
 
-from http_proc import HttpProcess
+from tests.support.httpd import HttpProcess
 
 RULES = """
 [scanner.rules]

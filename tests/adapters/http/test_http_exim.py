@@ -17,9 +17,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from http_proc import HttpProcess
 
 from tests.support.daemons import daemons_required, gtube_message, ham_message, run_dir
+from tests.support.httpd import HttpProcess
 from tests.support.sink import SMTPSink
 
 pytestmark = [pytest.mark.e2e, pytest.mark.clamd, pytest.mark.spamd]

@@ -7,10 +7,10 @@ import smtplib
 from collections.abc import Iterator
 
 import pytest
-from haraka_rig import Haraka
-from http_proc import HttpProcess
 
 from tests.support.daemons import gtube_message, ham_message
+from tests.support.haraka import Haraka
+from tests.support.httpd import HttpProcess
 from tests.support.sink import SMTPSink
 
 pytestmark = [pytest.mark.e2e, pytest.mark.clamd, pytest.mark.spamd]

@@ -12,12 +12,12 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from http_proc import HttpProcess
 
 import mxscan
 from mxscan import Action
 from mxscan.adapters.http.rspamd import ACTIONS
 from tests.support.daemons import daemons_required, eicar_message, gtube_message, ham_message
+from tests.support.httpd import HttpProcess
 
 pytestmark = [pytest.mark.e2e, pytest.mark.clamd, pytest.mark.spamd]
 

@@ -6,12 +6,12 @@ import asyncio
 import re
 
 import pytest
-from http_rig import serving
 
 from mxscan import Action, Engine, Pipeline
 from mxscan.adapters.http.request import BadRequest
 from mxscan.adapters.http.rspamc import legacy_reply, parse_legacy_head
-from tests.core.fakes import FakeScanner
+from tests.support.http_rig import serving
+from tests.support.scanners import FakeScanner
 
 MAIL = b"From: a@example.org\r\nMessage-ID: <e1@example.org>\r\n\r\nhi\r\n"
 # What Exim 4.96's spam.c sends (src/spam.c, the rspamd variant), field for field.

@@ -7,7 +7,7 @@ import pytest
 
 from mxscan import Action, HeaderEdit, Message, Pipeline, SmtpReply, Verdict
 from mxscan.adapters.http import native, rspamd
-from tests.core.fakes import FakeScanner
+from tests.support.scanners import FakeScanner
 
 MESSAGE = (
     b"From: a@example.org\r\nSubject: hello\r\nX-Spam-Flag: YES\r\nX-Spam-Flag: YES\r\n"

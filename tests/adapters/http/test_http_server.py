@@ -7,13 +7,13 @@ import json
 import time
 
 import pytest
-from http_rig import exchange, read_response, request, scan_json, serving
 
 from mxscan import Action, Engine, HeaderEdit, Message, Pipeline, Verdict
 from mxscan.adapters.http.server import Limits
 from mxscan.message import Envelope
 from mxscan.verdict import Result
-from tests.core.fakes import FakeScanner, down
+from tests.support.http_rig import exchange, read_response, request, scan_json, serving
+from tests.support.scanners import FakeScanner, down
 
 MAIL = b"From: a@example.org\r\nSubject: hi\r\nMessage-ID: <k@example.org>\r\n\r\nhello\r\n"
 

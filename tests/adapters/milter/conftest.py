@@ -8,9 +8,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from milter_proc import install_slowplugin
 
 from tests.support.daemons import run_dir
+from tests.support.milter import install_slowplugin
 
 
 @pytest.fixture(scope="session")

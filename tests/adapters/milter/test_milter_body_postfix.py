@@ -6,16 +6,16 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-import milter_scanners as scanners
 import pytest
-from milter_snippets import milter_main_cf
-from milter_thread import ThreadedMilter
-from test_milter_postfix import split_first_header
 
 from mxscan.adapters.milter.server import MilterServer
 from mxscan.addresses import UnixAddress
+from tests.support import scanners
+from tests.support.messages import split_first_header
 from tests.support.postfix import PostfixInstance
 from tests.support.sink import SMTPSink
+from tests.support.snippets import milter_main_cf
+from tests.support.threaded import ThreadedMilter
 
 pytestmark = [pytest.mark.postfix, pytest.mark.e2e]
 

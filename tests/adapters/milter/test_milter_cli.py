@@ -6,34 +6,12 @@ import asyncio
 import os
 import signal
 import stat
-import sys
 from pathlib import Path
 
-import milter_mta as mta
-
-RULES = """
-[scanner.rules]
-plugin = "header-rules"
-rules = '''
-/^Subject:.*discard-me/ DISCARD
-'''
-
-[[stage]]
-run = ["rules"]
-"""
-
-
-def cmd(*args: str) -> list[str]:
-    return [sys.executable, "-m", "mxscan", "milter", *args]
-
-
-async def run(*args: str) -> tuple[int, str]:
-    proc = await asyncio.create_subprocess_exec(
-        *cmd(*args), stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
-    )
-    out, err = await asyncio.wait_for(proc.communicate(), 60)
-    assert proc.returncode is not None
-    return proc.returncode, (out + err).decode()
+from tests.support import mta
+from tests.support.milter import RULES
+from tests.support.milter import cli_run as run
+from tests.support.milter import milter_cli as cmd
 
 
 async def test_bad_config_is_one_line_not_a_traceback(tmp_path: Path) -> None:

@@ -18,9 +18,10 @@ import resource
 import struct
 from collections.abc import Iterator
 
-import milter_mta as mta
 import pytest
-from milter_proc import MilterProcess, plain_config, remove_dir, socket_dir
+
+from tests.support import mta
+from tests.support.milter import MilterProcess, plain_config, remove_dir, socket_dir
 
 CONFIG = plain_config({"rules": {"plugin": "header-rules", "rules": "/^X-Spam-Level:/ IGNORE\n"}})
 GOOD = b"Subject: fine\r\nFrom: <a@example.org>\r\nX-Spam-Level: ***\r\n\r\nbody\r\n"

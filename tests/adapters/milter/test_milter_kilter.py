@@ -1,7 +1,7 @@
 """mxscan's milter driven by a second, independent implementation of the protocol:
 ``kilter.protocol`` (PyPI, MPL-2.0) builds every MTA packet and parses every reply.
 
-The tests' own ``milter_mta`` and Debian's Lua ``miltertest`` are the other clients.
+The tests' own ``tests.support.mta`` and Debian's Lua ``miltertest`` are the other clients.
 (PyPI's pure-Python ``miltertest`` is GPL-3.0, so it is not used: no GPL dependency,
 tests included.)
 """
@@ -14,12 +14,12 @@ from ipaddress import IPv4Address
 from pathlib import Path
 
 import kilter.protocol as kp  # the [test] extra
-import milter_scanners as scanners
 import pytest
 from kilter.protocol.buffer import SimpleBuffer
 
 from mxscan.adapters.milter.server import MilterServer
 from mxscan.addresses import UnixAddress
+from tests.support import scanners
 
 MTA_ACTIONS = kp.ActionFlags(0x1FF)
 MTA_PROTOCOL = kp.ProtocolFlags(0x1FFFFF)

@@ -10,8 +10,6 @@ import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-import milter_mta as mta
-import milter_scanners as scanners
 import pytest
 
 from mxscan.adapters.milter.server import MilterServer
@@ -20,6 +18,7 @@ from mxscan.addresses import UnixAddress
 from mxscan.edits import HeaderEdit
 from mxscan.message import Message
 from mxscan.verdict import Verdict
+from tests.support import mta, scanners
 
 SMALL = b"Subject: small\r\nFrom: <a@example.org>\r\n\r\nbody\r\n"
 
@@ -247,32 +246,10 @@ async def test_listen_backlog_is_somaxconn_or_configured(sock_path: str) -> None
 # -- finding 8: a hang-up cancels the scan ----------------------------------------------------
 
 
-class Watched:
-    """A scan that lasts until cancelled, and records that it was."""
-
-    name = "watched"
-
-    def __init__(self) -> None:
-        self.entered = asyncio.Event()
-        self.cancelled = asyncio.Event()
-
-    async def scan(self, message: Message) -> Verdict:
-        self.entered.set()
-        try:
-            await asyncio.sleep(3600)
-        except asyncio.CancelledError:
-            self.cancelled.set()
-            raise
-        return Verdict()
-
-    async def aclose(self) -> None:
-        pass
-
-
 async def test_hang_up_during_the_scan_cancels_it(
     sock_path: str, clients: list[mta.MtaClient], caplog: pytest.LogCaptureFixture
 ) -> None:
-    watched = Watched()
+    watched = scanners.Gate("watched")  # lasts until cancelled, and records that it was
     srv = await started(sock_path, scanners.engine(watched), progress_interval=30)
     try:
         client = await negotiated(sock_path, clients)

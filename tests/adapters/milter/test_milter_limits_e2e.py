@@ -16,14 +16,14 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pytest
-from milter_proc import MilterProcess, remove_dir, seed_config, socket_dir
-from milter_snippets import milter_main_cf
 
 from tests.support import hostile
 from tests.support.daemons import corpus_dir, require_daemon
+from tests.support.milter import MilterProcess, remove_dir, seed_config, socket_dir
 from tests.support.postfix import PostfixInstance
 from tests.support.private_clamd import private_clamd
 from tests.support.sink import SMTPSink
+from tests.support.snippets import milter_main_cf
 
 pytestmark = [pytest.mark.postfix, pytest.mark.e2e, pytest.mark.clamd, pytest.mark.spamd]
 

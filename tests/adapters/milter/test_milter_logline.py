@@ -7,13 +7,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import logfmtkv
-import milter_mta as mta
-import milter_scanners as scanners
 import pytest
 
 from mxscan.adapters.milter.server import MilterServer
 from mxscan.addresses import UnixAddress
 from mxscan.logline import setup_logging
+from tests.support import mta, scanners
 
 FORGED_QID = "4QID\nFORGED1: action=accept\x1b[2J\x07"
 RAW = b'Subject: discard-me" action=accept x="\r\nMessage-ID: <m1@example.org>\r\n\r\nbody\r\n'

@@ -16,11 +16,8 @@ import urllib.request
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-import milter_mta as mta
-import milter_scanners as scanners
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
-from test_milter_cli import RULES
 
 from mxscan.adapters.milter.constants import ModifyFlag as Flag
 from mxscan.adapters.milter.server import MilterServer
@@ -31,7 +28,9 @@ from mxscan.message import Message
 from mxscan.pipeline import Pipeline, Step
 from mxscan.service.metrics import Metrics, MetricsServer
 from mxscan.verdict import Action, Verdict
+from tests.support import mta, scanners
 from tests.support.daemons import clamd_unix, daemons_required, require_daemon, spamd_inet
+from tests.support.milter import RULES
 from tests.support.postfix import free_port
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]

@@ -7,13 +7,13 @@ import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
-import milter_scanners as scanners
 import pytest
-from milter_thread import ThreadedMilter
 
 from mxscan.adapters.milter.server import MilterServer
 from mxscan.addresses import UnixAddress
+from tests.support import scanners
 from tests.support.daemons import require_daemon
+from tests.support.threaded import ThreadedMilter
 
 HERE = Path(__file__).parent
 pytestmark = pytest.mark.miltertest

@@ -13,11 +13,13 @@ import stat
 import subprocess
 import time
 from collections.abc import Callable, Iterator
-from email.utils import formatdate
 from pathlib import Path
 
 import pytest
-from milter_proc import (
+
+from tests.support.daemons import clamd_stream_max_bytes, require_daemon
+from tests.support.messages import tagged as message
+from tests.support.milter import (
     MilterProcess,
     dump_toml,
     milter_group,
@@ -26,8 +28,6 @@ from milter_proc import (
     seed_config,
     socket_dir,
 )
-
-from tests.support.daemons import clamd_stream_max_bytes, require_daemon
 from tests.support.postfix import PostfixInstance
 from tests.support.service_install import service_venv_python
 from tests.support.sink import SMTPSink
@@ -47,17 +47,6 @@ def milters() -> Iterator[list[MilterProcess]]:
     """Started milters to stop (and their directories to remove) at teardown."""
     with milter_group() as started:
         yield started
-
-
-def message(token: str, body: bytes = b"Nothing to see here.\r\n") -> bytes:
-    return (
-        b"From: Alice <alice@example.org>\r\n"
-        b"To: rcpt@example.com\r\n"
-        + f"Subject: {token}\r\n".encode()
-        + f"Date: {formatdate()}\r\nMessage-ID: <{token}@example.org>\r\n".encode()
-        + b"MIME-Version: 1.0\r\nContent-Type: text/plain; charset=us-ascii\r\n\r\n"
-        + body
-    )
 
 
 # ---------------------------------------------------------------- mxscan down

@@ -13,16 +13,17 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-import milter_scanners as scanners
 import pytest
-from milter_snippets import milter_main_cf
-from milter_thread import ThreadedMilter
 
 from mxscan import Engine, Envelope, Header, HeaderEdit, Message, Pipeline, Verdict, received_header
 from mxscan.adapters.milter.server import MilterServer
 from mxscan.addresses import UnixAddress
+from tests.support import scanners
+from tests.support.messages import split_first_header
 from tests.support.postfix import PostfixInstance
 from tests.support.sink import SMTPSink
+from tests.support.snippets import milter_main_cf
+from tests.support.threaded import ThreadedMilter
 
 pytestmark = [pytest.mark.postfix, pytest.mark.e2e]
 
@@ -44,16 +45,6 @@ ORIGINAL = (
     b"\r\n"
     b".leading dot\r\n" + b"x" * 998 + b"\r\n" + b"last line\r\n"
 )
-
-
-def split_first_header(data: bytes) -> tuple[bytes, bytes]:
-    """(first header field with its folds, the rest)."""
-    end = 0
-    while True:
-        nl = data.index(b"\r\n", end) + 2
-        end = nl
-        if data[end : end + 1] not in (b" ", b"\t"):
-            return data[:end], data[end:]
 
 
 def new_milter(sock: Path) -> ThreadedMilter:

@@ -20,12 +20,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from milter_proc import MilterProcess, remove_dir, seed_config, socket_dir
-from milter_snippets import milter_main_cf
 
 from tests.support.daemons import EICAR_SIGNATURE, eicar_message, gtube_message, require_daemon
+from tests.support.milter import MilterProcess, remove_dir, seed_config, socket_dir
 from tests.support.postfix import PostfixInstance
 from tests.support.sink import SMTPSink
+from tests.support.snippets import milter_main_cf
 
 pytestmark = [pytest.mark.postfix, pytest.mark.e2e, pytest.mark.clamd, pytest.mark.spamd]
 

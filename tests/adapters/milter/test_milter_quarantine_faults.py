@@ -23,13 +23,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from milter_proc import MilterProcess, plain_config, remove_dir, socket_dir
-from milter_quarantine import DROP_RULE, dropped, listed
-from milter_snippets import milter_main_cf
 
 from tests.support.daemons import require_daemon
+from tests.support.milter import MilterProcess, plain_config, remove_dir, socket_dir
 from tests.support.postfix import PostfixInstance, SendResult
+from tests.support.quarantine import DROP_RULE, dropped, listed
 from tests.support.sink import SMTPSink
+from tests.support.snippets import milter_main_cf
 
 pytestmark = [pytest.mark.postfix, pytest.mark.e2e, pytest.mark.faults]
 

@@ -24,17 +24,6 @@ from email.utils import formatdate
 
 import dkim
 import pytest
-from milter_proc import MilterProcess, remove_dir, rspamd_seed_config, seed_config, socket_dir
-from milter_snippets import milter_main_cf
-from test_milter_seed_e2e import (
-    FORGED,
-    Stack,
-    _dkim_key,
-    _dns,
-    ham,
-    tricky_ham,
-    without_received,
-)
 
 from tests.support.daemons import (
     EICAR_SIGNATURE,
@@ -42,8 +31,25 @@ from tests.support.daemons import (
     gtube_message,
     require_daemon,
 )
+from tests.support.milter import (
+    MilterProcess,
+    remove_dir,
+    rspamd_seed_config,
+    seed_config,
+    socket_dir,
+)
 from tests.support.postfix import PostfixInstance
+from tests.support.seed import (
+    FORGED,
+    Stack,
+    dkim_dns,
+    dkim_key,
+    ham,
+    tricky_ham,
+    without_received,
+)
 from tests.support.sink import SMTPSink
+from tests.support.snippets import milter_main_cf
 
 pytestmark = [
     pytest.mark.postfix,
@@ -115,7 +121,7 @@ def japanese(token: str) -> bytes:
 def dkim_signed(token: str) -> bytes:
     message = tricky_ham(token, FORGED).replace(b"alice@example.org", b"alice@example.com")
     signature = dkim.sign(
-        message, b"test", b"example.com", _dkim_key()[0],
+        message, b"test", b"example.com", dkim_key()[0],
         include_headers=[b"from", b"to", b"subject", b"date", b"message-id", b"x-folded"],
     )  # fmt: skip
     return signature + message
@@ -174,11 +180,11 @@ def test_dkim_signature_still_verifies_through_rspamd(stack: Stack) -> None:
     for setup in ("rspamd", "rspamd_tagged"):
         token = f"rspamd-dkim-{setup}"
         signed = dkim_signed(token)
-        assert dkim.verify(signed, dnsfunc=_dns)
+        assert dkim.verify(signed, dnsfunc=dkim_dns)
         stack.send(setup, signed)
         data = stack.delivered(token.encode()).data
         assert data != signed
-        assert dkim.verify(data, dnsfunc=_dns), setup
+        assert dkim.verify(data, dnsfunc=dkim_dns), setup
 
 
 def test_rspamds_headers_reach_the_recipient_once_forgeries_gone(stack: Stack) -> None:

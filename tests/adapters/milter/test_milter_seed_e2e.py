@@ -17,82 +17,34 @@ spamass-milter, header_checks; docs/migration.md) gets wrong.
 from __future__ import annotations
 
 import re
-import time
 from collections.abc import Iterator
-from dataclasses import dataclass
-from email.utils import formatdate
 
 import dkim
 import pytest
-from milter_proc import EXAMPLES, MilterProcess, remove_dir, seed_config, socket_dir
-from milter_snippets import milter_main_cf
 
 from tests.support.daemons import (
     EICAR_SIGNATURE,
-    corpus_dir,
     eicar_message,
     gtube_message,
     require_daemon,
 )
+from tests.support.milter import EXAMPLES, MilterProcess, remove_dir, seed_config, socket_dir
 from tests.support.postfix import PostfixInstance
-from tests.support.sink import Delivery, SMTPSink, header_fields
+from tests.support.seed import (
+    FORGED,
+    SCANNER_HEADERS,
+    Stack,
+    dkim_dns,
+    dkim_key,
+    ham,
+    scanner_headers,
+    tricky_ham,
+    without_received,
+)
+from tests.support.sink import SMTPSink, header_fields
+from tests.support.snippets import milter_main_cf
 
 pytestmark = [pytest.mark.postfix, pytest.mark.e2e, pytest.mark.clamd, pytest.mark.spamd]
-
-SCANNER_HEADERS = (
-    "X-Virus-Scanned",
-    "X-Virus-Status",
-    "X-Spam-Checker-Version",
-    "X-Spam-Level",
-    "X-Spam-Status",
-)
-
-
-@dataclass
-class Stack:
-    postfix: PostfixInstance
-    sink: SMTPSink
-    milters: dict[str, MilterProcess]
-    ports: dict[str, int]
-
-    def send(self, setup: str, message: bytes) -> str:
-        """Send over SMTP to the listener of ``setup``; return Postfix's queue id."""
-        result = self.postfix.send(message, port=self.ports[setup])
-        assert result.code == 250, result.text
-        assert result.queue_id
-        return result.queue_id
-
-    def delivered(self, token: bytes, timeout: float = 30) -> Delivery:
-        """The one delivery whose bytes contain ``token`` (waits for it)."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            hits = [d for d in self.sink.deliveries if token in d.data]
-            if hits:
-                time.sleep(0.3)  # a duplicate would arrive right behind it
-                hits = [d for d in self.sink.deliveries if token in d.data]
-                assert len(hits) == 1, f"{len(hits)} deliveries of {token!r}"
-                return hits[0]
-            time.sleep(0.05)
-        raise AssertionError(f"{token!r} never reached the sink; log:\n{self.postfix.log_tail()}")
-
-    def log_line(self, setup: str, queue_id: str) -> str:
-        """mxscan's one log line for the message Postfix queued as ``queue_id``."""
-        log = self.milters[setup].wait_for_log(f"{queue_id}: ")
-        return next(x for x in log.splitlines() if f"{queue_id}: " in x)
-
-    def assert_discarded(self, setup: str, queue_id: str, token: bytes, status: str) -> None:
-        """Postfix itself dropped it on mxscan's word, and nothing reached the sink."""
-        self.postfix.wait_for_log(
-            rf"{queue_id}: milter-discard: END-OF-MESSAGE .*milter triggers DISCARD action"
-        )
-        line = self.log_line(setup, queue_id)
-        assert status in line and " action=discard" in line, line
-        # Postfix never queued it, so there is no later delivery to wait for; a clean
-        # message sent afterwards on the same path arrives while this one does not.
-        marker = f"after-{queue_id}".encode()
-        self.send(setup, ham(marker.decode()))
-        self.delivered(marker)
-        assert not [d for d in self.sink.deliveries if token in d.data]
 
 
 @pytest.fixture(scope="module")
@@ -126,46 +78,6 @@ def stack() -> Iterator[Stack]:
             milter.stop()
         sink.stop()
         remove_dir(directory)
-
-
-_counter = iter(range(1_000_000))
-
-
-def ham(token: str, extra_headers: bytes = b"") -> bytes:
-    """An ordinary message spamd scores as ham; ``token`` in Subject and Message-ID."""
-    return (
-        b"From: Alice <alice@example.org>\r\n"
-        b"To: Bob <rcpt@example.com>\r\n"
-        + f"Subject: Lunch {token}\r\n".encode()
-        + extra_headers
-        + f"Date: {formatdate()}\r\n".encode()
-        + f"Message-ID: <{token}.{next(_counter)}@example.org>\r\n".encode()
-        + b"MIME-Version: 1.0\r\n"
-        b"Content-Type: text/plain; charset=us-ascii\r\n"
-        b"\r\n"
-        b"Hi Bob,\r\n\r\nShall we meet for lunch at noon tomorrow, as usual?\r\n\r\nAlice\r\n"
-    )
-
-
-def without_received(data: bytes) -> bytes:
-    """The delivered bytes minus Postfix's own Received: header (first field, folded)."""
-    assert data.startswith(b"Received: ")
-    match = re.match(rb"Received: [^\r\n]*\r\n(?:[ \t][^\r\n]*\r\n)*", data)
-    assert match
-    return data[match.end() :]
-
-
-def header_names(data: bytes) -> list[str]:
-    head = data.split(b"\r\n\r\n", 1)[0]
-    return [
-        line.split(b":", 1)[0].decode()
-        for line in head.split(b"\r\n")
-        if line and line[:1] not in (b" ", b"\t")
-    ]
-
-
-def scanner_headers(data: bytes) -> list[str]:
-    return [n for n in header_names(data) if n.lower().startswith(("x-spam-", "x-virus-"))]
 
 
 # ---------------------------------------------------------------- discards
@@ -203,30 +115,6 @@ def test_null_from_header_is_discarded_by_the_seed_rule(stack: Stack) -> None:
 # ---------------------------------------------------------------- clean mail, headers
 
 
-TRICKY_HEADERS = (
-    b"X-Folded: first part\r\n"
-    b"\tsecond part after a tab\r\n"
-    b"    third part after spaces\r\n"
-    b"X-Tab:\tvalue after a tab\r\n"
-    b"X-Spaces:    three spaces\r\n"
-    b"X-Empty:\r\n"
-    b"X-Eight-Bit: caf\xc3\xa9 r\xc3\xa9sum\xc3\xa9\r\n"
-)
-TRICKY_BODY = (
-    b"Body line one\r\n"
-    b"  indented line, trailing spaces   \r\n"
-    b"\r\n"
-    b".a line with a leading dot\r\n"
-    b"..and two\r\n" + b"long " * 190 + b"\r\n"
-    b"\tlast line, tab first\r\n"
-)
-
-
-def tricky_ham(token: str, extra_headers: bytes = b"") -> bytes:
-    head, _ = ham(token, TRICKY_HEADERS + extra_headers).split(b"\r\n\r\n", 1)
-    return head + b"\r\n\r\n" + TRICKY_BODY
-
-
 @pytest.mark.parametrize("setup", ["seed", "seed_tagged"])
 def test_clean_mail_leaves_byte_identical_without_scanner_headers(stack: Stack, setup: str) -> None:
     """The seed's intent: the outbound IGNORE rules strip what the scanners added."""
@@ -255,15 +143,6 @@ def test_without_outbound_rules_each_scanner_header_appears_once(stack: Stack) -
     assert re.search(rb"\r\nX-Spam-Status: No, score=-?\d+\.\d required=5\.0", data)
 
 
-FORGED = (
-    b"X-Spam-Flag: YES\r\n"
-    b"X-Spam-Status: No, score=-100.0 forged by the sender\r\n"
-    b"X-Spam-Level: \r\n"
-    b"X-Virus-Status: Clean\r\n"
-    b"X-Virus-Scanned: by the sender's imagination\r\n"
-)
-
-
 def test_forged_spam_flag_is_stripped_and_the_mail_delivered(stack: Stack) -> None:
     """In the classic stack a sender's own `X-Spam-Flag: YES` gets their mail dropped."""
     message = tricky_ham("forged-seed", FORGED)
@@ -287,15 +166,6 @@ def test_forged_headers_replaced_by_the_scanners_own(stack: Stack) -> None:
 # ---------------------------------------------------------------- DKIM
 
 
-def _dkim_key() -> tuple[bytes, bytes]:
-    base = corpus_dir("dkimpy-tests")
-    return (base / "test.private").read_bytes(), (base / "test.txt").read_bytes()
-
-
-def _dns(name: bytes, timeout: int = 5) -> bytes:
-    return _dkim_key()[1] if name == b"test._domainkey.example.com." else b""
-
-
 @pytest.mark.corpus
 @pytest.mark.parametrize("setup", ["seed", "no_outbound"])
 def test_dkim_signature_still_verifies_at_the_sink(stack: Stack, setup: str) -> None:
@@ -303,23 +173,23 @@ def test_dkim_signature_still_verifies_at_the_sink(stack: Stack, setup: str) -> 
         b"alice@example.org", b"alice@example.com"
     )
     signature = dkim.sign(
-        message, b"test", b"example.com", _dkim_key()[0],
+        message, b"test", b"example.com", dkim_key()[0],
         include_headers=[b"from", b"to", b"subject", b"date", b"message-id", b"x-folded",
                          b"x-tab", b"x-eight-bit"],
     )  # fmt: skip
     signed = signature + message
-    assert dkim.verify(signed, dnsfunc=_dns)
+    assert dkim.verify(signed, dnsfunc=dkim_dns)
     stack.send(setup, signed)
     data = stack.delivered(f"dkim-{setup}".encode()).data
     assert data != signed  # headers were added and removed on the way ...
-    assert dkim.verify(data, dnsfunc=_dns)  # ... and the signature still holds
+    assert dkim.verify(data, dnsfunc=dkim_dns)  # ... and the signature still holds
 
 
 def test_dkim_check_can_fail(stack: Stack) -> None:
     """Negative control: a body changed after signing does not verify."""
     message = ham("dkim-control").replace(b"alice@example.org", b"alice@example.com")
-    signed = dkim.sign(message, b"test", b"example.com", _dkim_key()[0]) + message
-    assert not dkim.verify(signed.replace(b"noon", b"one"), dnsfunc=_dns)
+    signed = dkim.sign(message, b"test", b"example.com", dkim_key()[0]) + message
+    assert not dkim.verify(signed.replace(b"noon", b"one"), dnsfunc=dkim_dns)
 
 
 def test_spamd_sees_the_client_that_connected_and_the_message_is_unchanged(

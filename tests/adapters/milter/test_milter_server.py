@@ -11,8 +11,6 @@ import struct
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-import milter_mta as mta
-import milter_scanners as scanners
 import pytest
 
 from mxscan.adapters.milter.constants import ModifyFlag as Flag
@@ -20,6 +18,7 @@ from mxscan.adapters.milter.server import MilterServer
 from mxscan.addresses import InetAddress, UnixAddress
 from mxscan.body import Body
 from mxscan.service.listen import ListenError as ServerError
+from tests.support import mta, scanners
 
 MSG = b"Subject: hello\r\nFrom: <a@example.org>\r\n\r\nbody\r\n"
 

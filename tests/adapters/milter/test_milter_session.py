@@ -6,7 +6,6 @@ import struct
 from pathlib import Path
 
 import attrs
-import milter_mta as mta
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -20,6 +19,7 @@ from mxscan.edits import HeaderEdit
 from mxscan.engine import domain_of
 from mxscan.message import Message
 from mxscan.verdict import Action, Result, Route, SmtpReply, Verdict
+from tests.support import mta
 
 RAW = (
     b"Received: from x by y; Thu, 1 Jan 2024 00:00:00 +0000\r\n"
@@ -430,10 +430,9 @@ def test_replaced_body_is_closed_when_pipelined_input_after_eom_is_bad(
 def test_the_documented_milter_macros_are_the_ones_negotiated() -> None:
     """docs/snippets/milter-main.cf's milter_*_macros lines list what mxscan
     asks for in SMFIC_OPTNEG (the e2e tests run Postfix with those lines)."""
-    from milter_snippets import milter_main_cf
-
     from mxscan.adapters.milter.constants import MacroStage
     from mxscan.adapters.milter.negotiate import DEFAULT_MACROS
+    from tests.support.snippets import milter_main_cf
 
     settings = milter_main_cf("unix:/x")
     for key, stage in (

@@ -6,11 +6,12 @@ import logging
 import socket
 from pathlib import Path
 
-import milter_scanners as scanners
 import pytest
-from test_milter_cli import RULES, run
 
 from mxscan.adapters.milter.server import MilterServer
+from tests.support import scanners
+from tests.support.milter import RULES
+from tests.support.milter import cli_run as run
 
 
 async def test_a_port_in_use_is_one_error_line_and_no_drain_message(tmp_path: Path) -> None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pipe_postfix import alternate_config_directory
+from tests.support.pipe_postfix import alternate_config_directory
 
 
 def test_alternate_config_directory_entries_of_overlapping_sessions(tmp_path: Path) -> None:

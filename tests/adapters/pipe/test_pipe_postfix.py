@@ -13,7 +13,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from pipe_postfix import (
+
+from tests.support.daemons import eicar_message, gtube_message, ham_message, require_daemon
+from tests.support.pipe_postfix import (
     SNIPPETS,
     PipePostfix,
     alternate_config_directory,
@@ -23,8 +25,6 @@ from pipe_postfix import (
     snippet_master_cf,
     write_mxscan_config,
 )
-
-from tests.support.daemons import eicar_message, gtube_message, ham_message, require_daemon
 from tests.support.sink import Delivery, SMTPSink, header_fields
 
 pytestmark = [

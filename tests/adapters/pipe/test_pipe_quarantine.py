@@ -12,7 +12,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from pipe_helpers import HERE, PipeRunner, fake_config
+
+from tests.support.child import child_env, module_argv
+from tests.support.pipe import PipeRunner, fake_config
 
 MESSAGE = b"From: alice@example.org\nTo: bob@example.com\nSubject: lunch\n\nnoon?\n"
 
@@ -71,10 +73,11 @@ def test_release_through_sendmail_with_the_original_envelope(
 ) -> None:
     # A sendmail(1) stand-in at a path (release = "sendmail:PATH" takes no arguments).
     fake = tmp_path / "sendmail"
+    argv = module_argv("fake_sendmail", str(pipe.outbox), "0")
     fake.write_text(
-        f"#!{sys.executable}\nimport sys\nsys.argv[1:1] = [{str(pipe.outbox)!r}, '0']\n"
-        f"sys.path.insert(0, {str(HERE)!r})\nimport pipe_fake_sendmail\n"
-        "sys.exit(pipe_fake_sendmail.main())\n"
+        f"#!{sys.executable}\nimport os, sys\n"
+        f"os.environ['PYTHONPATH'] = {child_env()['PYTHONPATH']!r}\n"
+        f"os.execv(sys.executable, [*{argv!r}, *sys.argv[1:]])\n"
     )
     fake.chmod(0o755)
     with_store(pipe, "discard", f"sqlite:{tmp_path / 'q.db'}", release=f"sendmail:{fake}")

@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import IO
 
 import pytest
-from pipe_helpers import PipeRunner, fake_config
+
+from tests.support.pipe import PipeRunner, fake_config
 
 MESSAGE = (
     b"From: alice@example.org\n"

@@ -7,9 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from smtp_proc import FilterProcess
-
 from tests.support.postfix import free_port
+from tests.support.smtp import FilterProcess
 
 CLEAN = """
 [scanner.tag]

@@ -20,10 +20,10 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-from smtp_stack import Stack
 
 from tests.support.daemons import corpus_dir
 from tests.support.sink import header_fields
+from tests.support.smtp_stack import Stack
 
 pytestmark = [
     pytest.mark.postfix,

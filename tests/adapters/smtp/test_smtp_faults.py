@@ -19,12 +19,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from smtp_proc import FilterProcess, filter_postfix, full_config
 
-from tests.faults.faults_support import FaultProxy
 from tests.support.daemons import clamd_inet, ham_message, require_daemon, run_dir
+from tests.support.faults import FaultProxy
 from tests.support.postfix import PostfixInstance, free_port
 from tests.support.sink import SMTPSink
+from tests.support.smtp import FilterProcess, filter_postfix, full_config
 
 pytestmark = [
     pytest.mark.postfix,

@@ -10,10 +10,10 @@ import time
 
 import dkim
 import pytest
-from smtp_stack import DSN_DOMAIN, Stack
 
 from tests.support.daemons import corpus_dir, eicar_message, gtube_message, ham_message
 from tests.support.sink import Delivery, header_fields
+from tests.support.smtp_stack import DSN_DOMAIN, Stack
 
 pytestmark = [pytest.mark.postfix, pytest.mark.e2e, pytest.mark.clamd, pytest.mark.spamd]
 

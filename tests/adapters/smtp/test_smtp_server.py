@@ -7,12 +7,13 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from smtp_rig import Client, serving
 
 from mxscan import Action, Engine, HeaderEdit, Pipeline
-from tests.core.fakes import FakeScanner, down
+from mxscan.testing import FakeEngine
 from tests.support.postfix import free_port
+from tests.support.scanners import FakeScanner, down
 from tests.support.sink import SMTPSink
+from tests.support.smtp_rig import Client, serving
 
 MAIL = (
     b"From: a@example.org\r\nSubject: caf\xc3\xa9\r\nMessage-ID: <k@example.org>\r\n\r\n"
@@ -156,17 +157,8 @@ async def test_client_gone_mid_data_relays_nothing(sink: SMTPSink) -> None:
 
 
 async def test_scan_crash_is_451(sink: SMTPSink) -> None:
-    class Broken:
-        def policy_for(self, recipient: str) -> str:
-            return "default"
-
-        async def scan(self, message):  # type: ignore[no-untyped-def]
-            raise RuntimeError("boom")
-
-        async def aclose(self) -> None:
-            pass
-
-    async with serving(Broken(), sink.port) as (_, port):  # type: ignore[arg-type]
+    crashing = FakeEngine(crash=RuntimeError("boom"))  # a bug in mxscan, not a scanner error
+    async with serving(crashing, sink.port) as (_, port):
         client = await Client.connect(port)
         reply = (await client.send(MAIL, "a@x.org", ["b@example.com"]))[-1]
         await client.close()
@@ -249,7 +241,7 @@ async def _dsn_transaction(port: int) -> list[tuple[int, bytes]]:
 
 
 async def test_dsn_parameters_go_to_a_next_hop_that_offers_dsn() -> None:
-    from smtp_dsn_sink import DsnSink
+    from tests.support.dsn_sink import DsnSink
 
     sink = DsnSink().start()
     try:

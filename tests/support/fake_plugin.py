@@ -1,5 +1,5 @@
 """A scanner plugin for the pipe tests, loaded by ``python -m mxscan pipe`` through a
-real entry point (see ``pipe_helpers.install_fake_plugin``): the subprocess runs
+real entry point (see ``tests.support.pipe.install_fake_plugin``): the subprocess runs
 exactly the code path Postfix would, with verdicts the test chooses."""
 
 from __future__ import annotations

@@ -32,8 +32,11 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from email.utils import formatdate
 from pathlib import Path
+from typing import Any
 
-from tests.support.daemons import REPO_ROOT, eicar_message, gtube_message
+from tests.support.daemons import REPO_ROOT, corpus_dir, eicar_message, gtube_message
+from tests.support.faults import figure, logged_pipe_postfix, pipe_config
+from tests.support.milter import MilterProcess, seed_config, socket_dir
 from tests.support.postfix import PostfixInstance, free_port
 from tests.support.sink import SMTPSink
 
@@ -365,3 +368,74 @@ def run_load(
 def postfix_discards(postfix: PostfixInstance) -> set[str]:
     """Queue ids Postfix discarded on the milter's word."""
     return set(re.findall(r"([0-9A-F]{6,}): milter-discard:", postfix.log()))
+
+
+# ---------------------------------------------------------------- the two runs
+
+
+def milter_config(daemons: LoadDaemons) -> dict[str, Any]:
+    config = seed_config(
+        clamav={"address": daemons.clamd, "timeout": "30s"}, extra_stage={"loadrule": REJECT_RULE}
+    )
+    config["scanner"]["spamassassin"]["address"] = daemons.spamd
+    config["scanner"]["spamassassin"]["timeout"] = "30s"
+    return config
+
+
+def run_milter_load(daemons: LoadDaemons, n: int) -> Report:
+    items = make_items(n, corpus_dir())
+    sink = SMTPSink().start()
+    milter = MilterProcess(milter_config(daemons), socket_dir(), name="load")
+    postfix: PostfixInstance | None = None
+    try:
+        milter.start()
+        postfix = PostfixInstance(
+            relay_port=sink.port, main_overrides={"smtpd_milters": milter.address}
+        ).start()
+        pf = postfix
+        report = run_load("milter", pf, sink, items, daemons, lambda: (postfix_discards(pf), set()))
+        assert milter.proc is not None and milter.proc.poll() is None, "the milter died"
+        assert "Traceback" not in milter.log()
+        for item in items:
+            if item.kind == "reject":
+                text = report.outcomes[item.id].text
+                assert "rejected by the load test rule" in text, text
+        return report
+    finally:
+        if postfix is not None:
+            postfix.remove()
+        milter.stop()
+        sink.stop()
+
+
+def run_pipe_load(daemons: LoadDaemons, n: int) -> Report:
+    """The docs' pipe(8) setup (tests/support/pipe_postfix.py), with mxscan's
+    stderr (its per-message log line) appended to a file, so discards are counted
+    from mxscan's own words: a discarded message leaves no trace in Postfix but
+    ``status=sent``, like a delivered one before its re-injection."""
+    items = make_items(n, corpus_dir(), seed=10)
+    sink = SMTPSink().start()
+    try:
+        text = pipe_config(clamd=daemons.clamd, spamd=daemons.spamd)
+        rule = "/^X-Load-Reject: yes/ REJECT 5.7.1 rejected by the load test rule\n"
+        text = text.replace("/^X-Virus-/   IGNORE\n", "/^X-Virus-/   IGNORE\n" + rule, 1)
+        assert daemons.spamd in text and "X-Load-Reject" in text
+
+        with logged_pipe_postfix(sink.port, text) as (postfix, log):
+
+            def verdicts() -> tuple[set[str], set[str]]:
+                discarded = set(re.findall(r": ([0-9A-F]{6,}): .* action=discard", log.read_text()))
+                bounced = set(
+                    re.findall(
+                        r"([0-9A-F]{6,}): to=<[^>]*>, relay=mxscan, .*status=bounced", postfix.log()
+                    )
+                )
+                return discarded, bounced
+
+            report = run_load("pipe", postfix, sink, items, daemons, verdicts)
+            assert "Traceback" not in log.read_text()
+            deferred = len(re.findall(r"relay=mxscan, .*status=deferred", postfix.log()))
+            figure(f"\nload[pipe]: filter runs deferred by Postfix (exit 75, retried): {deferred}")
+        return report
+    finally:
+        sink.stop()

@@ -12,6 +12,7 @@ the private daemons, written back), so the tests prove the configuration users c
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 import signal
@@ -303,3 +304,35 @@ class MilterProcess:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+# ---------------------------------------------------------------- the command
+
+
+#: A one-rule configuration (header-rules discards Subject "discard-me"): the
+#: smallest real pipeline for tests of the command rather than of scanning.
+RULES = """
+[scanner.rules]
+plugin = "header-rules"
+rules = '''
+/^Subject:.*discard-me/ DISCARD
+'''
+
+[[stage]]
+run = ["rules"]
+"""
+
+
+def milter_cli(*args: str) -> list[str]:
+    """``python -m mxscan milter ARGS``."""
+    return [sys.executable, "-m", "mxscan", "milter", *args]
+
+
+async def cli_run(*args: str) -> tuple[int, str]:
+    """Run ``mxscan milter ARGS`` to its exit (60 s at most): (status, stdout+stderr)."""
+    proc = await asyncio.create_subprocess_exec(
+        *milter_cli(*args), stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+    )
+    out, err = await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode is not None
+    return proc.returncode, (out + err).decode()

@@ -11,7 +11,6 @@ import os
 import signal
 import smtplib
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -19,14 +18,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from tests.support.child import child_env, module_argv
 from tests.support.daemons import clamd_inet, require_daemon, spamd_inet
 from tests.support.postfix import free_port
 
 if TYPE_CHECKING:
-    from pipe_postfix import PipePostfix
+    from tests.support.pipe_postfix import PipePostfix
 
-HERE = Path(__file__).resolve().parent
-PROXY = HERE / "fault_proxy.py"
 
 #: Figures to show in the pytest summary (CI's log), not only with -s.
 FIGURES: list[str] = []
@@ -40,7 +38,7 @@ def figure(line: str) -> None:
 
 
 class FaultProxy:
-    """``fault_proxy.py`` on 127.0.0.1:port in front of ``upstream``; mode switchable
+    """``tests.support.proxy`` on 127.0.0.1:port in front of ``upstream``; mode switchable
     by restarting it (the port stays the same, so mxscan's config does not change)."""
 
     def __init__(self, upstream: str, port: int | None = None) -> None:
@@ -57,7 +55,8 @@ class FaultProxy:
     def start(self, mode: str = "pass") -> FaultProxy:
         self.stop()
         self.proc = subprocess.Popen(
-            [sys.executable, str(PROXY), f"127.0.0.1:{self.port}", self.upstream, mode],
+            module_argv("proxy", f"127.0.0.1:{self.port}", self.upstream, mode),
+            env=child_env(),
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
         )
@@ -211,7 +210,7 @@ class LogCursor:
 
 def pipe_config(*, clamd: str, spamd: str) -> str:
     """The pipe tests' mxscan.toml (pipe_postfix.mxscan_config) with these daemon addresses."""
-    from pipe_postfix import mxscan_config
+    from tests.support.pipe_postfix import mxscan_config
 
     text = mxscan_config(clamd=clamd)
     old = f'address = "{spamd_inet()}"'
@@ -221,12 +220,12 @@ def pipe_config(*, clamd: str, spamd: str) -> str:
 
 @contextmanager
 def logged_pipe_postfix(relay_port: int, config_text: str) -> Iterator[tuple[PipePostfix, Path]]:
-    """The docs' pipe(8) setup (tests/adapters/pipe/pipe_postfix.py) with mxscan.toml
+    """The docs' pipe(8) setup (tests/support/pipe_postfix.py) with mxscan.toml
     holding ``config_text``, started; yields it and the file that ``mxscan pipe``'s
     stderr (its per-message log line) is appended to. Removed on exit."""
     import shutil
 
-    from pipe_postfix import (
+    from tests.support.pipe_postfix import (
         SNIPPETS,
         PipePostfix,
         alternate_config_directory,

@@ -12,12 +12,18 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from smtp_dsn_sink import DsnSink
-from smtp_proc import FilterProcess, filter_postfix, full_config, snippet_main, snippet_master
 
 from tests.support.daemons import require_daemon, run_dir
+from tests.support.dsn_sink import DsnSink
 from tests.support.postfix import PostfixInstance, free_port
 from tests.support.sink import SMTPSink
+from tests.support.smtp import (
+    FilterProcess,
+    filter_postfix,
+    full_config,
+    snippet_main,
+    snippet_master,
+)
 
 
 @dataclass

@@ -1,6 +1,6 @@
 """A misbehaving daemon for the fault tests: put it between mxscan and clamd/spamd.
 
-Run as its own process (``python fault_proxy.py LISTEN UPSTREAM MODE``) so that
+Run as its own process (``python -m tests.support.proxy LISTEN UPSTREAM MODE``) so that
 "the daemon was killed mid-scan" is a real SIGKILL of a real process whose
 sockets the kernel then closes, not a simulation inside the test.
 

@@ -1,6 +1,6 @@
 """Stands in for /usr/sbin/sendmail: records argv and stdin, exits as told.
 
-Usage: pipe_fake_sendmail.py OUTDIR [STATUS] [-- sendmail args...]: each run
+Usage: python -m tests.support.fake_sendmail OUTDIR [STATUS] [-- sendmail args...]: each run
 writes OUTDIR/<n>.json with its argv (after OUTDIR/STATUS) and the bytes read.
 """
 

@@ -24,11 +24,11 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
-from tests.support.daemons import clamd_unix, run_dir, spamd_inet
+from tests.support.daemons import REPO_ROOT, clamd_unix, run_dir, spamd_inet
 from tests.support.postfix import PostfixInstance
 from tests.support.service_install import service_mxscan
 
-REPO = Path(__file__).resolve().parents[3]
+REPO = REPO_ROOT
 SNIPPETS = REPO / "docs" / "snippets"
 PIPE_USER = "nobody"
 DEFAULT_MAIN_CF = Path("/etc/postfix/main.cf")

@@ -34,10 +34,9 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from faults_load import Item as _Item
-from faults_load import Outcome, corpus_files, submit, tag_field
-from milter_proc import MilterProcess, dump_toml, seed_config, socket_dir
-
+from tests.support.load import Item as _Item
+from tests.support.load import Outcome, corpus_files, submit, tag_field
+from tests.support.milter import MilterProcess, dump_toml, seed_config, socket_dir
 from tests.support.postfix import PostfixInstance
 from tests.support.sink import SMTPSink, header_fields
 

@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-REPO = HERE.parents[2]
+from tests.support.child import child_env, module_argv
 
 
 @dataclass(frozen=True)
@@ -35,8 +33,8 @@ def install_fake_plugin(site: Path) -> Path:
     info.mkdir(parents=True, exist_ok=True)
     (info / "METADATA").write_text("Metadata-Version: 2.1\nName: mxscan-pipe-fake\nVersion: 1.0\n")
     (info / "entry_points.txt").write_text(
-        "[mxscan.scanners]\npipe-fake = pipe_fakeplugin:Fake\n"
-        "pipe-broken = pipe_fakeplugin:broken\n"
+        "[mxscan.scanners]\npipe-fake = tests.support.fake_plugin:Fake\n"
+        "pipe-broken = tests.support.fake_plugin:broken\n"
     )
     return site
 
@@ -56,12 +54,10 @@ class PipeRunner:
 
     def sendmail(self, status: int | None = None) -> str:
         code = self.sendmail_status if status is None else status
-        return f"{sys.executable} {HERE / 'pipe_fake_sendmail.py'} {self.outbox} {code}"
+        return " ".join(module_argv("fake_sendmail", str(self.outbox), str(code)))
 
     def env(self) -> dict[str, str]:
-        env = dict(os.environ)
-        paths = [str(self.site), str(HERE), env.get("PYTHONPATH", "")]
-        env["PYTHONPATH"] = os.pathsep.join(p for p in paths if p)
+        env = child_env(str(self.site))
         env.pop("MXSCAN_CONFIG", None)
         return env
 

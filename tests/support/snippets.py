@@ -4,9 +4,9 @@ the socket path differs)."""
 
 from __future__ import annotations
 
-from pathlib import Path
+from tests.support.daemons import REPO_ROOT
 
-SNIPPET = Path(__file__).resolve().parents[3] / "docs" / "snippets" / "milter-main.cf"
+SNIPPET = REPO_ROOT / "docs" / "snippets" / "milter-main.cf"
 DOCUMENTED_SOCKET = "unix:/mxscan/milter.sock"
 
 

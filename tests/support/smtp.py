@@ -13,11 +13,11 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from tests.support.daemons import clamd_unix, spamd_inet
+from tests.support.daemons import REPO_ROOT, clamd_unix, spamd_inet
 from tests.support.postfix import PostfixInstance, free_port
 
 READY = "ready (pid "
-SNIPPETS = Path(__file__).resolve().parents[3] / "docs" / "snippets"
+SNIPPETS = REPO_ROOT / "docs" / "snippets"
 FILTER_PORT, NEXT_PORT = "10024", "10025"
 #: protocol -> (main.cf lines, master.cf lines) in docs/snippets/.
 SNIPPET_FILES = {
