@@ -89,7 +89,7 @@ class Keeper:
                     action=Action.TEMPFAIL,
                     scanner="quarantine",
                     reason=f"cannot store a copy ({verdict.action} by {verdict.scanner}): {exc}",
-                    status="error(store)",
+                    error="store",
                     reply=STORE_TEMPFAIL,
                 )
             log.error("%s: cannot store in the quarantine: %s: proceeding", queue_id, exc)
