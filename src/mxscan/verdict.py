@@ -5,7 +5,7 @@ from __future__ import annotations
 import enum
 import re
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Literal, assert_never
 
 import attrs
 
@@ -276,11 +276,16 @@ class Verdict:
         """The reply to give the client: the scanner's own or a default."""
         if self.reply is not None:
             return self.reply
-        if self.action is Action.REJECT:
-            return DEFAULT_REJECT
-        if self.action is Action.TEMPFAIL:
-            return DEFAULT_TEMPFAIL
-        return None
+        action = self.action
+        match action:  # mypy names this when Action gains a member
+            case Action.REJECT:
+                return DEFAULT_REJECT
+            case Action.TEMPFAIL:
+                return DEFAULT_TEMPFAIL
+            case Action.ACCEPT | Action.QUARANTINE | Action.DISCARD:
+                return None
+            case _:
+                assert_never(action)
 
 
 @attrs.frozen(eq=False)
