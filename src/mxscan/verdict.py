@@ -40,11 +40,15 @@ class Action(enum.IntEnum):
         return self.name.lower()
 
 
-#: An RFC 3463 enhanced status code, ``class.subject.detail`` (``5.7.1``): the
-#: one pattern every reply check uses (the core's SmtpReply, the milter's reply
-#: encoder, the pipe adapter's DSN line, header rules' REJECT text). Use
-#: ``fullmatch``; ``pattern`` composes into a larger expression.
 ENHANCED_STATUS = re.compile(r"[245]\.\d{1,3}\.\d{1,3}")
+"""An RFC 3463 enhanced status code, ``class.subject.detail`` (``5.7.1``).
+
+The one pattern every check of a status uses (SmtpReply, the milter's reply
+encoder, the pipe adapter's DSN line, header rules' REJECT text), so they
+cannot disagree on what Postfix will take. Use ``fullmatch``: ``match`` would
+take ``5.7.1x``; ``ENHANCED_STATUS.pattern`` composes into a
+larger expression. Whether the class fits the reply code is the caller's
+check (``5.x.x`` only with a 5xx)."""
 
 
 @attrs.frozen
