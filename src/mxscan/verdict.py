@@ -177,7 +177,8 @@ class Verdict:
     skip: str | None = None
     #: The scan could not be done, and the kind of failure: the pipeline's
     #: ``timeout``, ``failed``, ``crashed``, ``garbage``, the quarantine's
-    #: ``store``. Logged ``error(KIND)``, counted in ``mxscan_scanner_errors_total``.
+    #: ``store`` (its final verdict). Logged ``error(KIND)``; a scanner's is
+    #: counted in ``mxscan_scanner_errors_total``.
     error: str | None = None
     #: The limits that stopped the scan part-way (the core's ``max_parts``,
     #: clamd's ``MaxRecursion``): logged ``unchecked(A,B)``, each counted in
