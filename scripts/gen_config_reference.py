@@ -1,15 +1,13 @@
 #!/usr/bin/env python3
 """Generate docs/reference/configuration.md from the code, so it cannot drift.
 
-Every key, default and choice in the page is read from mxscan itself: the keys
-each table accepts and the choices of each key from the configuration parser's
-own error messages, the defaults from ``mxscan config show`` of a minimal file,
-and each plugin's options from its factory's signature. Only the one-line
-meanings are written here; a key without one (or a meaning for a key the code
-no longer has) stops the generator, so a new key cannot go undocumented. A
-plugin option's meaning is the first sentence of its row in the plugin page's
-"## Options" table (a missing row stops the generator too), and the values it
-takes are the plugin's own words for a wrong value (``expected one of ...``).
+Every key, default, accepted value and meaning in the page is read from the
+declarations mxscan itself checks the file with: the core's tables from
+``mxscan.config.TABLES`` (``mxscan/config/schema.py``), each shipped plugin's
+options from the options class its factory names (``options_class``, see
+``mxscan.options``). A key declared without a meaning stops the generator, and
+so does a plugin option without a row in its plugin page's "## Options" table,
+where it is explained in full.
 
     python scripts/gen_config_reference.py           # rewrite the page
     python scripts/gen_config_reference.py --check   # exit 1 if it is stale
@@ -20,18 +18,15 @@ tests/test_docs_reference.py runs the check in CI.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import html
-import inspect
-import io
-import logging
 import re
 import sys
 from pathlib import Path
 from typing import Any
 
-from mxscan import Config, ConfigError, Message, Registry, Verdict
-from mxscan.config import CONDITION_KEYS, CORE_KEYS, _toml
+from mxscan import options
+from mxscan.config import TABLES
+from mxscan.config.render import toml_value
 from mxscan.plugins import discover
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -45,223 +40,14 @@ PLUGINS = {
     "rspamd": "../rspamd.md",
     "header-rules": "../header-rules.md",
 }
-#: Options a plugin needs before it checks another one (for the value probe).
-PROBE_BASE: dict[str, dict[str, object]] = {"header-rules": {"rules": ""}}
-
-CORE_MEANINGS: dict[str, dict[str, str]] = {
-    "": {
-        "defaults": "defaults for every scanner",
-        "log": "where the one line per message goes",
-        "spool": "where large message bodies are kept while they are scanned",
-        "mime": "MIME structure limits mxscan checks itself, before any scanner "
-        "([what is scanned](../scanned.md))",
-        "scanner": "one `[scanner.NAME]` table per scanner instance",
-        "stage": "`[[stage]]` tables: the order scanners run in",
-        "policy": '`[policy."DOMAIN"]` tables: per recipient domain overrides',
-        "quarantine": "keep copies of mail that is not delivered, with its verdicts "
-        "([Quarantine](../quarantine.md)); without this table nothing is kept",
-    },
-    "defaults": {
-        "on_error": "what a scanner that gives no verdict (down, timeout, garbage, crash) "
-        "turns into",
-        "timeout": "time a scanner gets per message",
-    },
-    "log": {
-        "target": "where log lines go (`syslog` is `/dev/log`)",
-        "facility": "syslog facility",
-        "level": "lowest level logged; the per-message line is `info`",
-    },
-    "spool": {
-        "threshold": "bodies above this size go to an unlinked temporary file",
-        "directory": "where those files go (must exist)",
-    },
-    "mime": {
-        "max_depth": "multipart nesting deeper than this is `unchecked(max_depth)`",
-        "max_parts": "more MIME parts than this in the whole message is `unchecked(max_parts)`",
-        "max_nesting": "message/rfc822 attachments nested deeper than this are "
-        "`unchecked(max_nesting)`",
-        "on_unchecked": "what a message past a limit gets (scanners still run only for `accept`)",
-    },
-    "scanner": {
-        "plugin": "the plugin's entry-point name (`mxscan plugins` lists them)",
-        "on_error": "overrides `[defaults] on_error` for this scanner",
-        "timeout": "overrides `[defaults] timeout`; plugins with a `timeout` option get it too",
-        "max_concurrent": "scans of this scanner in flight at once; more wait in mxscan, "
-        "and the wait counts in `timeout` (`mxscan_scanner_wait_seconds`). Default: what "
-        "the plugin declares (its daemon's default: spamassassin 5 = spamd "
-        "`--max-children`, clamav 10 = clamd `MaxThreads`), else no bound. Set it to "
-        "your daemon's setting; a policy cannot change it",
-        "mode": "`shadow`: run, log and count the verdict, apply nothing it says",
-        "skip_authenticated": "skip the scanner when the SMTP client authenticated "
-        "(`skipped(authenticated)`)",
-        "skip_networks": "skip it for clients in these CIDR blocks (`skipped(network)`)",
-        "max_size": "skip it for messages above this size (`skipped(oversize)`); "
-        "a plugin with its own `max_size` option gets the value instead",
-        "keep_copy": "overrides `[quarantine] keep_copy` when this scanner decided",
-    },
-    "quarantine": {
-        "store": "`sqlite:PATH` (built in) or `postgresql://...` (several MX hosts, "
-        "needs `mxscan[postgresql]`)",
-        "keep": "`mxscan quarantine expire` deletes copies older than this (`30d`, `2w`, `12h`)",
-        "max_size": "larger messages are not stored (a QUARANTINE is then held by Postfix)",
-        "keep_copy": "final actions that keep a copy: `discard`, `reject`, `quarantine`",
-        "quarantine_action": "what QUARANTINE does: `store` keeps it here and answers "
-        "discard; `hold` is Postfix's hold queue",
-        "on_store_error": "a copy that cannot be stored: `tempfail` (the client retries) or "
-        "`proceed` (answer as if stored; the copy is lost)",
-        "release": "where `release` re-injects: `sendmail:PATH` (`-G -i -f SENDER -- RCPT...`) "
-        "or `smtp://HOST:PORT` (a next hop that does not scan again)",
-    },
-    "stage": {
-        "run": "scanner names that run concurrently in this stage; every scanner runs in "
-        "exactly one stage",
-    },
-}
-
-_PROBE = "__probe__"
-SCANNER_ORDER = (
-    "plugin", "on_error", "timeout", "max_concurrent", *CONDITION_KEYS, "keep_copy",
-)  # fmt: skip
+#: Keys the core fills in for a plugin, and what the reference says for their default.
+SET_BY_CORE = {"timeout": "the scanner's `timeout`"}
 
 
-def _error(toml: str) -> str:
-    try:
-        Config.from_toml(toml)
-    except ConfigError as exc:
-        return str(exc)
-    raise AssertionError(f"expected a configuration error for:\n{toml}")
-
-
-def _allowed(toml_with_probe: str) -> list[str]:
-    """The keys a table accepts, from the parser's 'unknown key' message."""
-    found = re.search(r"unknown key \(expected one of: ([^)]*)\)", _error(toml_with_probe))
-    assert found, toml_with_probe
-    return [k.strip() for k in found[1].split(",")]
-
-
-def _choices(toml: str) -> list[str] | None:
-    found = re.search(r"expected one of ([\w, -]+?), got", _error(toml))
-    return [c.strip() for c in found[1].split(",")] if found else None
-
-
-class _Probe:
-    def __init__(self, *, name: str) -> None:
-        self.name = name
-
-    async def scan(self, message: Message) -> Verdict:
-        return Verdict()
-
-    async def aclose(self) -> None:
-        pass
-
-
-_SCANNER = '[scanner.x]\nplugin = "probe"\n'
-
-
-def _defaults() -> dict[str, dict[str, str]]:
-    """Effective defaults, as ``mxscan config show`` prints them for a minimal file."""
-    text = Config.from_toml(_SCANNER).render(Registry({"probe": _Probe}))
-    table, out = "", {}
-    for line in text.splitlines():
-        if line.startswith("["):
-            table = line.strip("[]").split(".")[0]
-            continue
-        found = re.match(r"(\w+) = (.*?)  # default", line)
-        if found:
-            out.setdefault(table, {})[found[1]] = found[2]
-    return out
-
-
-def _core_rows() -> dict[str, list[tuple[str, str, str]]]:
-    """Per table: (key, default, meaning), with every key the parser accepts."""
-    keys = {
-        "": _allowed(f"{_PROBE} = 1\n{_SCANNER}"),
-        "defaults": _allowed(f"[defaults]\n{_PROBE} = 1\n{_SCANNER}"),
-        "log": _allowed(f"[log]\n{_PROBE} = 1\n{_SCANNER}"),
-        "spool": _allowed(f"[spool]\n{_PROBE} = 1\n{_SCANNER}"),
-        "mime": _allowed(f"[mime]\n{_PROBE} = 1\n{_SCANNER}"),
-        "stage": _allowed(f'{_SCANNER}[[stage]]\nrun = ["x"]\n{_PROBE} = 1\n'),
-        "quarantine": _allowed(f"[quarantine]\n{_PROBE} = 1\n{_SCANNER}"),
-        "scanner": [*sorted(CORE_KEYS, key=[*SCANNER_ORDER].index), "max_size"],
-    }
-    defaults = _defaults()
-    defaults["quarantine"] = _quarantine_defaults()
-    rows: dict[str, list[tuple[str, str, str]]] = {}
-    for table, names in keys.items():
-        meanings = CORE_MEANINGS[table]
-        missing = [n for n in names if n not in meanings]
-        stale = [n for n in meanings if n not in names]
-        if missing or stale:
-            raise SystemExit(
-                f"gen_config_reference: [{table or 'top level'}] keys without a meaning here: "
-                f"{missing}; meanings for keys the code lacks: {stale}"
-            )
-        rows[table] = []
-        for name in names:
-            default = defaults.get(table, {}).get(name, "")
-            if table == "scanner" and name == "max_size":
-                default = "none"
-            if table == "scanner" and name == "max_concurrent":
-                default = "the plugin's"
-            if table == "scanner" and name == "keep_copy":
-                default = "[quarantine]'s"
-            if table == "scanner" and name == "plugin":
-                default = "required"
-            if table == "spool" and name == "directory" and default == '""':
-                default = "the system's temporary directory"
-            if table == "stage":
-                default = "one stage per scanner, in file order"
-            meaning = meanings[name]
-            choices = _choice_list(table, name)
-            if choices:
-                meaning += ": " + ", ".join(f"`{c}`" for c in choices)
-            rows[table].append((name, default, meaning))
-    return rows
-
-
-def _quarantine_defaults() -> dict[str, str]:
-    """``config show`` of a file with an empty ``[quarantine]`` table."""
-    text = Config.from_toml(f"[quarantine]\n{_SCANNER}").render(Registry({"probe": _Probe}))
-    section = text.split("[quarantine]\n", 1)[1].split("\n\n", 1)[0]
-    return {m[1]: m[2] for m in re.finditer(r"(?m)^(\w+) = (.*?)  #", section)}
-
-
-def _choice_list(table: str, key: str) -> list[str] | None:
-    if table == "quarantine" and key in ("quarantine_action", "on_store_error"):
-        return _choices(f'[quarantine]\n{key} = "{_PROBE}"\n{_SCANNER}')
-    if table in ("defaults", "log") or (table, key) == ("mime", "on_unchecked"):
-        return _choices(f'[{table}]\n{key} = "{_PROBE}"\n{_SCANNER}')
-    if table == "scanner" and key in ("on_error", "mode"):
-        return _choices(f'{_SCANNER}{key} = "{_PROBE}"\n')
-    return None
-
-
-def _plugin_rows(factory: Any) -> list[tuple[str, str, str]]:
-    """(option, type, default) from the factory's signature."""
-    rows = []
-    for param in inspect.signature(factory).parameters.values():
-        if param.name in ("name", "self") or param.kind is param.VAR_KEYWORD:
-            continue
-        annotation = param.annotation
-        kind = annotation if isinstance(annotation, str) else inspect.formatannotation(annotation)
-        if param.default is inspect.Parameter.empty:
-            default = "required"
-        elif param.name == "timeout":
-            default = "the scanner's `timeout`"
-        elif param.default is None:
-            default = "unset"
-        else:
-            default = _cell_code(_toml(param.default))
-        rows.append((param.name, kind, default))
-    return rows
-
-
-def _type_words(kind: str) -> str:
-    """``int | str | None`` -> "`int`, `str` or none": a literal ``|`` cannot be
-    written inside a code span in a Markdown table cell (``\\|`` shows as is)."""
-    parts = [p.strip() for p in kind.split("|")]
-    words = ["none" if p == "None" else f"`{p}`" for p in parts]
-    return words[0] if len(words) == 1 else ", ".join(words[:-1]) + " or " + words[-1]
+def _cell(text: str) -> str:
+    """Text in a table cell: a literal ``|`` would end the cell (and ``\\|`` shows
+    as is inside a code span), so it is written as an HTML entity."""
+    return text.replace("|", "&#124;")
 
 
 def _cell_code(text: str) -> str:
@@ -271,71 +57,28 @@ def _cell_code(text: str) -> str:
     return "<code>" + html.escape(text).replace("|", "&#124;") + "</code>"
 
 
-def _probe_values(plugin: str, factory: Any, option: str) -> str:
-    """What ``option`` takes, in the plugin's own words: the error for a value no
-    option accepts. Empty when any text is accepted."""
-    base = PROBE_BASE.get(plugin, {})
-    for extra in ({}, base):
-        try:
-            with contextlib.redirect_stderr(io.StringIO()):
-                logging.disable(logging.CRITICAL)
-                try:
-                    factory(name="probe", **{**extra, option: _PROBE})
-                finally:
-                    logging.disable(logging.NOTSET)
-        except (ConfigError, ValueError) as exc:
-            message = str(exc).removeprefix(f"{plugin}: ")
-            if not message.startswith(f"{option}:"):
-                continue  # another option is missing: try again with PROBE_BASE
-            found = re.search(r"expected (.*?)(?:, got .*)?$", message)
-            if not found:
-                return ""
-            choices = re.fullmatch(r"one of ([\w, -]+)", found[1])
-            if choices:
-                return ", ".join(f"`{c.strip()}`" for c in choices[1].split(","))
-            return found[1]
-        else:
-            return ""
-    return ""
+def _default(option: options.Option[Any], plugin: bool = False) -> str:
+    """The default as ``config show`` writes it, or the words for one that is not a value."""
+    if option.required:
+        return "required"
+    if plugin and option.name in SET_BY_CORE:
+        return SET_BY_CORE[option.name]
+    if option.default_doc:
+        return option.default_doc
+    if option.default is None:
+        return "unset"
+    if plugin:  # config show writes a plugin's default as the plugin declares it
+        return _cell_code(toml_value(option.default))
+    shown = option.check.show(option.check(option.name, option.default))
+    return _cell_code(toml_value(shown))
 
 
-def _relink(text: str, page: str) -> str:
-    """Links of a plugin page's text, made to work from this page (one level down)."""
-    base = page.removesuffix(".md").removeprefix("../")
-
-    def fix(m: re.Match[str]) -> str:
-        target = m[1]
-        if target.startswith("#"):
-            return f"](../{base}.md{target})"
-        if "://" in target:
-            return m[0]
-        return f"](../{target})"
-
-    return re.sub(r"\]\(([^)]+)\)", fix, text)
-
-
-def _options_meanings(page: Path) -> dict[str, str]:
-    """Option -> first sentence of its row in the page's "## Options" table."""
-    text = page.read_text()
-    section = re.search(r"^## Options\n(.*?)(?=^## |\Z)", text, re.S | re.M)
-    if not section:
-        raise SystemExit(f"gen_config_reference: {page.name} has no '## Options' section")
-    meanings: dict[str, str] = {}
-    for line in section[1].splitlines():
-        if not line.startswith("| `"):
-            continue
-        cells = [c.strip() for c in line.strip().strip("|").split(" | ")]
-        first = re.match(r"(.+?[.;])(?:\s+[A-Z(`]|$)", cells[-1])
-        meaning = (first[1] if first else cells[-1]).rstrip(".;")
-        for name in re.findall(r"`(\w+)`", cells[0]):
-            meanings.setdefault(name, meaning)
-    return meanings
-
-
-def _code(default: str) -> str:
-    """Literal values in code style; words such as "required" as they are."""
-    plain = not default or " " in default or default in ("required", "none")
-    return default if plain else _cell_code(default)
+def _rows(where: str, declared: type[options.Options]) -> list[options.Option[Any]]:
+    rows = list(declared.declared().values())
+    missing = [o.name for o in rows if not o.doc]
+    if missing:
+        raise SystemExit(f"gen_config_reference: {where} keys without a meaning: {missing}")
+    return rows
 
 
 def _table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> list[str]:
@@ -344,8 +87,94 @@ def _table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> list[str]:
     return out
 
 
+def _core() -> list[str]:
+    out = [
+        "## Top level",
+        "",
+        *_table(("table", "meaning"), [(f"`{t.key}`", _cell(t.meaning)) for t in TABLES]),
+    ]
+    for table in TABLES:
+        if table.options is None:
+            continue
+        title = f"`{table.title}`" + (": keys the core reads" if table.key == "scanner" else "")
+        rows = [
+            (f"`{o.name}`", _default(o), _cell(o.check.expects), _cell(o.doc))
+            for o in _rows(f"[{table.key}]", table.options)
+        ]
+        out += ["", f"## {title}", "", *_table(("key", "default", "values", "meaning"), rows)]
+        if table.key == "scanner":
+            out += [
+                "",
+                "Every other key of `[scanner.NAME]` is an option of its plugin (below).",
+                '`[policy."DOMAIN"]` tables hold `NAME.KEY = value` overrides of any of',
+                "these keys except `plugin`, `max_concurrent` and `keep_copy`.",
+            ]
+    return out
+
+
+def _page_rows(page: Path) -> set[str]:
+    """The options named in the first cell of each row of the page's "## Options" table."""
+    text = page.read_text()
+    section = re.search(r"^## Options\n(.*?)(?=^## |\Z)", text, re.S | re.M)
+    if not section:
+        raise SystemExit(f"gen_config_reference: {page.name} has no '## Options' section")
+    names: set[str] = set()
+    for line in section[1].splitlines():
+        if line.startswith("| `"):
+            names.update(re.findall(r"`(\w+)`", line.strip().strip("|").split(" | ")[0]))
+    return names
+
+
+def declared_options(plugin: str) -> type[options.Options]:
+    """The options class of an installed plugin; a shipped one must declare one."""
+    installed = discover()
+    if plugin not in installed:
+        raise SystemExit(f"gen_config_reference: plugin {plugin!r} is not installed")
+    declared = options.declared(installed[plugin].load())
+    if declared is None:
+        raise SystemExit(
+            f"gen_config_reference: plugin {plugin!r} declares no options class "
+            "(options_class, see mxscan.options)"
+        )
+    return declared
+
+
+def _plugins() -> list[str]:
+    out: list[str] = []
+    installed = discover()
+    for plugin, page in PLUGINS.items():
+        declared = declared_options(plugin)
+        info = installed[plugin]
+        documented = _page_rows(ROOT / "docs" / page.removeprefix("../"))
+        rows = []
+        for option in _rows(f'plugin "{plugin}"', declared):
+            if option.name not in documented:
+                raise SystemExit(
+                    f"gen_config_reference: option {option.name!r} of plugin {plugin!r} has "
+                    f"no row in the Options table of docs/{page.removeprefix('../')}"
+                )
+            rows.append(
+                (
+                    f"`{option.name}`",
+                    _cell(option.check.kind),
+                    _default(option, plugin=True),
+                    _cell(option.check.expects),
+                    _cell(option.doc),
+                )
+            )
+        out += [
+            "",
+            f'## Plugin `"{plugin}"`',
+            "",
+            f"Distribution `{info.distribution}`, factory `{info.target}`; "
+            f"each option in full in [its page]({page}#options).",
+            "",
+            *_table(("option", "type", "default", "values", "meaning"), rows),
+        ]
+    return out
+
+
 def render() -> str:
-    core = _core_rows()
     out = [
         "# Configuration reference",
         "",
@@ -356,58 +185,8 @@ def render() -> str:
         "`mxscan config show` prints it. Sizes, durations and addresses are written as in",
         "[Configuration](../configuration.md).",
         "",
-        "## Top level",
-        "",
-        *_table(("table", "meaning"), [(f"`{k}`", m) for k, _, m in core[""]]),
-    ]
-    titles = {
-        "defaults": "`[defaults]`",
-        "log": "`[log]`",
-        "spool": "`[spool]`",
-        "mime": "`[mime]`",
-        "scanner": "`[scanner.NAME]`: keys the core reads",
-        "stage": "`[[stage]]`",
-        "quarantine": "`[quarantine]`",
-    }
-    for table, title in titles.items():
-        rows = [(f"`{k}`", _code(d), m) for k, d, m in core[table]]
-        out += ["", f"## {title}", "", *_table(("key", "default", "meaning"), rows)]
-        if table == "scanner":
-            out += [
-                "",
-                "Every other key of `[scanner.NAME]` is an option of its plugin (below).",
-                '`[policy."DOMAIN"]` tables hold `NAME.KEY = value` overrides of any of',
-                "these keys except `plugin`.",
-            ]
-    installed = discover()
-    for plugin, page in PLUGINS.items():
-        if plugin not in installed:
-            raise SystemExit(f"gen_config_reference: plugin {plugin!r} is not installed")
-        info = installed[plugin]
-        factory = info.load()
-        meanings = _options_meanings(ROOT / "docs" / page.removeprefix("../"))
-        rows = []
-        for name, kind, default in _plugin_rows(factory):
-            if name not in meanings:
-                raise SystemExit(
-                    f"gen_config_reference: option {name!r} of plugin {plugin!r} has no row "
-                    f"in the Options table of docs/{page.removeprefix('../')}"
-                )
-            values = _probe_values(plugin, factory, name)
-            if not values:  # nothing refused: any text, or a value the core sets
-                values = "text" if "str" in kind.split(" | ") else "–"
-            meaning = _relink(meanings[name], page)
-            rows.append((f"`{name}`", _type_words(kind), default, values, meaning))
-        out += [
-            "",
-            f'## Plugin `"{plugin}"`',
-            "",
-            f"Distribution `{info.distribution}`, factory `{info.target}`; "
-            f"each option in full in [its page]({page}#options).",
-            "",
-            *_table(("option", "type", "default", "values", "meaning"), rows),
-        ]
-    out += [
+        *_core(),
+        *_plugins(),
         "",
         "The example plugin of [Writing a scanner plugin](../plugins.md) is not shipped:",
         "its options are documented there.",
@@ -417,7 +196,7 @@ def render() -> str:
 
 def plugin_options(plugin: str) -> list[str]:
     """The option names of an installed plugin (for the docs tests)."""
-    return [row[0] for row in _plugin_rows(discover()[plugin].load())]
+    return list(declared_options(plugin).declared())
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -33,13 +33,58 @@ def test_configuration_reference_is_generated_from_the_current_code() -> None:
 
 
 def test_generator_refuses_a_core_key_without_a_meaning(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The drift check can fail: a key the parser accepts but the page does not explain."""
+    """The drift check can fail: a key declared without a line that explains it."""
+    from mxscan.config.schema import LogTable
+
     gen = generator()
-    log = dict(gen.CORE_MEANINGS["log"])
-    del log["facility"]
-    monkeypatch.setitem(gen.CORE_MEANINGS, "log", log)
-    with pytest.raises(SystemExit, match=r"\[log\] keys without a meaning here: \['facility'\]"):
+    monkeypatch.setattr(LogTable.facility, "doc", "")
+    with pytest.raises(SystemExit, match=r"\[log\] keys without a meaning: \['facility'\]"):
         gen.render()
+
+
+def core_rows(title: str) -> dict[str, list[str]]:
+    section = reference().split(f"## `{title}`", 1)[1].split("\n## ", 1)[0]
+    rows = [line.strip("|").split(" | ") for line in section.splitlines() if line.startswith("| `")]
+    return {cells[0].strip(" `"): [c.strip() for c in cells[1:]] for cells in rows}
+
+
+def test_every_declared_core_key_is_in_the_reference_and_config_show_with_its_default() -> None:
+    """One declaration, three readers: the parser (the key is accepted), the
+    reference (a row with the default) and ``config show`` (a line with it)."""
+    from mxscan import Config, Registry
+    from mxscan.config import TABLES
+    from mxscan.config.render import toml_value
+    from mxscan.testing import StaticScanner
+
+    registry = Registry({"static": lambda *, name: StaticScanner(name=name)})
+    shown = Config.from_toml(
+        '[quarantine]\n[scanner.s]\nplugin = "static"\n', source="m.toml"
+    ).render(registry)
+    lines = shown.splitlines()
+    checked = 0
+    for table in TABLES:
+        if table.options is None:
+            continue
+        rows = core_rows(table.title)
+        for name, option in table.options.declared().items():
+            assert name in rows, (table.key, name)
+            default, values, meaning = rows[name]
+            assert meaning == option.doc.replace("|", "&#124;")
+            assert values == option.check.expects
+            if table.key in ("scanner", "stage") or option.required:
+                continue  # defaults that depend on other tables; checked below
+            if option.default is None:
+                assert default == option.default_doc, (table.key, name)
+                expected = f'{name} = ""  # default; {option.default_doc}'
+            else:
+                value = toml_value(option.check.show(option.check(name, option.default)))
+                assert default == f"`{value}`", (table.key, name)
+                expected = f"{name} = {value}  # default"
+            assert expected in lines, (table.key, expected)
+            checked += 1
+    assert checked >= 15
+    assert core_rows("[scanner.NAME]")["mode"][0] == '`"enforce"`'
+    assert 'mode = "enforce"  # default' in lines
 
 
 @pytest.mark.parametrize(
@@ -89,6 +134,25 @@ def test_plugin_options_have_a_meaning_and_their_allowed_values() -> None:
     )
     assert plugin_rows("header-rules")["type"][2] == "`pcre`, `regexp`"
     assert plugin_rows("clamav")["timeout"][2].startswith("a duration such as 60s")
+
+
+@pytest.mark.parametrize("plugin", ["clamav", "spamassassin", "rspamd", "header-rules"])
+def test_each_plugin_row_is_its_declaration(plugin: str) -> None:
+    """A plugin option declared once: the reference row is its doc, its check's
+    words and its default as declared, which is also what ``config show`` prints."""
+    from mxscan import options
+    from mxscan.config.render import toml_value
+    from mxscan.plugins import discover
+
+    declared = options.declared(discover()[plugin].load())
+    assert declared is not None, f"{plugin} declares no options class"
+    rows = plugin_rows(plugin)
+    assert list(rows) == list(declared.declared())
+    for name, option in declared.declared().items():
+        kind, default, values, meaning = rows[name]
+        assert (kind, values, meaning) == (option.check.kind, option.check.expects, option.doc)
+        if option.default is not None and name != "timeout":
+            assert default == f"`{toml_value(option.default)}`", (plugin, name)
 
 
 def test_generator_refuses_a_plugin_option_without_a_row_on_its_page(

@@ -2,8 +2,10 @@
 
 Why: ``mxscan config check --config /etc/mxscan/mxscan.toml`` must read the same
 tables from any working directory, and a milter started by a service manager has
-no meaningful one. The core resolves ``[spool] directory`` and every option a
-plugin lists in its factory's ``path_options`` (e.g. header-rules' ``file``); a
+no meaningful one. The core resolves every key declared with ``path=True``:
+``[spool] directory`` and the plugin options so declared (e.g. header-rules'
+``file``), and for an undeclared plugin those its factory lists in
+``path_options``; a
 Postfix-style table type in front (``pcre:header_checks``) stays in front. The
 result is joined onto the directory as the configuration file was named, so
 ``--config examples/mxscan.toml`` turns ``header_checks`` into
@@ -15,8 +17,10 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
+
+from .options import Option, declared
 
 _TABLE_TYPE = re.compile(r"[a-z][a-z0-9_]*:")
 
@@ -40,11 +44,26 @@ def resolve(value: str, base: str | None) -> str:
 
 
 def path_options(factory: object) -> tuple[str, ...]:
-    """The options a plugin factory declares to be file paths."""
-    declared = getattr(factory, "path_options", ())
-    if isinstance(declared, str):
-        return (declared,)
-    return tuple(name for name in declared if isinstance(name, str))
+    """The options a plugin factory declares to be file paths: those of its
+    options class declared with ``path=True``, else its ``path_options``."""
+    options = declared(factory)
+    if options is not None:
+        return tuple(o.name for o in options.declared().values() if o.path)
+    listed = getattr(factory, "path_options", ())
+    if isinstance(listed, str):
+        return (listed,)
+    return tuple(name for name in listed if isinstance(name, str))
+
+
+def resolve_declared(
+    values: Mapping[str, Any], options: Iterable[Option[Any]], base: str | None
+) -> dict[str, Any]:
+    """``values`` with each key declared ``path=True`` (a string) resolved."""
+    out = dict(values)
+    for option in options:
+        if option.path and isinstance(out.get(option.name), str):
+            out[option.name] = resolve(out[option.name], base)
+    return out
 
 
 def resolve_options(

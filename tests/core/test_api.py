@@ -300,12 +300,13 @@ class Gated:
 
 @pytest.fixture
 def gated(monkeypatch: pytest.MonkeyPatch) -> type[Gated]:
-    from mxscan import Registry, config
+    from mxscan import Registry
+    from mxscan.config import model
 
     monkeypatch.setattr(Gated, "made", [])
     monkeypatch.setattr(Gated, "gate", None)
     monkeypatch.setattr(Gated, "entered", None)
-    monkeypatch.setattr(config, "Registry", lambda: Registry({"gated": Gated}))
+    monkeypatch.setattr(model, "Registry", lambda: Registry({"gated": Gated}))
     return Gated
 
 

@@ -13,7 +13,7 @@ SRC = Path(mxscan.__file__).parent
 ENTRY_MODULES = ("cli.py", "__main__.py")
 #: The core: the top-level modules and the packages that every adapter's scans use
 #: (the quarantine store is a step of the engine).
-CORE_PACKAGES = ("quarantine",)
+CORE_PACKAGES = ("config", "quarantine")
 CORE_MODULES = [p for p in SRC.glob("*.py") if p.name not in ENTRY_MODULES] + sorted(
     p for name in CORE_PACKAGES for p in (SRC / name).rglob("*.py")
 )

@@ -62,6 +62,8 @@ def test_next_is_required_and_help_explains() -> None:
     assert done.returncode == 2 and "--next" in done.stderr
     text = run("lmtp", "--help").stdout
     assert "one reply per recipient" in text.lower() and "--max-size" in text
+    # What is passed on, and the duplicate window, as docs/smtp.md says.
+    assert all(word in text for word in ("NOTIFY=", "ORCPT=", "dsn=dropped", "twice"))
 
 
 def test_ready_reload_and_sigterm(tmp_path: Path) -> None:

@@ -10,7 +10,7 @@ import time
 
 import dkim
 import pytest
-from smtp_stack import Stack
+from smtp_stack import DSN_DOMAIN, Stack
 
 from tests.support.daemons import corpus_dir, eicar_message, gtube_message, ham_message
 from tests.support.sink import Delivery, header_fields
@@ -206,3 +206,48 @@ def test_postfix_knows_every_snippet_setting(stack: Stack) -> None:
     assert "unused parameter" not in done.stderr, done.stderr
     assert "mxscan_initial_destination_concurrency = 10" in done.stdout
     assert "mxscan-lmtp_initial_destination_concurrency = 10" in done.stdout
+
+
+def _send_with_rcpt_dsn(port: int, message: bytes) -> None:
+    """As _send_with_dsn, with a different NOTIFY/ORCPT per recipient (smtplib
+    gives every recipient the same options, so RCPT is spoken by hand)."""
+    with smtplib.SMTP("127.0.0.1", port, local_hostname="client.mxscan.test", timeout=60) as c:
+        c.ehlo("client.mxscan.test")
+        assert c.has_extn("dsn")
+        code, text = c.mail(
+            "sender@example.org", ["BODY=8BITMIME", "SMTPUTF8", "RET=HDRS", "ENVID=Env+2BId-Case.7"]
+        )
+        assert code == 250, text
+        code, text = c.rcpt(
+            f"one@{DSN_DOMAIN}", ["NOTIFY=SUCCESS,FAILURE", "ORCPT=rfc822;Orig+2BUser@Example.NET"]
+        )
+        assert code == 250, text
+        code, text = c.rcpt(f"two@{DSN_DOMAIN}", ["NOTIFY=NEVER"])
+        assert code == 250, text
+        code, text = c.data(message)
+        assert code == 250, text
+
+
+@pytest.mark.parametrize("path", ["smtp", "lmtp"])
+def test_dsn_parameters_reach_the_next_hop_as_without_the_filter(stack: Stack, path: str) -> None:
+    """The same submission through Postfix with no content_filter and through
+    mxscan: the sink (which announces DSN) sees the same RET/ENVID/NOTIFY/ORCPT,
+    BODY and SMTPUTF8. The no-filter run is the expectation: what Postfix's own
+    smtp client passes on, not a hand-written list."""
+    base = ORIGINAL.replace(b"\xff", b"\xc3\xbf")  # SMTPUTF8 mail: UTF-8 header text
+    port = stack.postfix.smtp_port if path == "smtp" else stack.lmtp_port
+    got = {}
+    for name, to in (("plain", stack.plain_port), ("filter", port)):
+        token = f"dsn-{path}-{name}".encode()
+        _send_with_rcpt_dsn(to, base.replace(b"smtp-e2e-1", token))
+        got[name] = stack.dsn_sink.wait_for(token)
+    plain, filtered = got["plain"], got["filter"]
+    # The reference run did carry every parameter (else the comparison proves nothing).
+    assert plain.params("RET") and plain.params("ENVID"), plain
+    assert all(any(p.upper().startswith("NOTIFY=") for p in ps) for _, ps in plain.rcpts), plain
+    assert sorted(filtered.dsn()[1]) == sorted(plain.dsn()[1])
+    assert filtered.dsn()[0] == plain.dsn()[0]
+    without_size = [p for p in filtered.mail_params if not p.upper().startswith("SIZE=")]
+    assert without_size == [p for p in plain.mail_params if not p.upper().startswith("SIZE=")]
+    log = stack.smtp if path == "smtp" else stack.lmtp
+    assert "dsn=dropped" not in log.log()

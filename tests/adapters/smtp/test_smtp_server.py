@@ -231,3 +231,140 @@ async def test_smtp_without_split_gives_the_most_severe_verdict_to_all(sink: SMT
     assert [c for c, _ in replies] == [250, 250, 250]
     assert b"discarded" in replies[-1][1]
     assert sink.deliveries == []
+
+
+async def _dsn_transaction(port: int) -> list[tuple[int, bytes]]:
+    client = await Client.connect(port)
+    assert (await client.cmd(b"EHLO client"))[0] == 250
+    out = [
+        await client.cmd(b"MAIL FROM:<a@x.org> RET=HDRS ENVID=Id+2B1"),
+        await client.cmd(b"RCPT TO:<b@example.com> NOTIFY=SUCCESS ORCPT=rfc822;B+2Bx@example.com"),
+        await client.cmd(b"RCPT TO:<c@example.com>"),
+        await client.cmd(b"DATA"),
+    ]
+    client.writer.write(MAIL.replace(b"\n.", b"\n..") + b".\r\n")
+    out.append(await client.reply())
+    await client.close()
+    return out
+
+
+async def test_dsn_parameters_go_to_a_next_hop_that_offers_dsn() -> None:
+    from smtp_dsn_sink import DsnSink
+
+    sink = DsnSink().start()
+    try:
+        async with serving(engine(), sink.port) as (_, port):
+            replies = await _dsn_transaction(port)
+    finally:
+        sink.stop()
+    assert [c for c, _ in replies] == [250, 250, 250, 354, 250]
+    (got,) = sink.deliveries
+    assert got.data == MAIL
+    assert got.dsn() == (
+        ("RET=HDRS", "ENVID=Id+2B1"),
+        (("b@example.com", ("NOTIFY=SUCCESS", "ORCPT=rfc822;B+2Bx@example.com")),
+         ("c@example.com", ())),
+    )  # fmt: skip
+
+
+async def test_a_next_hop_without_dsn_gets_the_mail_without_the_parameters(
+    sink: SMTPSink, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Postfix's smtp client's rule: the parameters are dropped (aiosmtpd offers no
+    DSN and would refuse them with 555); the log line says ``dsn=dropped``."""
+    caplog.set_level("INFO", logger="mxscan.smtp")
+    async with serving(engine(), sink.port) as (_, port):
+        replies = await _dsn_transaction(port)
+    assert replies[-1][0] == 250
+    (got,) = sink.deliveries
+    assert got.data == MAIL and got.rcpt_tos == ("b@example.com", "c@example.com")
+    assert any("action=accept" in r.message and "dsn=dropped" in r.message for r in caplog.records)
+
+
+class PipeliningHop:
+    """A next hop that offers PIPELINING and answers MAIL only once MAIL and every
+    RCPT have arrived: a client that waited for each reply would time out here.
+    ``mail``/``rcpt`` are the codes it answers (the RCPT code for the second one)."""
+
+    def __init__(self, recipients: int, *, mail: int = 250, rcpt: int = 250) -> None:
+        self.recipients, self.mail, self.rcpt = recipients, mail, rcpt
+        self.commands: list[bytes] = []
+        self.messages: list[bytes] = []
+
+    async def serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(b"220 hop ESMTP\r\n")
+        while line := await reader.readline():
+            self.commands.append(line)
+            verb = line[:4].upper()
+            if verb == b"EHLO":
+                writer.write(b"250-hop\r\n250-PIPELINING\r\n250-DSN\r\n250 8BITMIME\r\n")
+            elif verb == b"MAIL":
+                batch = [await reader.readline() for _ in range(self.recipients)]
+                self.commands += batch
+                writer.write(b"%d 2.1.0 mail\r\n" % self.mail)
+                for i, _ in enumerate(batch):
+                    code = 503 if self.mail != 250 else (self.rcpt if i == 1 else 250)
+                    writer.write(b"%d rcpt\r\n" % code)
+            elif verb == b"DATA":
+                writer.write(b"354 go\r\n")
+                await writer.drain()
+                body = b""
+                while (chunk := await reader.readline()) != b".\r\n":
+                    body += chunk[1:] if chunk.startswith(b".") else chunk
+                self.messages.append(body)
+                writer.write(b"250 2.0.0 queued by hop\r\n")
+            elif verb == b"RSET":
+                writer.write(b"250 reset\r\n")
+            elif verb == b"QUIT":
+                writer.write(b"221 bye\r\n")
+                break
+            await writer.drain()
+        writer.close()
+
+
+@pytest.mark.parametrize(
+    ("mail", "rcpt", "expect"),
+    [(250, 250, 250), (250, 550, 451), (451, 250, 451), (550, 250, 550)],
+)
+async def test_envelope_is_pipelined_to_a_next_hop_that_offers_it(
+    mail: int, rcpt: int, expect: int
+) -> None:
+    """XFORWARD-less MAIL and both RCPTs in one write; DATA only after the RCPT
+    replies, so a refused recipient still stops the hand-over (SMTP mode: all or
+    nothing), and a refused MAIL leaves the connection in step (RSET after the
+    RCPTs' 503s, then reused)."""
+    hop = PipeliningHop(2, mail=mail, rcpt=rcpt)
+    server = await asyncio.start_server(hop.serve, "127.0.0.1", 0)
+    hop_port = server.sockets[0].getsockname()[1]
+    rcpts = ["b@example.com", "c@example.com"]
+    async with serving(engine(), hop_port, next_timeout=1.0) as (_, port):
+        client = await Client.connect(port)
+        first = (await client.send(MAIL, "a@x.org", rcpts))[-1]
+        hop.mail, hop.rcpt = 250, 250
+        second = (await client.send(MAIL, "a@x.org", rcpts))[-1]
+        await client.close()
+    server.close()
+    assert (first[0], second[0]) == (expect, 250)
+    assert hop.messages[-1] == MAIL and len(hop.messages) == (2 if expect == 250 else 1)
+    assert sum(c.startswith(b"EHLO") for c in hop.commands) == 1  # one connection, reused
+    assert sum(c.startswith(b"DATA") for c in hop.commands) == len(hop.messages)
+
+
+async def test_smtputf8_mail_waits_for_a_next_hop_that_offers_smtputf8() -> None:
+    """Postfix's rule: SMTPUTF8 mail is not downgraded; a next hop without it gets
+    nothing, and Postfix a 451 (it keeps the mail)."""
+    hop = PipeliningHop(1)  # announces 8BITMIME, no SMTPUTF8
+    server = await asyncio.start_server(hop.serve, "127.0.0.1", 0)
+    hop_port = server.sockets[0].getsockname()[1]
+    async with serving(engine(), hop_port, next_timeout=1.0) as (_, port):
+        client = await Client.connect(port)
+        assert (await client.cmd(b"EHLO client"))[0] == 250
+        assert (await client.cmd(b"MAIL FROM:<a@x.org> SMTPUTF8 BODY=8BITMIME"))[0] == 250
+        assert (await client.cmd(b"RCPT TO:<b@example.com>"))[0] == 250
+        assert (await client.cmd(b"DATA"))[0] == 354
+        client.writer.write(MAIL.replace(b"\n.", b"\n..") + b".\r\n")
+        code, text = await client.reply()
+        await client.close()
+    server.close()
+    assert code == 451 and b"4.4.2" in text
+    assert hop.messages == [] and not any(c.startswith(b"MAIL") for c in hop.commands)

@@ -173,3 +173,75 @@ def test_idle_only_between_transactions() -> None:
     assert not s.idle
     feed(s, b"RSET\r\n")
     assert s.idle
+
+
+def test_dsn_is_announced_and_its_parameters_kept_as_sent() -> None:
+    s = session()
+    ev = feed(
+        s,
+        b"EHLO x\r\nMAIL FROM:<a@x> RET=hdrs ENVID=Q+2BId.1 BODY=8BITMIME\r\n"
+        b"RCPT TO:<b@x> NOTIFY=success,DELAY ORCPT=rfc822;Orig+2BB@X.example\r\n"
+        b"RCPT TO:<c@x>\r\nRCPT TO:<b@x> NOTIFY=NEVER\r\nDATA\r\n.\r\n",
+    )
+    assert b"250-DSN\r\n" in replies(ev)[0]
+    assert codes(ev) == [250, 250, 250, 250, 250, 354]
+    tx = ev[-1].transaction
+    assert tx.mail_dsn == ("RET=hdrs", "ENVID=Q+2BId.1")
+    assert tx.rcpt_dsn == [
+        ("NOTIFY=success,DELAY", "ORCPT=rfc822;Orig+2BB@X.example"),
+        (),
+        ("NOTIFY=NEVER",),
+    ]
+    # A recipient group (LMTP policy split) gets each occurrence's own parameters.
+    assert tx.dsn_for(("c@x", "b@x", "b@x")) == [
+        (),
+        ("NOTIFY=success,DELAY", "ORCPT=rfc822;Orig+2BB@X.example"),
+        ("NOTIFY=NEVER",),
+    ]
+
+
+def test_bad_dsn_parameters_are_501() -> None:
+    s = session()
+    bad_mail = [
+        b"RET=ALL",
+        b"ENVID=a=b",
+        b"ENVID=" + b"x" * 101,
+        b"ENVID=a+2b",
+        b"RET=FULL RET=HDRS",
+    ]
+    for param in bad_mail:
+        ev = feed(s, b"EHLO x\r\nMAIL FROM:<a@x> " + param + b"\r\n")
+        assert codes(ev) == [250, 501], param
+    bad_rcpt = [b"NOTIFY=NEVER,SUCCESS", b"NOTIFY=SUCCESS,SUCCESS", b"NOTIFY=",
+                b"ORCPT=rfc822", b"ORCPT=;a@x", b"ORCPT=rfc822;a\x01b", b"ORCPT=rfc822;\xc3\xa9@x",
+                b"NOTIFY=NEVER NOTIFY=NEVER", b"XYZ=1"]  # fmt: skip
+    feed(s, b"MAIL FROM:<a@x>\r\n")
+    for param in bad_rcpt:
+        ev = feed(s, b"RCPT TO:<b@x> " + param + b"\r\n")
+        assert codes(ev) == [555 if param == b"XYZ=1" else 501], param
+    # With SMTPUTF8, RFC 6533's utf-8 address type may carry raw UTF-8.
+    s = session()
+    ev = feed(s, b"EHLO x\r\nMAIL FROM:<a@x> SMTPUTF8\r\nRCPT TO:<b@x> ORCPT=utf-8;\xc3\xa9@x\r\n")
+    assert codes(ev) == [250, 250, 250]
+
+
+def test_next_hop_lines_carry_the_dsn_parameters_only_if_it_offers_dsn() -> None:
+    from mxscan.adapters.smtp.nexthop import mail_command, rcpt_command
+
+    full = {"8BITMIME": "", "SMTPUTF8": "", "SIZE": "1000", "DSN": ""}
+    dsn = ("RET=hdrs", "ENVID=Q+2BId.1")
+    assert (
+        mail_command("a@x", features=full, size=42, body_type="8BITMIME", smtputf8=True, dsn=dsn)
+        == "MAIL FROM:<a@x> BODY=8BITMIME SMTPUTF8 SIZE=42 RET=hdrs ENVID=Q+2BId.1"
+    )
+    rcpt = ("NOTIFY=success,DELAY", "ORCPT=rfc822;Orig+2BB@X.example")
+    assert (
+        rcpt_command("b@x", features=full, dsn=rcpt)
+        == "RCPT TO:<b@x> NOTIFY=success,DELAY ORCPT=rfc822;Orig+2BB@X.example"
+    )
+    # No DSN at the next hop: dropped, as Postfix's smtp client does (the server logs it).
+    bare = {"SIZE": ""}
+    assert (
+        mail_command("", features=bare, size=7, body_type="7BIT", dsn=dsn) == "MAIL FROM:<> SIZE=7"
+    )
+    assert rcpt_command("b@x", features=bare, dsn=rcpt) == "RCPT TO:<b@x>"

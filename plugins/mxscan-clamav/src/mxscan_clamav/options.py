@@ -1,27 +1,27 @@
 """The ``[scanner.NAME]`` options of the clamav plugin, checked once at startup.
 
-All validation happens here so that a typo in the configuration is one clear
-``ConfigError`` naming the option when mxscan starts, never a surprise during a
-scan at 3 a.m.
+Each option is declared once, with its check, its default as an admin writes
+it and one line of meaning; mxscan reads the declaration for checking, ``config
+show`` and the configuration reference. A typo in the configuration is one
+clear ``ConfigError`` naming the option when mxscan starts, never a surprise
+during a scan at 3 a.m.
 """
 
 from __future__ import annotations
 
 import enum
 import socket
-from dataclasses import dataclass
 
-from mxscan import Action, Address, ConfigError
-from mxscan import options as checks
+from mxscan import Action, ConfigError, options
 
 __all__ = [
     "DEFAULT_ADDRESS",
     "DEFAULT_REJECT_MESSAGE",
+    "ClamAVOptions",
     "Heuristics",
     "OnInfected",
     "OnLimits",
     "OnOversize",
-    "Options",
     "format_reject_message",
 ]
 
@@ -83,50 +83,91 @@ class Heuristics(enum.Enum):
     IGNORE = "ignore"
 
 
-@dataclass(frozen=True)
-class Options:
-    addresses: tuple[Address, ...]
-    timeout: float
-    connect_timeout: float
-    on_infected: OnInfected
-    max_size: int | None
-    on_oversize: OnOversize
-    on_limits: OnLimits
-    add_headers: bool
-    reject_message: str
-    heuristics: Heuristics
-    hostname: str
+@options.check(f"one printable line, such as {DEFAULT_REJECT_MESSAGE!r}")
+def _reject_message(option: str, value: object) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise ConfigError(f"{option}: expected a text such as {DEFAULT_REJECT_MESSAGE!r}")
+    if not value.isprintable():
+        raise ConfigError(f"{option}: must be one printable line (an SMTP reply), got {value!r}")
+    return value
 
-    @classmethod
-    def parse(
-        cls,
-        *,
-        address: object = DEFAULT_ADDRESS,
-        timeout: object = 60.0,
-        connect_timeout: object = 5.0,
-        on_infected: object = "discard",
-        max_size: object = None,
-        on_oversize: object = "accept-and-log",
-        on_limits: object = "tempfail",
-        add_headers: object = True,
-        reject_message: object = DEFAULT_REJECT_MESSAGE,
-        heuristics: object = "infected",
-        hostname: object = None,
-    ) -> Options:
-        timeout_s = checks.duration("timeout", timeout)
-        return cls(
-            addresses=checks.addresses("address", address),
-            timeout=timeout_s,
-            connect_timeout=min(checks.duration("connect_timeout", connect_timeout), timeout_s),
-            on_infected=checks.choice("on_infected", on_infected, OnInfected),
-            max_size=None if max_size is None else checks.size("max_size", max_size),
-            on_oversize=checks.choice("on_oversize", on_oversize, OnOversize),
-            on_limits=checks.choice("on_limits", on_limits, OnLimits),
-            add_headers=checks.flag("add_headers", add_headers),
-            reject_message=_reject_message(reject_message),
-            heuristics=checks.choice("heuristics", heuristics, Heuristics),
-            hostname=_hostname(hostname),
-        )
+
+@options.check("a host name (unset: this host's name)")
+def _hostname(option: str, value: object) -> str:
+    if value is None:
+        return socket.gethostname() or "localhost"
+    if not isinstance(value, str) or not value.strip() or not value.isprintable():
+        raise ConfigError(f"{option}: expected a host name, got {value!r}")
+    return value.strip()
+
+
+class ClamAVOptions(options.Options):
+    """The options of ``[scanner.NAME]`` with ``plugin = "clamav"`` (docs/clamav.md)."""
+
+    address = options.Option(
+        options.addresses,
+        DEFAULT_ADDRESS,
+        "clamd, Postfix syntax: `unix:/path`, `inet:host:port`, `inet:[::1]:port`; or a list",
+    )
+    timeout = options.Option(
+        options.duration,
+        "60s",
+        "deadline for one scan: connecting (failover included), streaming, clamd's answer",
+    )
+    connect_timeout = options.Option(
+        options.duration,
+        "5s",
+        "per connection attempt: what a dead address costs before failover (at most `timeout`)",
+    )
+    on_infected = options.Option(
+        options.one_of(OnInfected),
+        "discard",
+        "what a message with a virus gets: `discard` (clamav-milter's `Blackhole`), "
+        "`reject`, `quarantine` or `accept-and-tag`",
+    )
+    max_size = options.Option(
+        options.optional(options.size),
+        None,
+        "messages larger than this are not sent to clamd at all: they get `on_oversize`",
+        default_doc="unset",
+    )
+    on_oversize = options.Option(
+        options.one_of(OnOversize),
+        "accept-and-log",
+        "for a message over `max_size` or over clamd's `StreamMaxLength`; "
+        "always logged as `skipped(oversize)`",
+    )
+    on_limits = options.Option(
+        options.one_of(OnLimits),
+        "tempfail",
+        "for a message clamd stopped scanning at one of its limits "
+        "(`Heuristics.Limits.Exceeded.*`, needs `AlertExceedsMax yes`)",
+    )
+    add_headers = options.Option(
+        options.flag,
+        True,
+        "`X-Virus-Scanned` and `X-Virus-Status`, clamav-milter's words, replacing every "
+        "copy the sender wrote",
+    )
+    reject_message = options.Option(
+        _reject_message, DEFAULT_REJECT_MESSAGE, "the 550 text; `%s` is the virus name"
+    )
+    heuristics = options.Option(
+        options.one_of(Heuristics),
+        "infected",
+        "how clamd's `Heuristics.*` detections count when they are the only ones",
+    )
+    hostname = options.Option(
+        _hostname,
+        None,
+        "the `at HOSTNAME` part of `X-Virus-Scanned` (clamav-milter's `ReportHostname`)",
+        default_doc="this host's name",
+    )
+
+    @property
+    def connect_deadline(self) -> float:
+        """``connect_timeout``, never more than the whole scan's ``timeout``."""
+        return min(self.connect_timeout, self.timeout)
 
 
 def format_reject_message(template: str, virus: str) -> str:
@@ -153,21 +194,3 @@ def format_reject_message(template: str, virus: str) -> str:
         out.append(char)
         i += 1
     return "".join(out)
-
-
-def _reject_message(value: object) -> str:
-    if not isinstance(value, str) or not value.strip():
-        raise ConfigError(f"reject_message: expected a text such as {DEFAULT_REJECT_MESSAGE!r}")
-    if not value.isprintable():
-        raise ConfigError(
-            f"reject_message: must be one printable line (an SMTP reply), got {value!r}"
-        )
-    return value
-
-
-def _hostname(value: object) -> str:
-    if value is None:
-        return socket.gethostname() or "localhost"
-    if not isinstance(value, str) or not value.strip() or not value.isprintable():
-        raise ConfigError(f"hostname: expected a host name, got {value!r}")
-    return value.strip()

@@ -19,13 +19,11 @@ from . import headers
 from ._version import __version__
 from .client import ClamdClient
 from .options import (
-    DEFAULT_ADDRESS,
-    DEFAULT_REJECT_MESSAGE,
+    ClamAVOptions,
     Heuristics,
     OnInfected,
     OnLimits,
     OnOversize,
-    Options,
     format_reject_message,
 )
 from .probe import LimitsProbe, probe_limits
@@ -57,49 +55,25 @@ class ClamAV:
     #: The core's ``max_concurrent`` default: clamd's own ``MaxThreads`` default.
     max_concurrent = 10
 
-    def __init__(
-        self,
-        name: str = "clamav",
-        *,
-        address: str | list[str] = DEFAULT_ADDRESS,
-        timeout: float | str = 60.0,
-        connect_timeout: float | str = "5s",
-        on_infected: str = "discard",
-        max_size: int | str | None = None,
-        on_oversize: str = "accept-and-log",
-        on_limits: str = "tempfail",
-        add_headers: bool = True,
-        reject_message: str = DEFAULT_REJECT_MESSAGE,
-        heuristics: str = "infected",
-        hostname: str | None = None,
-    ) -> None:
+    #: The declaration of every option, read by the core (``mxscan.options``).
+    options_class = ClamAVOptions
+
+    def __init__(self, name: str = "clamav", **values: object) -> None:
         self.name = name
-        self.options = Options.parse(
-            address=address,
-            timeout=timeout,
-            connect_timeout=connect_timeout,
-            on_infected=on_infected,
-            max_size=max_size,
-            on_oversize=on_oversize,
-            on_limits=on_limits,
-            add_headers=add_headers,
-            reject_message=reject_message,
-            heuristics=heuristics,
-            hostname=hostname,
-        )
+        self.options = ClamAVOptions.parse(values)
         # Just under the pipeline's own deadline (the same ``timeout``), so that
         # when clamd is slow the error that reaches the log is ours, naming the
         # clamd and the phase, not the pipeline's anonymous "no verdict".
         deadline = self.options.timeout
         self.client = ClamdClient(
-            self.options.addresses,
+            self.options.address,
             timeout=deadline - min(1.0, deadline * 0.05),
-            connect_timeout=self.options.connect_timeout,
+            connect_timeout=self.options.connect_deadline,
         )
         self.scanned_by = f"mxscan-clamav {__version__} at {self.options.hostname}"
 
     def __repr__(self) -> str:
-        addresses = ", ".join(str(a) for a in self.options.addresses)
+        addresses = ", ".join(str(a) for a in self.options.address)
         return f"ClamAV(name={self.name!r}, address=[{addresses}])"
 
     def probes(self) -> list[tuple[str, Callable[[], Awaitable[str]]]]:
@@ -145,9 +119,9 @@ class ClamAV:
         (see ``mxscan_clamav.probe``); ``config check --connect`` shows the
         ``problem`` of each probe that has one."""
         return await probe_limits(
-            self.options.addresses,
+            self.options.address,
             timeout=self.client.timeout,
-            connect_timeout=self.options.connect_timeout,
+            connect_timeout=self.options.connect_deadline,
         )
 
     async def aclose(self) -> None:

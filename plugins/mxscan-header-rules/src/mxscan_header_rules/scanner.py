@@ -22,7 +22,7 @@ import asyncio
 import logging
 import os
 from collections.abc import Iterator
-from typing import Any, ClassVar, Literal
+from typing import Any, Literal
 
 import attrs
 
@@ -217,15 +217,6 @@ def _eol(body: Body, end: int) -> bytes:
     return b""
 
 
-def _whole(option: str, value: Any, *, minimum: int, optional: bool = True) -> Any:
-    """A whole number of at least ``minimum`` (None, when ``optional``: the default)."""
-    if value is None and optional:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ConfigError(f"{option}: expected a whole number >= {minimum}, got {value!r}")
-    return value
-
-
 def _show(key: bytes) -> str:
     """A header for a log line: at most 200 characters, newlines as Postfix
     prints them."""
@@ -282,68 +273,102 @@ class _Evaluation:
         self.before[lowered] = self.before.get(lowered, 0) + 1
 
 
+@options.check('a path, optionally prefixed `pcre:` or `regexp:` (`""`: off)')
+def _path(option: str, value: object) -> str | os.PathLike[str] | None:
+    if value is None:
+        return None
+    if not isinstance(value, str | os.PathLike):
+        raise ConfigError(f"{option}: expected a path, got {value!r}")
+    return value
+
+
+_rules = options.optional(options.text)
+_CLASS_DOC = (
+    'the `{0}` table; unset = the main table (Postfix\'s default `$header_checks`), `""`: off'
+)
+
+
+class HeaderRulesOptions(options.Options):
+    """The options of ``[scanner.NAME]`` with ``plugin = "header-rules"`` (docs/header-rules.md)."""
+
+    file = options.Option(
+        _path,
+        None,
+        "path of the table; a `pcre:` or `regexp:` prefix chooses the syntax, as in `main.cf`",
+        path=True,
+    )
+    rules = options.Option(
+        _rules, None, "the table inline (TOML multi-line string); give `file` or `rules`, not both"
+    )
+    type = options.Option(
+        options.optional(options.choices("pcre", "regexp")),
+        None,
+        "the syntax when the path has no prefix, or of inline rules (unset: `pcre`)",
+    )
+    mime_file = options.Option(_path, None, _CLASS_DOC.format("mime_header_checks"), path=True)
+    mime_rules = options.Option(_rules, None, _CLASS_DOC.format("mime_header_checks"))
+    nested_file = options.Option(_path, None, _CLASS_DOC.format("nested_header_checks"), path=True)
+    nested_rules = options.Option(_rules, None, _CLASS_DOC.format("nested_header_checks"))
+    strict = options.Option(
+        options.flag,
+        True,
+        "refuse a table with a line Postfix would skip or that can never act, naming file "
+        "and line; `false` loads it as Postfix does, skipping the line with a warning",
+    )
+    match_limit = options.Option(
+        options.optional(options.whole(1)),
+        None,
+        "PCRE2 match limit against hostile patterns (unset: the library's, as in Postfix)",
+    )
+    depth_limit = options.Option(
+        options.optional(options.whole(1)),
+        None,
+        "PCRE2 depth limit against hostile patterns (unset: the library's, as in Postfix)",
+    )
+    header_size_limit = options.Option(
+        options.whole(0),
+        HEADER_SIZE_LIMIT,
+        "as Postfix's `main.cf` setting: continuation lines of a header past this many bytes "
+        "are not matched (0: no limit)",
+    )
+    timeout = options.Option(
+        options.optional(options.duration),
+        None,
+        "not set here: the core passes the scanner's `timeout`, which bounds a slow match",
+    )
+
+
 class HeaderRules:
     """Apply Postfix pcre:/regexp: header_checks tables to a message.
 
-    Options (TOML keys of ``[scanner.NAME]``):
-
-    - ``file`` or ``rules``: the header_checks table (a path, optionally
-      prefixed ``pcre:``/``regexp:``, or the rules inline);
-    - ``type``: ``"pcre"`` (default) or ``"regexp"`` when the path has no prefix
-      or the rules are inline;
-    - ``mime_file``/``mime_rules``, ``nested_file``/``nested_rules``: tables for
-      MIME headers and attached-message headers; unset means "the main table"
-      (Postfix's default), an empty string turns the class off;
-    - ``strict`` (default true): refuse a table with a line Postfix would
-      skip (a bad regex, an unknown action such as ``REJCT``, a REPLACE
-      without header text, ...), naming file and line; ``false`` loads it as
-      Postfix does, skipping the line with a warning;
-    - ``header_size_limit``: as Postfix's main.cf setting (default 102400): a
-      header's continuation lines past this many bytes are not matched;
-    - ``match_limit``, ``depth_limit``: PCRE2 limits against hostile patterns
-      (default: the library's, which is what Postfix runs with).
+    Options (TOML keys of ``[scanner.NAME]``) are declared in
+    ``HeaderRulesOptions``, each with its check, default and meaning;
+    docs/header-rules.md explains them.
     """
 
-    #: Read by the core: relative values resolve against the configuration
+    #: The declaration of every option, read by the core (``mxscan.options``):
+    #: checking, defaults, ``config show``, and the path options (``file``,
+    #: ``mime_file``, ``nested_file``), which resolve against the configuration
     #: file's directory (a ``pcre:``/``regexp:`` prefix stays in front).
-    path_options: ClassVar[tuple[str, ...]] = ("file", "mime_file", "nested_file")
+    options_class = HeaderRulesOptions
 
-    def __init__(
-        self,
-        name: str = "header-rules",
-        *,
-        file: str | os.PathLike[str] | None = None,
-        rules: str | None = None,
-        type: str | None = None,
-        mime_file: str | os.PathLike[str] | None = None,
-        mime_rules: str | None = None,
-        nested_file: str | os.PathLike[str] | None = None,
-        nested_rules: str | None = None,
-        strict: bool = True,
-        match_limit: int | None = None,
-        depth_limit: int | None = None,
-        header_size_limit: int = HEADER_SIZE_LIMIT,
-        timeout: float | None = None,
-    ) -> None:
+    def __init__(self, name: str = "header-rules", **values: object) -> None:
         self.name = name
         # Error texts name the option only: the core puts the file and
         # [scanner.NAME] in front, as for every plugin (mxscan.options).
-        if type is not None and type not in ("pcre", "regexp"):
-            raise ConfigError(f"type: expected one of pcre, regexp, got {type!r}")
-        match_limit = _whole("match_limit", match_limit, minimum=1)
-        depth_limit = _whole("depth_limit", depth_limit, minimum=1)
-        # No None here: 0 is "no limit", and None would fail every scan later.
-        self._size_limit = _whole("header_size_limit", header_size_limit, minimum=0, optional=False)
-        strict = options.flag("strict", strict)
-        self._kind: TableKind | None = type  # type: ignore[assignment]
-        self._strict = strict
-        self._limits = {"match_limit": match_limit, "depth_limit": depth_limit}
-        self._timeout = timeout
-        main = self._table("", file, rules, required=True)
+        opts = HeaderRulesOptions.parse(values)
+        self._size_limit = opts.header_size_limit
+        self._kind: TableKind | None = opts.type  # type: ignore[assignment]
+        self._strict = opts.strict
+        self._limits = {"match_limit": opts.match_limit, "depth_limit": opts.depth_limit}
+        self._timeout = opts.timeout
+        main = self._table("", opts.file, opts.rules, required=True)
         assert main is not None
         self.table: Table = main
-        self.mime_table = self._table("mime_", mime_file, mime_rules, default=main)
-        self.nested_table = self._table("nested_", nested_file, nested_rules, default=main)
+        self.mime_table = self._table("mime_", opts.mime_file, opts.mime_rules, default=main)
+        self.nested_table = self._table(
+            "nested_", opts.nested_file, opts.nested_rules, default=main
+        )
         #: Read by the engine: a milter asks the MTA for the right to replace
         #: the body only when a body-header rule may edit.
         self.changes_body = _may_edit(self.mime_table) or _may_edit(self.nested_table)

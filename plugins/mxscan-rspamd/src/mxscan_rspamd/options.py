@@ -1,5 +1,7 @@
-"""The ``[scanner.NAME]`` options of the rspamd plugin, checked once at startup.
+"""The ``[scanner.NAME]`` options of the rspamd plugin, declared once.
 
+Each option has its check, its default as an admin writes it and one line of
+meaning, which mxscan reads for checking, ``config show`` and the reference.
 Every error names the option, so a typo is one clear ``ConfigError`` when mxscan
 starts, never a surprise during a scan.
 """
@@ -8,10 +10,8 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Mapping
-from dataclasses import dataclass
 
-from mxscan import Action, Address, ConfigError
-from mxscan import options as checks
+from mxscan import Action, ConfigError, options
 
 __all__ = [
     "DEFAULT_ACTIONS",
@@ -19,14 +19,13 @@ __all__ = [
     "DEFAULT_CONTROLLER",
     "THRESHOLDS",
     "OnOversize",
-    "Options",
+    "RspamdOptions",
 ]
 
 DEFAULT_ADDRESS = "inet:127.0.0.1:11333"
 """rspamd's normal worker as Debian's package binds it."""
 
 DEFAULT_CONTROLLER = "inet:127.0.0.1:11334"
-DEFAULT_MAX_SIZE = "50MiB"  # rspamd's own max_message default
 DEFAULT_REJECT_MESSAGE = "Message rejected as spam"
 
 #: rspamd's actions and what they become by default. "reject" is REJECT (as
@@ -63,82 +62,101 @@ class OnOversize(enum.Enum):
     REJECT = "reject"
 
 
-@dataclass(frozen=True)
-class Options:
-    addresses: tuple[Address, ...]
-    controller: tuple[Address, ...]
-    password: str | None
-    timeout: float
-    connect_timeout: float
-    actions: Mapping[str, Action]
-    thresholds: Mapping[str, float]
-    max_size: int
-    on_oversize: OnOversize
-    remove_existing: bool
-    add_headers: bool
-    rewrite_subject: bool
-    reject_message: str | None
-    settings_id: str | None
-
-
-def _actions(value: object) -> dict[str, Action]:
+@options.check("a table of rspamd action = mxscan action", "table")
+def _actions(option: str, value: object) -> dict[str, Action]:
+    """The admin's table over the defaults: a partial table changes only what it names."""
     if not isinstance(value, Mapping):
         raise ConfigError(
-            f'actions: expected a table such as {{ reject = "discard" }}, got {value!r}'
+            f'{option}: expected a table such as {{ reject = "discard" }}, got {value!r}'
         )
     table = dict(DEFAULT_ACTIONS)
     for name, target in value.items():
         if not isinstance(name, str) or not name.strip():
-            raise ConfigError(f"actions: {name!r} is not an rspamd action name")
+            raise ConfigError(f"{option}: {name!r} is not an rspamd action name")
         if not isinstance(target, str):
-            raise ConfigError(f"actions.{name}: expected an mxscan action, got {target!r}")
+            raise ConfigError(f"{option}.{name}: expected an mxscan action, got {target!r}")
         try:
             table[" ".join(name.lower().replace("_", " ").split())] = Action.parse(target)
         except ValueError as error:
-            raise ConfigError(f"actions.{name}: {error}") from None
+            raise ConfigError(f"{option}.{name}: {error}") from None
     return table
 
 
-def _maybe_line(option: str, value: object) -> str | None:
-    return None if value is None or value == "" else checks.line(option, value)
+#: A text that may be left unset ("" in TOML, which has no null).
+_maybe_line = options.optional(options.line, empty=True)
+_maybe_score = options.optional(options.number)
+_THRESHOLD_DOC = (
+    "sent to rspamd as this request's threshold of its action `{}`, so one rspamd "
+    "serves every policy's thresholds"
+)
 
 
-def parse(
-    *,
-    address: object,
-    controller: object,
-    password: object,
-    timeout: object,
-    connect_timeout: object,
-    actions: object,
-    thresholds: Mapping[str, object],
-    max_size: object,
-    on_oversize: object,
-    remove_existing: object,
-    add_headers: object,
-    rewrite_subject: object,
-    reject_message: object,
-    settings_id: object,
-) -> Options:
-    timeout_s = checks.duration("timeout", timeout)
-    scores = {
-        THRESHOLDS[option]: checks.number(option, value)
-        for option, value in thresholds.items()
-        if value is not None
-    }
-    return Options(
-        addresses=checks.addresses("address", address),
-        controller=checks.addresses("controller", controller),
-        password=_maybe_line("password", password),
-        timeout=timeout_s,
-        connect_timeout=min(checks.duration("connect_timeout", connect_timeout), timeout_s),
-        actions=_actions(actions),
-        thresholds=scores,
-        max_size=checks.size("max_size", max_size),
-        on_oversize=checks.choice("on_oversize", on_oversize, OnOversize),
-        remove_existing=checks.flag("remove_existing", remove_existing),
-        add_headers=checks.flag("add_headers", add_headers),
-        rewrite_subject=checks.flag("rewrite_subject", rewrite_subject),
-        reject_message=_maybe_line("reject_message", reject_message),
-        settings_id=_maybe_line("settings_id", settings_id),
+class RspamdOptions(options.Options):
+    """The options of ``[scanner.NAME]`` with ``plugin = "rspamd"`` (docs/rspamd.md)."""
+
+    address = options.Option(
+        options.addresses,
+        DEFAULT_ADDRESS,
+        "rspamd's normal worker(s): `inet:host:port`, `inet:[::1]:port`, `unix:/path`, or a list",
     )
+    controller = options.Option(
+        options.addresses, DEFAULT_CONTROLLER, "rspamd's controller(s), for `learn()` only"
+    )
+    password = options.Option(
+        _maybe_line, None, "the controller's password (`Password:` header), for `learn()`"
+    )
+    timeout = options.Option(options.duration, "60s", "the whole request, failover included")
+    connect_timeout = options.Option(
+        options.duration,
+        "5s",
+        "one connection attempt, so a dead address costs at most this before the next",
+    )
+    actions = options.Option(
+        _actions,
+        {name: str(action) for name, action in DEFAULT_ACTIONS.items()},
+        "rspamd action -> mxscan action; a table changes only the actions it names",
+    )
+    reject_score = options.Option(_maybe_score, None, _THRESHOLD_DOC.format("reject"))
+    soft_reject_score = options.Option(_maybe_score, None, _THRESHOLD_DOC.format("soft reject"))
+    rewrite_subject_score = options.Option(
+        _maybe_score, None, _THRESHOLD_DOC.format("rewrite subject")
+    )
+    add_header_score = options.Option(_maybe_score, None, _THRESHOLD_DOC.format("add header"))
+    greylist_score = options.Option(_maybe_score, None, _THRESHOLD_DOC.format("greylist"))
+    max_size = options.Option(
+        options.size, "50MiB", "larger messages are not sent (rspamd's own `max_message`)"
+    )
+    on_oversize = options.Option(
+        options.one_of(OnOversize),
+        "accept",
+        "what a message over `max_size` gets; `accept` is logged as `skipped(oversize)`",
+    )
+    remove_existing = options.Option(
+        options.flag,
+        True,
+        "delete the sender's `X-Spam`, `X-Spam-*`, `X-Spamd-*` and `X-Rspamd-*` headers "
+        "before scanning and in the result",
+    )
+    add_headers = options.Option(
+        options.flag,
+        True,
+        "add the headers rspamd's `milter_headers` module asks for (`milter.add_headers`)",
+    )
+    rewrite_subject = options.Option(
+        options.flag, True, "apply rspamd's new Subject on `rewrite subject`"
+    )
+    reject_message = options.Option(_maybe_line, None, "text of the 550 reply (unset: rspamd's)")
+    settings_id = options.Option(
+        _maybe_line, None, "rspamd's `Settings-ID`, selecting settings defined in rspamd"
+    )
+
+    @property
+    def connect_deadline(self) -> float:
+        """``connect_timeout``, never more than the whole request's ``timeout``."""
+        return min(self.connect_timeout, self.timeout)
+
+    @property
+    def thresholds(self) -> dict[str, float]:
+        """rspamd action -> the score this request sets for it."""
+        found = {THRESHOLDS[name]: self[name] for name in THRESHOLDS}
+        return {action: score for action, score in found.items() if score is not None}

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
 
 from mxscan import Action, HeaderEdit, Message, ScannerError, SmtpReply, Verdict
 
@@ -38,59 +37,19 @@ class Rspamd:
     builds another instance with that threshold, sent to rspamd per request.
     """
 
-    def __init__(
-        self,
-        name: str = "rspamd",
-        *,
-        address: str | Sequence[str] = opts.DEFAULT_ADDRESS,
-        controller: str | Sequence[str] = opts.DEFAULT_CONTROLLER,
-        password: str | None = None,
-        timeout: float | str = 60.0,
-        connect_timeout: float | str = "5s",
-        actions: Mapping[str, str] | None = None,
-        reject_score: float | None = None,
-        soft_reject_score: float | None = None,
-        rewrite_subject_score: float | None = None,
-        add_header_score: float | None = None,
-        greylist_score: float | None = None,
-        max_size: int | str = opts.DEFAULT_MAX_SIZE,
-        on_oversize: str = "accept",
-        remove_existing: bool = True,
-        add_headers: bool = True,
-        rewrite_subject: bool = True,
-        reject_message: str | None = None,
-        settings_id: str | None = None,
-    ) -> None:
+    #: The declaration of every option, read by the core (``mxscan.options``).
+    options_class = opts.RspamdOptions
+
+    def __init__(self, name: str = "rspamd", **values: object) -> None:
         self.name = name
-        self.options = opts.parse(
-            address=address,
-            controller=controller,
-            password=password,
-            timeout=timeout,
-            connect_timeout=connect_timeout,
-            actions={} if actions is None else actions,
-            thresholds={
-                "reject_score": reject_score,
-                "soft_reject_score": soft_reject_score,
-                "rewrite_subject_score": rewrite_subject_score,
-                "add_header_score": add_header_score,
-                "greylist_score": greylist_score,
-            },
-            max_size=max_size,
-            on_oversize=on_oversize,
-            remove_existing=remove_existing,
-            add_headers=add_headers,
-            rewrite_subject=rewrite_subject,
-            reject_message=reject_message,
-            settings_id=settings_id,
-        )
+        self.options = opts.RspamdOptions.parse(values)
         timeout_s = self.options.timeout
         # Just inside the pipeline's step deadline (the same ``timeout``), so
         # the error in the log is ours, naming the rspamd, not "no verdict".
         self.client = RspamdClient(
-            self.options.addresses,
+            self.options.address,
             timeout=timeout_s - min(0.5, timeout_s * 0.05),
-            connect_timeout=self.options.connect_timeout,
+            connect_timeout=self.options.connect_deadline,
             controller=self.options.controller,
             password=self.options.password,
         )
@@ -102,7 +61,7 @@ class Rspamd:
             self._extra.append(("Settings-ID", self.options.settings_id))
 
     def __repr__(self) -> str:
-        where = ", ".join(str(a) for a in self.options.addresses)
+        where = ", ".join(str(a) for a in self.options.address)
         return f"Rspamd(name={self.name!r}, address=[{where}])"
 
     async def aclose(self) -> None:

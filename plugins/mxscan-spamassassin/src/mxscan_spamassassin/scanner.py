@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 
 from mxscan import (
     Action,
@@ -14,24 +14,19 @@ from mxscan import (
     ScannerError,
     SmtpReply,
     Verdict,
-    parse_addresses,
     received_header,
 )
 
-from . import options
 from .client import Content, ask_spamd, tell_spamd
 from .edits import forged_removals, sent_fields, spam_header_edits, subject_edits
 from .levels import Levels, decide
+from .options import DEFAULT_REJECT_MESSAGE, SpamAssassinOptions
 from .oversize import OnOversize, truncated, truncated_status
 from .ping import ping_spamd
 
 __all__ = ["SpamAssassin"]
 
 log = logging.getLogger("mxscan.spamassassin")
-
-DEFAULT_ADDRESS = "inet:127.0.0.1:783"
-DEFAULT_MAX_SIZE = "500KiB"  # spamc's -s default; a string so `config show` reads well
-DEFAULT_REJECT_MESSAGE = "Message rejected as spam"
 
 
 def _trace(message: Message) -> bytes:
@@ -60,57 +55,35 @@ def _with_trace(data: bytes, to_scan: Message, message: Message) -> bytes:
 class SpamAssassin:
     """Asks spamd (``HEADERS``) for a score and turns it into a verdict.
 
-    Options are keyword arguments, as the core passes ``[scanner.NAME]``:
-    ``address`` (one Postfix-style address or a list, tried in order),
-    ``timeout`` (seconds, the whole exchange with spamd over every address),
-    ``user``, ``compress``, ``tag_score``, ``spam_score``, ``discard_score``,
-    ``reject_score``, ``subject_tag``, ``remove_existing``, ``max_size``,
-    ``on_oversize``, ``reject_message``.
+    Options are keyword arguments, as the core passes ``[scanner.NAME]``,
+    declared in ``SpamAssassinOptions`` (docs/spamassassin.md explains each).
     """
 
     #: The core's ``max_concurrent`` default: spamd's own ``--max-children``
     #: default, so that no scan waits in spamd's backlog while its timeout runs.
     max_concurrent = 5
 
-    def __init__(
-        self,
-        name: str = "spamassassin",
-        *,
-        address: str | Sequence[str] = DEFAULT_ADDRESS,
-        timeout: float | str = 60.0,
-        user: str | None = None,
-        compress: bool = False,
-        tag_score: float | None = None,
-        spam_score: float | None = None,
-        discard_score: float | None = None,
-        reject_score: float | None = None,
-        subject_tag: str | None = None,
-        remove_existing: bool = True,
-        max_size: int | str = DEFAULT_MAX_SIZE,
-        on_oversize: str = "accept",
-        reject_message: str | None = None,
-    ) -> None:
+    #: The declaration of every option, read by the core (``mxscan.options``).
+    options_class = SpamAssassinOptions
+
+    def __init__(self, name: str = "spamassassin", **values: object) -> None:
         self.name = name
-        try:
-            self.addresses = parse_addresses(address)
-        except ValueError as error:
-            raise ValueError(f"spamassassin: address: {error}") from None
-        self.timeout = options.duration("timeout", timeout)
-        self.user = options.maybe_text("user", user)
-        self.compress = options.flag("compress", compress)
+        self.options = opts = SpamAssassinOptions.parse(values)
+        self.addresses = opts.address
+        self.timeout = opts.timeout
+        self.user = opts.user
+        self.compress = opts.compress
         self.levels = Levels(
-            tag_score=options.maybe_score("tag_score", tag_score),
-            spam_score=options.maybe_score("spam_score", spam_score),
-            discard_score=options.maybe_score("discard_score", discard_score),
-            reject_score=options.maybe_score("reject_score", reject_score),
+            tag_score=opts.tag_score,
+            spam_score=opts.spam_score,
+            discard_score=opts.discard_score,
+            reject_score=opts.reject_score,
         )
-        self.subject_tag = options.maybe_text("subject_tag", subject_tag)
-        self.remove_existing = options.flag("remove_existing", remove_existing)
-        self.max_size = options.size("max_size", max_size)
-        self.on_oversize = options.on_oversize(on_oversize)
-        self.reject_message = (
-            options.maybe_text("reject_message", reject_message) or DEFAULT_REJECT_MESSAGE
-        )
+        self.subject_tag = opts.subject_tag
+        self.remove_existing = opts.remove_existing
+        self.max_size = opts.max_size
+        self.on_oversize = opts.on_oversize
+        self.reject_message = opts.reject_message or DEFAULT_REJECT_MESSAGE
 
     def __repr__(self) -> str:
         where = ", ".join(str(a) for a in self.addresses)

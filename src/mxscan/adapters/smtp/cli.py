@@ -53,6 +53,17 @@ def _add(subparsers: argparse._SubParsersAction[argparse.ArgumentParser], name: 
             "once the next hop answered 250 (or the message was discarded); any failure "
             f"answers 451, so Postfix keeps the mail. {per_rcpt[0].upper()}{per_rcpt[1:]}."
         ),
+        epilog=(
+            "Passed on to the next hop as received: XFORWARD (the original client), "
+            "BODY=8BITMIME, SMTPUTF8 (a next hop without it gets 451: the mail waits) "
+            "and the DSN parameters RET=, ENVID=, NOTIFY=, ORCPT= (dropped, and logged "
+            "dsn=dropped, if the next hop announces no DSN); SIZE= is the size of what "
+            "is sent, edits included. Duplicate window: if mxscan dies after the next "
+            "hop's 250 but before Postfix reads mxscan's, Postfix retries and the "
+            "message is delivered twice (never lost); only the write of the reply lies "
+            "in between. Exit status: 0 after SIGTERM/SIGINT, 2 bad usage or "
+            "configuration (one line on stderr)."
+        ),
     )
     config_arg(p)
     p.add_argument("-l", "--listen", action="append", type=types.address, metavar="ADDR",

@@ -260,6 +260,8 @@ class SmtpServer:
                     smtputf8=tx.smtputf8,
                     xforward_attrs=tx.xforward,
                     all_or_nothing=not self.lmtp,
+                    mail_dsn=tx.mail_dsn,
+                    rcpt_dsn=tx.dsn_for(step.recipients),
                 )
             except Exception as exc:  # this group only: the others keep their replies
                 if isinstance(exc, NextHopError):
@@ -273,6 +275,9 @@ class SmtpServer:
             by_rcpt.update(_relay_replies(step.recipients, delivered))
             if delivered.data_reply is not None:
                 notes[step.policy] = f"next={delivered.data_reply[0]}"
+                if delivered.dsn_dropped:
+                    # See nexthop: the next hop cannot take NOTIFY/ORCPT/RET/ENVID.
+                    notes[step.policy] += " dsn=dropped"
         return by_rcpt, notes
 
 

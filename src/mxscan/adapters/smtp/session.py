@@ -20,6 +20,7 @@ from collections.abc import Callable, Generator, Iterator
 
 import attrs
 
+from . import dsn
 from .dots import DotUnstuffer
 from .xforward import XforwardError
 from .xforward import parse as parse_xforward
@@ -48,6 +49,23 @@ class Transaction:
     size: int = 0  # decoded message bytes received
     xforward: dict[str, str] = attrs.field(factory=dict)
     helo: str = ""
+    #: MAIL's RET=/ENVID= tokens as received, to go to the next hop unchanged.
+    mail_dsn: tuple[str, ...] = ()
+    #: RCPT's NOTIFY=/ORCPT= tokens as received, one tuple per recipient.
+    rcpt_dsn: list[tuple[str, ...]] = attrs.field(factory=list)
+
+    def dsn_for(self, recipients: tuple[str, ...]) -> list[tuple[str, ...]]:
+        """The RCPT parameters of ``recipients`` (a recipient group of this
+        transaction, in any order; an address given twice keeps each
+        occurrence's own parameters, in order)."""
+        queues: dict[str, list[tuple[str, ...]]] = {}
+        for rcpt, params in zip(self.recipients, self.rcpt_dsn, strict=True):
+            queues.setdefault(rcpt, []).append(params)
+        out = []
+        for rcpt in recipients:
+            left = queues.get(rcpt)
+            out.append(left.pop(0) if left else ())
+        return out
 
 
 @attrs.frozen
@@ -228,6 +246,7 @@ class Session:
             "8BITMIME",
             "SMTPUTF8",
             "ENHANCEDSTATUSCODES",
+            "DSN",
             "XFORWARD NAME ADDR PORT PROTO HELO IDENT SOURCE",
         ]
         out = "".join(f"250-{x}\r\n" for x in lines[:-1]) + f"250 {lines[-1]}\r\n"
@@ -256,10 +275,25 @@ class Session:
             yield Send(reply(501, "5.5.4", "Syntax: MAIL FROM:<address>"))
             return
         tx = Transaction(sender=match.group(1), xforward=dict(self._xforward), helo=self._helo)
-        for param in match.group(2).split():
+        params = match.group(2).split()
+        smtputf8 = any(p.upper() == "SMTPUTF8" for p in params)
+        seen: set[str] = set()
+        mail_dsn: list[str] = []
+        for param in params:
             key, _, value = param.partition("=")
             key = key.upper()
-            if key == "SIZE" and value.isdigit():
+            if key in seen:
+                yield Send(reply(501, "5.5.4", f"Duplicate {key[:20]} parameter"))
+                return
+            seen.add(key)
+            if key in dsn.MAIL_KEYS:
+                try:
+                    dsn.check(key, value, smtputf8=smtputf8)
+                except dsn.DsnError as exc:
+                    yield Send(reply(501, "5.5.4", str(exc)))
+                    return
+                mail_dsn.append(param)
+            elif key == "SIZE" and value.isdigit():
                 if int(value) > self.max_size:
                     yield Send(reply(552, "5.3.4", "Message size exceeds fixed limit"))
                     return
@@ -270,6 +304,7 @@ class Session:
             else:
                 yield Send(reply(555, "5.5.4", f"Unsupported option: {param[:40]}"))
                 return
+        tx.mail_dsn = tuple(mail_dsn)
         self._tx = tx
         yield Send(reply(250, "2.1.0", "Ok"))
 
@@ -281,9 +316,24 @@ class Session:
         if not match or not arg.upper().startswith("TO:") or not match.group(1):
             yield Send(reply(501, "5.5.4", "Syntax: RCPT TO:<address>"))
             return
-        if match.group(2).strip():
-            yield Send(reply(555, "5.5.4", "Unsupported option"))
-            return
+        rcpt_dsn: list[str] = []
+        seen: set[str] = set()
+        for param in match.group(2).split():
+            key, _, value = param.partition("=")
+            key = key.upper()
+            if key not in dsn.RCPT_KEYS:
+                yield Send(reply(555, "5.5.4", f"Unsupported option: {param[:40]}"))
+                return
+            if key in seen:
+                yield Send(reply(501, "5.5.4", f"Duplicate {key} parameter"))
+                return
+            seen.add(key)
+            try:
+                dsn.check(key, value, smtputf8=self._tx.smtputf8)
+            except dsn.DsnError as exc:
+                yield Send(reply(501, "5.5.4", str(exc)))
+                return
+            rcpt_dsn.append(param)
         if len(self._tx.recipients) >= self.max_recipients:
             yield Send(reply(452, "4.5.3", "Error: too many recipients"))
             return
@@ -302,6 +352,7 @@ class Session:
                 )
                 return
         self._tx.recipients.append(address)
+        self._tx.rcpt_dsn.append(tuple(rcpt_dsn))
         yield Send(reply(250, "2.1.5", "Ok"))
 
     def _start_data(self, arg: str) -> Iterator[Event]:
