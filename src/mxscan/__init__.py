@@ -23,7 +23,7 @@ from .config import Config, load_config
 from .edits import EditKind, HeaderEdit
 from .engine import Engine
 from .errors import ConfigError
-from .header import Header, InvalidHeader
+from .header import Header, InvalidHeader, header_name_length
 from .logline import format_result
 from .message import Envelope, Message
 from .mimelimits import MimeLimits
@@ -32,9 +32,10 @@ from .plugins import Registry
 from .received import received_header
 from .scanner import Scanner, ScannerError
 from .units import parse_duration, parse_size
-from .verdict import Action, Result, Route, SmtpReply, Verdict
+from .verdict import ENHANCED_STATUS, Action, Result, Route, SmtpReply, Verdict
 
 __all__ = [
+    "ENHANCED_STATUS",
     "Action",
     "Address",
     "Body",
@@ -64,6 +65,7 @@ __all__ = [
     "__version__",
     "ascan",
     "format_result",
+    "header_name_length",
     "load_config",
     "open_connection",
     "options",

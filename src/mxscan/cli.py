@@ -17,7 +17,7 @@ import os
 import sys
 import time
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, assert_never
 
 from . import __version__
 from .cliargs import config_arg
@@ -34,6 +34,20 @@ from .verdict import Action, Result
 EXIT_OK = 0
 EXIT_NOT_ACCEPTED = 1
 EXIT_ERROR = 2
+
+
+def exit_status(action: Action) -> int:
+    """``mxscan scan``'s status for a final action: 0 only when the mail would
+    go through as it is; scripts test ``$?`` and must never read a new action
+    as accepted (mypy names this function when Action gains a member)."""
+    match action:
+        case Action.ACCEPT:
+            return EXIT_OK
+        case Action.TEMPFAIL | Action.QUARANTINE | Action.DISCARD | Action.REJECT:
+            return EXIT_NOT_ACCEPTED
+        case _:
+            assert_never(action)
+
 
 #: Adapters that add their own subcommands: module with add_parser(subparsers).
 ADAPTER_COMMANDS = (
@@ -374,8 +388,8 @@ def cmd_scan(args: argparse.Namespace) -> int:
             rows.append((name, "error", f"cannot read: {outcome}"))
             records.append({"file": name, "error": f"cannot read: {outcome}"})
             continue
-        if outcome.verdict.action is not Action.ACCEPT and status == EXIT_OK:
-            status = EXIT_NOT_ACCEPTED
+        if status == EXIT_OK:
+            status = exit_status(outcome.verdict.action)
         scanners = " ".join(f"{v.scanner}={v.token}" for v in outcome.verdicts)
         rows.append((name, str(outcome.verdict.action), scanners))
         records.append({"file": name, **_verdict_dict(outcome)})

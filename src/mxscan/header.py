@@ -48,7 +48,9 @@ def header_name_length(line: bytes) -> int:
 
     Same rule as Postfix's ``is_header()``: printable ASCII name, optional
     spaces or tabs, then a colon. Anything else is not a header, which is how
-    Postfix decides where the header ends on malformed mail.
+    Postfix decides where the header ends on malformed mail. Public so that a
+    plugin reading header lines itself (header rules in MIME part headers)
+    ends a header exactly where the core and Postfix do.
     """
     match = _HEADER_START.match(line)
     return match.end(1) if match else 0

@@ -149,7 +149,7 @@ class MimeLimits:
             action=self.on_unchecked,
             scanner=SCANNER,
             reason=f"{exceeded.reason}; not fully scanned (on_unchecked={self.on_unchecked})",
-            status=f"unchecked({exceeded.limit})",
+            unchecked=(exceeded.limit,),
             findings=(exceeded.limit,),
             reply=reply,
         )

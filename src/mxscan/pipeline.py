@@ -82,7 +82,7 @@ def _error_verdict(step: Step, kind: str, reason: str) -> Verdict:
         action=step.on_error,
         scanner=step.name,
         reason=f"{reason} (on_error={step.on_error})",
-        status=f"error({kind})",
+        error=kind,
         reply=reply,
     )
 
@@ -91,7 +91,7 @@ async def _run_step(step: Step, message: Message) -> Verdict:
     skip = step.conditions.skip_reason(message)
     if skip is not None:
         token, reason = skip
-        return Verdict(scanner=step.name, reason=reason, status=f"skipped({token})")
+        return Verdict.skipped(token, scanner=step.name, reason=reason)
     loop = asyncio.get_running_loop()
     start = loop.time()
     waited: list[float] = []

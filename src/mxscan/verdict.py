@@ -5,7 +5,7 @@ from __future__ import annotations
 import enum
 import re
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Literal, assert_never
 
 import attrs
 
@@ -16,7 +16,7 @@ from .header import fold_long_lines
 if TYPE_CHECKING:
     from .message import Message
 
-__all__ = ["Action", "Result", "Route", "SmtpReply", "Verdict"]
+__all__ = ["ENHANCED_STATUS", "Action", "Result", "Route", "SmtpReply", "Verdict"]
 
 
 class Action(enum.IntEnum):
@@ -40,7 +40,15 @@ class Action(enum.IntEnum):
         return self.name.lower()
 
 
-_STATUS = re.compile(r"[245]\.\d{1,3}\.\d{1,3}")
+ENHANCED_STATUS = re.compile(r"[245]\.\d{1,3}\.\d{1,3}")
+"""An RFC 3463 enhanced status code, ``class.subject.detail`` (``5.7.1``).
+
+The one pattern every check of a status uses (SmtpReply, the milter's reply
+encoder, the pipe adapter's DSN line, header rules' REJECT text), so they
+cannot disagree on what Postfix will take. Use ``fullmatch``: ``match`` would
+take ``5.7.1x``; ``ENHANCED_STATUS.pattern`` composes into a
+larger expression. Whether the class fits the reply code is the caller's
+check (``5.x.x`` only with a 5xx)."""
 
 
 @attrs.frozen
@@ -54,7 +62,7 @@ class SmtpReply:
     def __attrs_post_init__(self) -> None:
         if not 400 <= self.code <= 599:
             raise ValueError(f"an SMTP reply code must be 4xx or 5xx, got {self.code}")
-        if not _STATUS.fullmatch(self.status) or self.status[0] != str(self.code)[0]:
+        if not ENHANCED_STATUS.fullmatch(self.status) or self.status[0] != str(self.code)[0]:
             raise ValueError(f"enhanced status {self.status!r} does not fit reply code {self.code}")
         if "\r" in self.text or "\n" in self.text:
             raise ValueError("an SMTP reply text cannot hold CR or LF")
@@ -103,11 +111,37 @@ def _routes(value: Iterable[Route]) -> tuple[Route, ...]:
     return tuple(value)
 
 
+#: A state's word (a skip reason, an error kind, a limit): it goes into the log
+#: line bare, inside ``skipped(...)``, and into a metrics label, so it is one
+#: short run of letters, digits, ``_``, ``.`` and ``-``.
+_STATE_WORD = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,47}")
+#: The tokens the state fields write; a ``status`` that starts with one but
+#: has no field set would be a state that metrics and adapters cannot see.
+_STATE_TOKENS = ("skipped(", "error(", "unchecked(")
+
+
+def _check_word(field: str, word: str) -> None:
+    if not isinstance(word, str) or not _STATE_WORD.fullmatch(word):
+        raise ValueError(
+            f"Verdict {field} must be a short token (letters, digits, _ . -; "
+            f"at most 48), got {word!r}"
+        )
+
+
 @attrs.frozen
 class Verdict:
     """One scanner's decision. ``status`` is the short token in the log line
-    (``clean``, ``infected(NAME)``, ``skipped(oversize)``); the pipeline fills
-    ``scanner`` with the configured instance name."""
+    (``clean``, ``infected(NAME)``); the pipeline fills ``scanner`` with the
+    configured instance name.
+
+    A scan that did not happen, or not all of it, says so in a field, not in
+    text: ``skip`` (built by [`Verdict.skipped`][mxscan.Verdict.skipped]),
+    ``error`` or ``unchecked``. At most one is set, each word is a short token
+    (a bad one raises ``ValueError`` here), and ``status`` is derived from it
+    (``skipped(oversize)``, ``error(timeout)``, ``unchecked(MaxFiles)``), so
+    the log line, the metrics and the adapters read one fact. A ``status``
+    given with a field must start with that token; one that looks like a state
+    without its field is refused."""
 
     action: Action = Action.ACCEPT
     scanner: str = ""
@@ -137,6 +171,72 @@ class Verdict:
     #: Set by the pipeline: seconds of ``elapsed`` spent waiting for a free
     #: slot (``max_concurrent``); None when the scanner has no bound.
     waited: float | None = None
+    #: The scan was not done, and why, as one short word: ``oversize``,
+    #: ``authenticated``, ``network`` or a plugin's own. Logged ``skipped(WORD)``
+    #: and counted in ``mxscan_scanner_skipped_total{reason=WORD}``.
+    skip: str | None = None
+    #: The scan could not be done, and the kind of failure: the pipeline's
+    #: ``timeout``, ``failed``, ``crashed``, ``garbage``, the quarantine's
+    #: ``store`` (its final verdict). Logged ``error(KIND)``; a scanner's is
+    #: counted in ``mxscan_scanner_errors_total``.
+    error: str | None = None
+    #: The limits that stopped the scan part-way (the core's ``max_parts``,
+    #: clamd's ``MaxRecursion``): logged ``unchecked(A,B)``, each counted in
+    #: ``mxscan_unchecked_total{limit=...}``.
+    unchecked: tuple[str, ...] = attrs.field(default=(), converter=_strs)
+
+    def __attrs_post_init__(self) -> None:
+        if self.skip is None and self.error is None and not self.unchecked:
+            if self.status.startswith(_STATE_TOKENS):
+                raise ValueError(
+                    f"Verdict status {self.status!r} names a state its fields do not "
+                    "hold: use Verdict.skipped(REASON), error=KIND or unchecked=(LIMIT,)"
+                )
+            return
+        token = self._state_token()
+        if not self.status:
+            object.__setattr__(self, "status", token)  # frozen: set once, here
+        elif not self.status.startswith(token):
+            raise ValueError(f"Verdict status {self.status!r} does not start with {token!r}")
+
+    def _state_token(self) -> str:
+        """``skipped(WORD)``, ``error(KIND)`` or ``unchecked(A,B)``, checked."""
+        states = [
+            (name, value)
+            for name, value in (("skip", self.skip), ("error", self.error))
+            if value is not None
+        ]
+        if self.unchecked:
+            states.append(("unchecked", ",".join(self.unchecked)))
+            for limit in self.unchecked:
+                _check_word("unchecked", limit)
+        if len(states) > 1:
+            names = " and ".join(name for name, _ in states)
+            raise ValueError(f"a Verdict is in one state at most, not {names}")
+        name, value = states[0]
+        if name != "unchecked":
+            _check_word(name, value)
+        return f"{'skipped' if name == 'skip' else name}({value})"
+
+    @classmethod
+    def skipped(
+        cls,
+        skip: str,
+        /,
+        *,
+        reason: str = "",
+        action: Action = Action.ACCEPT,
+        scanner: str = "",
+        edits: Iterable[HeaderEdit] = (),
+        reply: SmtpReply | None = None,
+    ) -> Verdict:
+        """A scan not done: ``skip`` is the one-word why (``oversize``), for
+        the log token and the metrics label; ``reason`` the sentence a reader
+        wants. ``action`` is what the scanner's policy makes of it (a plugin's
+        ``on_oversize``); by default the message goes on unscanned."""
+        return cls(
+            action=action, scanner=scanner, reason=reason, edits=edits, reply=reply, skip=skip
+        )
 
     def _recorded(
         self, scanner: str, shadow: bool, elapsed: float, waited: float | None = None
@@ -164,6 +264,9 @@ class Verdict:
             shadow=shadow,
             elapsed=elapsed,
             waited=waited,
+            skip=self.skip,
+            error=self.error,
+            unchecked=self.unchecked,
         )
 
     @property
@@ -178,11 +281,16 @@ class Verdict:
         """The reply to give the client: the scanner's own or a default."""
         if self.reply is not None:
             return self.reply
-        if self.action is Action.REJECT:
-            return DEFAULT_REJECT
-        if self.action is Action.TEMPFAIL:
-            return DEFAULT_TEMPFAIL
-        return None
+        action = self.action
+        match action:  # mypy names this when Action gains a member
+            case Action.REJECT:
+                return DEFAULT_REJECT
+            case Action.TEMPFAIL:
+                return DEFAULT_TEMPFAIL
+            case Action.ACCEPT | Action.QUARANTINE | Action.DISCARD:
+                return None
+            case _:
+                assert_never(action)
 
 
 @attrs.frozen(eq=False)

@@ -189,11 +189,11 @@ def test_milter_names_do_not_shadow_the_core() -> None:
 def test_public_api_is_pinned() -> None:
     assert sorted(mxscan.__all__) == sorted(
         [
-            "Action", "Address", "Body", "BodyBuilder", "Conditions", "Config", "ConfigError", "EditKind",
+            "ENHANCED_STATUS", "Action", "Address", "Body", "BodyBuilder", "Conditions", "Config", "ConfigError", "EditKind",
             "Engine", "Envelope", "Header", "HeaderEdit", "InetAddress", "InvalidHeader",
             "Message", "MimeLimits", "Pipeline", "Registry", "Result", "Route", "Scanner", "ScannerError",
             "SmtpReply", "Step", "UnixAddress", "Verdict", "__version__", "ascan",
-            "format_result", "load_config", "open_connection", "options", "parse_address",
+            "format_result", "header_name_length", "load_config", "open_connection", "options", "parse_address",
             "parse_addresses", "parse_duration", "parse_size", "received_header", "scan",
         ]
     )  # fmt: skip

@@ -42,7 +42,7 @@ def parse(line: str) -> tuple[str, dict[str, str]]:
 
 def test_design_md_example_line() -> None:
     clam = Verdict(Action.DISCARD, "clamav", "virus", "infected(Eicar-Signature)")
-    spam = Verdict(Action.ACCEPT, "spamassassin", "too big", "skipped(oversize)")
+    spam = Verdict.skipped("oversize", scanner="spamassassin", reason="too big")
     line = format_result(result(clam, spam, final=clam))
     assert line == (
         "4BQ2J1234: clamav=infected(Eicar-Signature) spamassassin=skipped(oversize) "

@@ -14,7 +14,7 @@ STAMPED = {"scanner", "shadow", "elapsed", "waited"}
 def test_recorded_knows_every_field() -> None:
     assert {f.name for f in attrs.fields(Verdict)} == {
         *STAMPED, "action", "reason", "status", "score", "threshold", "findings", "edits", "reply",
-        "routes", "body",
+        "routes", "body", "skip", "error", "unchecked",
     }  # fmt: skip
 
 
@@ -41,6 +41,19 @@ def test_recorded_keeps_everything_but_the_stamp() -> None:
     for field in attrs.fields(Verdict):
         if field.name not in STAMPED:
             assert getattr(recorded, field.name) is getattr(verdict, field.name), field.name
+
+
+def test_recorded_keeps_the_state_fields() -> None:
+    for verdict in (
+        Verdict.skipped("oversize", reason="big"),
+        Verdict(action=Action.TEMPFAIL, error="timeout"),
+        Verdict(action=Action.REJECT, unchecked=("MaxFiles", "MaxRecursion")),
+    ):
+        recorded = verdict._recorded("configured-name", False, 0.5)
+        assert recorded == attrs.evolve(verdict, scanner="configured-name", elapsed=0.5)
+        assert (recorded.skip, recorded.error, recorded.unchecked, recorded.status) == (
+            verdict.skip, verdict.error, verdict.unchecked, verdict.status,
+        )  # fmt: skip
 
 
 @attrs.frozen

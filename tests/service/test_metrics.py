@@ -197,3 +197,40 @@ def test_stopping_the_endpoint_does_not_wait_for_its_poll_interval() -> None:
     closer.start()
     closer.join(30)
     assert not closer.is_alive() and not thread.is_alive()
+
+
+async def test_skips_errors_and_limits_are_counted_from_the_verdict_fields() -> None:
+    """The counters read ``skip``, ``error`` and ``unchecked``, not the log text:
+    a plugin's own skip word, a shadow scanner's error and each of several
+    limits are counted; a free-text status is only a status."""
+
+    class Fixed(Plain):
+        def __init__(self, name: str, verdict: Verdict) -> None:
+            super().__init__(name)
+            self.verdict = verdict
+
+        async def scan(self, message: Message) -> Verdict:
+            return self.verdict
+
+    steps = [
+        Step(Fixed("quota", Verdict.skipped("quota", reason="over the user's quota"))),  # type: ignore[arg-type]
+        Step(Fixed("limits", Verdict(unchecked=("MaxFiles", "MaxRecursion")))),  # type: ignore[arg-type]
+        Step(Fixed("text", Verdict(status="skipped: oversize"))),  # type: ignore[arg-type]
+        Step(Fixed("shadowed", Verdict(error="store")), shadow=True),  # type: ignore[arg-type]
+    ]
+    pipeline = Pipeline([steps[:3], steps[3:]])
+    metrics = Metrics()
+    instrumented = metrics.instrument(Engine(pipeline))
+    await instrumented.scan(Message.from_bytes(b"Subject: x\r\n\r\nbody\r\n"))
+    assert sample(metrics, "mxscan_scanner_skipped_total", scanner="quota", reason="quota") == 1
+    for limit in ("MaxFiles", "MaxRecursion"):
+        assert sample(metrics, "mxscan_unchecked_total", scanner="limits", limit=limit) == 1
+    assert sample(metrics, "mxscan_scanner_errors_total", scanner="shadowed", kind="store") == 1
+    counted = {
+        s.labels.get("scanner")
+        for family in metrics.registry.collect()
+        if family.name in ("mxscan_scanner_skipped", "mxscan_scanner_errors", "mxscan_unchecked")
+        for s in family.samples
+        if s.value and s.name.endswith("_total")
+    }
+    assert counted == {"quota", "limits", "shadowed"}  # "text" is in no state counter

@@ -18,7 +18,7 @@ import attrs
 from ..message import Message
 from ..verdict import Action, Result, SmtpReply, Verdict
 from .record import Record
-from .settings import QuarantineSettings
+from .settings import QuarantineSettings, keepable
 from .store import CHUNK_SIZE, Store, StoreError
 
 __all__ = ["STORE_TEMPFAIL", "Keeper"]
@@ -60,7 +60,7 @@ class Keeper:
     async def _keep_group(self, result: Result, message: Message) -> Verdict:
         verdict = result.verdict
         settings = self.settings
-        if verdict.action is Action.ACCEPT or verdict.action is Action.TEMPFAIL:
+        if not keepable(verdict.action):
             return verdict
         if not settings.keeps(verdict.action, verdict.scanner):
             return verdict
@@ -89,7 +89,7 @@ class Keeper:
                     action=Action.TEMPFAIL,
                     scanner="quarantine",
                     reason=f"cannot store a copy ({verdict.action} by {verdict.scanner}): {exc}",
-                    status="error(store)",
+                    error="store",
                     reply=STORE_TEMPFAIL,
                 )
             log.error("%s: cannot store in the quarantine: %s: proceeding", queue_id, exc)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from typing import assert_never
 
 import attrs
 
@@ -19,12 +20,30 @@ __all__ = [
     "QUARANTINE_ACTIONS",
     "QuarantineSettings",
     "format_age",
+    "keepable",
     "parse_age",
 ]
 
 DEFAULT_STORE = "sqlite:/var/lib/mxscan/quarantine.db"
 DEFAULT_KEEP = 30 * 86400.0
-#: Outcomes a copy may be kept of: those that do not deliver the message.
+
+
+def keepable(action: Action) -> bool:
+    """Whether a copy may be kept of mail given this final action: only of
+    mail that is not delivered. A tempfail is not kept either: the client
+    sends the message again (mypy names this function when Action gains a
+    member, so the quarantine never keeps, or drops, one silently)."""
+    match action:
+        case Action.QUARANTINE | Action.DISCARD | Action.REJECT:
+            return True
+        case Action.ACCEPT | Action.TEMPFAIL:
+            return False
+        case _:
+            assert_never(action)
+
+
+#: The ``keep_copy`` words, in the order the docs give them: the actions
+#: ``keepable`` says yes to (tests/quarantine/test_keepable.py holds the two equal).
 KEEPABLE = ("discard", "reject", "quarantine")
 #: ``quarantine_action``: ``store`` keeps the message here and tells the MTA
 #: to discard it; ``hold`` is the old meaning (Postfix's hold queue).

@@ -21,7 +21,6 @@ import asyncio
 import contextlib
 import logging
 import platform
-import re
 import socket
 import threading
 import time
@@ -52,15 +51,13 @@ LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0
 #: Bytes, by fours from 1 KiB to 64 MiB: a plain-text note to a large attachment;
 #: the buckets around spamd's usual 500 KiB limit show how much skips it.
 SIZE_BUCKETS = tuple(float(1024 * 4**i) for i in range(9))
-#: The ``kind`` of ``error(KIND)`` tokens, as the pipeline writes them.
+#: The ``error`` kinds the pipeline gives (``Verdict.error``).
 ERROR_KINDS = ("timeout", "failed", "crashed", "garbage")
-#: The ``reason`` of ``skipped(REASON)`` tokens the core's conditions write
-#: (plugins' own size limits say ``oversize`` too).
+#: The ``skip`` reasons the core's conditions give (``Verdict.skip``; plugins'
+#: own size limits say ``oversize`` too).
 SKIP_REASONS = ("authenticated", "network", "oversize")
 #: A health probe that has not answered in this long counts as down.
 PROBE_TIMEOUT = 10.0
-
-_TOKEN = re.compile(r"(?:shadow:)?(error|skipped|unchecked)\(([^)]*)\)")
 
 
 def _import_prometheus() -> Any:
@@ -331,13 +328,12 @@ class Metrics:
             self.verdicts.labels(
                 scanner=verdict.scanner, action=str(verdict.action), mode=mode
             ).inc()
-            match = _TOKEN.fullmatch(verdict.token)
-            if match and match[1] == "error":
-                self.errors.labels(scanner=verdict.scanner, kind=match[2]).inc()
-            elif match and match[1] == "unchecked":
-                self.unchecked.labels(scanner=verdict.scanner, limit=match[2]).inc()
-            elif match:
-                self.skipped.labels(scanner=verdict.scanner, reason=match[2]).inc()
+            if verdict.error is not None:
+                self.errors.labels(scanner=verdict.scanner, kind=verdict.error).inc()
+            elif verdict.skip is not None:
+                self.skipped.labels(scanner=verdict.scanner, reason=verdict.skip).inc()
+            for limit in verdict.unchecked:
+                self.unchecked.labels(scanner=verdict.scanner, limit=limit).inc()
             if verdict.elapsed is not None:
                 self.latency.labels(scanner=verdict.scanner).observe(verdict.elapsed)
             if verdict.waited is not None:

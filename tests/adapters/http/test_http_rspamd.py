@@ -131,7 +131,7 @@ async def test_no_edits_no_milter_block_and_message_id_and_time() -> None:
 
 
 async def test_is_skipped_when_every_scanner_skipped() -> None:
-    result = await _result(FakeScanner("a", status="skipped(oversize)"))
+    result = await _result(FakeScanner("a", skip="oversize"))
     assert rspamd.rspamd_answer(result, elapsed=0.0)["is_skipped"] is True
 
 

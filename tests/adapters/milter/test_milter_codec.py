@@ -158,6 +158,8 @@ def test_reply_code_doubles_percent_and_requires_matching_status() -> None:
         replies.reply_code(250, "2.0.0", "ok")
     with pytest.raises(ValueError):
         replies.reply_code(550, "4.7.1", "mismatch")
+    with pytest.raises(ValueError):  # a line break after the status is no status
+        replies.reply_code(550, "5.7.1\n", "split")
     with pytest.raises(ValueError):
         replies.reply_code(550, "5.7.1", ["bad\r\ninjection"])
 

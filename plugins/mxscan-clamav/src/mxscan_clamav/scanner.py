@@ -10,6 +10,7 @@ decides), and a message too large to scan is an explicit, logged
 from __future__ import annotations
 
 import functools
+import re
 from collections.abc import Awaitable, Callable
 
 from mxscan import Action, Address, HeaderEdit, Message, ScannerError, SmtpReply, Verdict
@@ -204,7 +205,7 @@ class ClamAV:
             on_limits.action,
             reason=f"not fully scanned for viruses: clamd stopped at its limit ({names}); "
             f"on_limits = {on_limits.value}",
-            status=f"unchecked({','.join(short)})",
+            unchecked=tuple(_word(name) for name in short),
             findings=tuple(limits),
             edits=edits,
             reply=reply,
@@ -218,11 +219,11 @@ class ClamAV:
             OnOversize.REJECT: OVERSIZE_REJECT,
         }[on_oversize]
         forged = tuple(headers.remove_forged(message)) if self.options.add_headers else ()
-        return _verdict(
-            self.name,
-            on_oversize.action,
+        return Verdict.skipped(
+            "oversize",
+            action=on_oversize.action,
+            scanner=self.name,
             reason=f"not scanned for viruses: {why}; on_oversize = {on_oversize.value}",
-            status="skipped(oversize)",
             edits=forged,
             reply=reply,
         )
@@ -240,19 +241,33 @@ def _verdict(
     action: Action,
     *,
     reason: str,
-    status: str,
+    status: str = "",
+    unchecked: tuple[str, ...] = (),
     findings: tuple[str, ...] = (),
     edits: tuple[HeaderEdit, ...] = (),
     reply: SmtpReply | None = None,
 ) -> Verdict:
-    """Every verdict of this scanner is built here, so each one carries the
-    instance name and the same fields (a status for the log line, a reason)."""
+    """Every scanned verdict of this scanner is built here, so each one carries
+    the instance name and the same fields (a status for the log line, or the
+    limits that cut the scan short, and a reason)."""
     return Verdict(
         action=action,
         scanner=scanner,
         reason=reason,
         status=status,
+        unchecked=unchecked,
         findings=findings,
         edits=edits,
         reply=reply,
     )
+
+
+_NOT_A_WORD = re.compile(r"[^A-Za-z0-9_.-]")
+
+
+def _word(limit: str) -> str:
+    """A limit's name as the one short word a verdict's ``unchecked`` holds:
+    clamd's names (``MaxRecursion``) already are; a future or garbled one is
+    cut and cleaned rather than failing the verdict that reports it."""
+    word = _NOT_A_WORD.sub("_", limit)
+    return (word if word[:1].isalnum() and word[:1].isascii() else f"x{word}")[:48]

@@ -12,7 +12,7 @@ import re
 
 import attrs
 
-from mxscan import SmtpReply
+from mxscan import ENHANCED_STATUS, SmtpReply
 
 __all__ = [
     "KNOWN_COMMANDS",
@@ -42,7 +42,7 @@ KNOWN_COMMANDS = frozenset(
     }
 )
 
-_DSN = re.compile(r"([245])\.(\d{1,3})\.(\d{1,3})(?:\s+|$)")
+_DSN = re.compile(rf"({ENHANCED_STATUS.pattern})(?:\s+|$)")
 
 
 @attrs.frozen
@@ -72,8 +72,8 @@ def reject_reply(text: str) -> SmtpReply:
     text = " ".join(text.split())  # never CR/LF in a reply
     status = "5.7.1"
     match = _DSN.match(text)
-    if match and match.group(1) in "45":
-        status = f"{match.group(1)}.{match.group(2)}.{match.group(3)}"
+    if match and match.group(1)[0] in "45":
+        status = match.group(1)
         text = text[match.end() :]
     if not text:
         text = "message content rejected"

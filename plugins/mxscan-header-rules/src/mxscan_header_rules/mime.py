@@ -21,7 +21,7 @@ from typing import Literal
 
 import attrs
 
-from mxscan.header import header_name_length
+from mxscan import header_name_length
 
 __all__ = [
     "MIME_HEADERS",

@@ -132,11 +132,11 @@ class Rspamd:
             OnOversize.TEMPFAIL: (Action.TEMPFAIL, OVERSIZE_TEMPFAIL),
             OnOversize.REJECT: (Action.REJECT, OVERSIZE_REJECT),
         }[on_oversize]
-        return Verdict(
+        return Verdict.skipped(
+            "oversize",
             action=action,
             scanner=self.name,
             reason=reason,
-            status="skipped(oversize)",
             edits=tuple(removals),
             reply=reply,
         )

@@ -190,11 +190,11 @@ class SpamAssassin:
         elif self.on_oversize is OnOversize.REJECT:
             action = Action.REJECT
             reply = SmtpReply(552, "5.3.4", "Message too big for spam checking")
-        return Verdict(
+        return Verdict.skipped(
+            "oversize",
             action=action,
             scanner=self.name,
             reason=reason,
-            status="skipped(oversize)",
             edits=tuple(removals),
             reply=reply,
         )

@@ -151,8 +151,7 @@ def rspamd_answer(result: Result, *, elapsed: float) -> dict[str, Any]:
     """The JSON object rspamd's normal worker answers to ``/checkv2``."""
     scored = _scored(result)
     answer: dict[str, Any] = {
-        "is_skipped": bool(result.verdicts)
-        and all(v.token.startswith("skipped(") for v in result.verdicts),
+        "is_skipped": bool(result.verdicts) and all(v.skip is not None for v in result.verdicts),
         "score": float(scored.score) if scored and scored.score is not None else 0.0,
         "required_score": (
             float(scored.threshold) if scored and scored.threshold is not None else 0.0

@@ -6,11 +6,11 @@ once (one ``write()`` per batch avoids the Nagle + delayed-ACK stall on TCP).
 
 from __future__ import annotations
 
-import re
 import struct
 from collections.abc import Iterable, Mapping
 
 from mxscan.adapters.milter.constants import MacroStage, Reply
+from mxscan.verdict import ENHANCED_STATUS
 
 
 class EncodeError(ValueError):
@@ -56,9 +56,6 @@ def skip() -> bytes:
     return packet(Reply.SKIP)
 
 
-_STATUS = re.compile(r"^[245]\.\d{1,3}\.\d{1,3}$")
-
-
 def reply_code(code: int, status: str, text: str | Iterable[str]) -> bytes:
     """SMFIR_REPLYCODE: a custom 4xx/5xx reply, multi-line when ``text`` has several lines.
 
@@ -70,7 +67,7 @@ def reply_code(code: int, status: str, text: str | Iterable[str]) -> bytes:
         raise EncodeError(f"milter replies must be 4xx or 5xx, not {code}")
     if not status:
         status = f"{code // 100}.7.1"
-    if not _STATUS.match(status) or status[0] != str(code)[0]:
+    if not ENHANCED_STATUS.fullmatch(status) or status[0] != str(code)[0]:
         raise EncodeError(f"enhanced status {status!r} does not match reply code {code}")
     lines = text.splitlines() if isinstance(text, str) else list(text)
     lines = lines or [""]

@@ -13,7 +13,8 @@ always agree with the exit status: a ``5.x.x`` line with exit 75 would bounce.
 from __future__ import annotations
 
 import enum
-import re
+
+from mxscan.verdict import ENHANCED_STATUS
 
 __all__ = ["ExitCode", "dsn_line"]
 
@@ -23,8 +24,6 @@ class ExitCode(enum.IntEnum):
     UNAVAILABLE = 69  # EX_UNAVAILABLE: Postfix bounces with our 5.x.x text
     TEMPFAIL = 75  # EX_TEMPFAIL: Postfix defers and retries; nothing is lost
 
-
-_STATUS = re.compile(r"[245]\.\d{1,3}\.\d{1,3}")
 
 # Postfix turns tabs and newlines of the output into spaces and other
 # non-printables into "_"; it reads at most one VSTREAM buffer (4096 bytes).
@@ -39,7 +38,7 @@ def dsn_line(code: ExitCode, status: str, text: str) -> str:
     defer, or defer one we meant to bounce.
     """
     wanted = "5" if code is ExitCode.UNAVAILABLE else "4"
-    if not _STATUS.fullmatch(status) or status[0] != wanted:
+    if not ENHANCED_STATUS.fullmatch(status) or status[0] != wanted:
         status = "5.7.1" if wanted == "5" else "4.3.0"
     text = " ".join(text.split()) or ("rejected" if wanted == "5" else "try again later")
     # No newline: pipe(8) would turn it into a trailing space in the bounce text.
