@@ -32,6 +32,7 @@ from mxscan.errors import ConfigError
 from mxscan.message import Message
 from mxscan.mimelimits import LIMITS as MIME_LIMITS
 from mxscan.mimelimits import SCANNER as MIME_SCANNER
+from mxscan.quarantine.settings import KEEPABLE
 from mxscan.verdict import Action, Result
 
 from .engines import EngineLike
@@ -252,7 +253,7 @@ class Metrics:
                 self.skipped.labels(scanner=step.name, reason=reason)
         keeper = getattr(engine, "keeper", None)
         if keeper is not None:
-            for action in ("discard", "reject", "quarantine"):
+            for action in KEEPABLE:
                 self.quarantined.labels(action=action)
             keeper.events.stored = self._stored
             keeper.events.failed = self._store_failed
