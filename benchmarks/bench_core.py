@@ -32,7 +32,7 @@ def NoOp(name: str, edits: tuple[HeaderEdit, ...] = ()) -> StaticScanner:
 
 
 async def _rate(pipeline: Pipeline, data: bytes, seconds: float = 2.0) -> float:
-    engine = mxscan.Engine(pipeline)
+    engine = mxscan.PolicyRouter(pipeline)
     count = 0
     start = time.perf_counter()
     while time.perf_counter() - start < seconds:
@@ -43,7 +43,9 @@ async def _rate(pipeline: Pipeline, data: bytes, seconds: float = 2.0) -> float:
     return count / (time.perf_counter() - start)
 
 
-def _sync_rate(config: Pipeline | mxscan.Engine | str, data: bytes, seconds: float = 1.0) -> float:
+def _sync_rate(
+    config: Pipeline | mxscan.PolicyRouter | str, data: bytes, seconds: float = 1.0
+) -> float:
     count = 0
     start = time.perf_counter()
     while time.perf_counter() - start < seconds:
@@ -62,7 +64,7 @@ rules = "/^X-Never-There:/ WARN never"
 
 
 def config_path_rates(data: bytes) -> tuple[float, float]:
-    """``mxscan.scan(data, config="path.toml")`` against the same file's Engine
+    """``mxscan.scan(data, config="path.toml")`` against the same file's PolicyRouter
     passed: the engine built from a path is kept between calls."""
     with tempfile.TemporaryDirectory() as tmp:
         path = f"{tmp}/mxscan.toml"
@@ -125,13 +127,13 @@ def main() -> None:
     noop_rate = asyncio.run(_rate(noop, data))
     edit_rate = asyncio.run(_rate(editing, data))
     print(f"message size: {len(data)} bytes, {len(Message.from_bytes(data).headers)} headers")
-    print(f"Engine.scan, 3 no-op scanners in 2 stages: {noop_rate:,.0f} msg/s "
+    print(f"PolicyRouter.scan, 3 no-op scanners in 2 stages: {noop_rate:,.0f} msg/s "
           f"(target >= {TARGET:,})")  # fmt: skip
-    print(f"Engine.scan, 20 header edits:              {edit_rate:,.0f} msg/s")
+    print(f"PolicyRouter.scan, 20 header edits:              {edit_rate:,.0f} msg/s")
     print(f"mxscan.scan() (blocking, per-thread loop): {_sync_rate(noop, data):,.0f} msg/s")
     by_path, by_engine = config_path_rates(data)
     print(f'mxscan.scan(config="path.toml"):           {by_path:,.0f} msg/s '
-          f"(the file's Engine passed: {by_engine:,.0f} msg/s)")  # fmt: skip
+          f"(the file's PolicyRouter passed: {by_engine:,.0f} msg/s)")  # fmt: skip
     # A hostile header: one field folded over 20,000 lines (from_stream was quadratic).
     fold = b" " + b"f" * 70 + b"\r\n"
     hostile = b"Subject: folds\r\nX-Folded: start\r\n" + fold * 20_000 + b"\r\nbody\r\n"

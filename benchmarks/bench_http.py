@@ -1,5 +1,5 @@
 """Requests/second and median latency of ``mxscan http`` (rspamd's /checkv2) next to
-the same configuration in-process (``Engine.scan``) and behind ``mxscan milter``.
+the same configuration in-process (``PolicyRouter.scan``) and behind ``mxscan milter``.
 
 Setups, each a separate server process pinned to one CPU (``taskset -c 0``):
 
@@ -13,7 +13,7 @@ Clients (this process, asyncio, one keep-alive connection per concurrent client)
 * milter     - a minimal milter client (OPTNEG once, then MAIL/RCPT/headers/body/EOB
                per message on the same connection), against ``mxscan milter`` with
                the same configuration;
-* in-process - ``Engine.scan(Message.from_bytes(...))`` in this process, no I/O.
+* in-process - ``PolicyRouter.scan(Message.from_bytes(...))`` in this process, no I/O.
 
 rspamd's own /checkv2 (its normal worker) is measured with the same HTTP client when
 a private rspamd runs (``MXSCAN_RSPAMD_INET`` in the environment or in

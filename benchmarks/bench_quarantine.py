@@ -67,7 +67,7 @@ def config(store: str | None) -> dict[str, Any]:
 
 MEMORY_PROBE = r"""
 import asyncio, resource, sys, tempfile
-from mxscan import Action, Engine, Envelope, Message, Pipeline, Verdict
+from mxscan import Action, PolicyRouter, Envelope, Message, Pipeline, Verdict
 from mxscan.quarantine import Keeper, QuarantineSettings
 from mxscan.quarantine.sqlite import SqliteStore
 
@@ -87,7 +87,7 @@ class Discard:
 
 async def run():
     store = SqliteStore(path)
-    engine = Engine(Pipeline([[Discard()]]), keeper=Keeper(store, QuarantineSettings(store=store.url)))
+    engine = PolicyRouter(Pipeline([[Discard()]]), keeper=Keeper(store, QuarantineSettings(store=store.url)))
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     result = await engine.scan(message)
     assert "quarantined" in result.verdict.status, result.verdict

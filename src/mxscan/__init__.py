@@ -21,7 +21,6 @@ from .body import Body, BodyBuilder
 from .conditions import Conditions
 from .config import Config, load_config
 from .edits import EditKind, HeaderEdit
-from .engine import Engine
 from .errors import ConfigError
 from .header import Header, InvalidHeader, header_name_length
 from .logline import format_result
@@ -30,6 +29,7 @@ from .mimelimits import MimeLimits
 from .pipeline import Pipeline, Step
 from .plugins import Registry
 from .received import received_header
+from .router import PolicyRouter
 from .scanner import Scanner, ScannerError
 from .units import parse_duration, parse_size
 from .verdict import ENHANCED_STATUS, Action, Result, Route, SmtpReply, Verdict
@@ -44,7 +44,6 @@ __all__ = [
     "Config",
     "ConfigError",
     "EditKind",
-    "Engine",
     "Envelope",
     "Header",
     "HeaderEdit",
@@ -53,6 +52,7 @@ __all__ = [
     "Message",
     "MimeLimits",
     "Pipeline",
+    "PolicyRouter",
     "Registry",
     "Result",
     "Route",

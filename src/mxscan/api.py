@@ -19,18 +19,18 @@ import attrs
 
 from .body import DEFAULT_SPOOL_THRESHOLD
 from .config import DEFAULT_CONFIG, Config, default_config_path, load_config
-from .engine import Engine
 from .errors import ConfigError
 from .holder import EngineHolder
 from .message import Envelope, Message
 from .pipeline import Pipeline
+from .router import PolicyRouter
 from .verdict import Result
 
 __all__ = ["DEFAULT_CONFIG", "ascan", "default_config_path", "scan"]
 
 T = TypeVar("T")
 MessageSource = bytes | bytearray | memoryview | str | os.PathLike[str] | BinaryIO | Message
-ConfigSource = str | os.PathLike[str] | Config | Engine | Pipeline | None
+ConfigSource = str | os.PathLike[str] | Config | PolicyRouter | Pipeline | None
 
 
 @attrs.frozen
@@ -63,8 +63,8 @@ def _message(data: MessageSource, envelope: Envelope | None, spool: _Spool) -> M
 
 def _config(config: ConfigSource) -> Config | str | os.PathLike[str] | None:
     """What to build from: a Config, a file's path (built once, see
-    ``_PathEngines``), or None for a ready Engine/Pipeline."""
-    if isinstance(config, Engine | Pipeline):
+    ``_PathEngines``), or None for a ready PolicyRouter/Pipeline."""
+    if isinstance(config, PolicyRouter | Pipeline):
         return None
     if isinstance(config, Config):
         return config
@@ -79,7 +79,7 @@ def _config(config: ConfigSource) -> Config | str | os.PathLike[str] | None:
     if isinstance(config, str | os.PathLike):
         return config
     raise TypeError(
-        f"config must be a path, Config, Engine or Pipeline, not {type(config).__name__}"
+        f"config must be a path, Config, PolicyRouter or Pipeline, not {type(config).__name__}"
     )
 
 
@@ -92,11 +92,11 @@ async def ascan(
     With a configuration file's path (or none: ``$MXSCAN_CONFIG``), the engine
     built from it is kept for the next call on the same event loop, and rebuilt
     when the file changes; see the API page for the details. A `Config` is
-    built (and closed) per call: pass an `Engine` to reuse one you built.
+    built (and closed) per call: pass a `PolicyRouter` to reuse one you built.
     """
     parsed = _config(config)
     if parsed is None:
-        engine = config if isinstance(config, Engine) else Engine(config)  # type: ignore[arg-type]
+        engine = config if isinstance(config, PolicyRouter) else PolicyRouter(config)  # type: ignore[arg-type]
         return await engine.scan(_message(data, envelope, _Spool()))
     if not isinstance(parsed, Config):
         loaded = await (await _path_engines()).get(parsed)
@@ -148,7 +148,7 @@ def _racy(stamp: tuple[int, ...]) -> bool:
 class _Loaded:
     """One configuration file's engine, and what the file looked like when read."""
 
-    holder: EngineHolder[Engine]
+    holder: EngineHolder[PolicyRouter]
     spool: _Spool
     stamp: tuple[int, ...] | None
     #: The content's hash while the stamp is racy; None once it is not.
@@ -284,7 +284,7 @@ class _ThreadLoop:
 
     ``asyncio.run()`` per call would build and tear down a loop (selector,
     self-pipe, executor shutdown) for every message, several times the cost of
-    the scan itself with fast scanners, and would leave anything an Engine the
+    the scan itself with fast scanners, and would leave anything a PolicyRouter the
     caller reuses has bound to the first loop (an open connection, a queue) tied
     to a closed one. The loop is never made the thread's current loop, so the
     caller's own asyncio use is unaffected; it is closed when the thread ends.

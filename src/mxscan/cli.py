@@ -23,12 +23,12 @@ from . import __version__
 from .cliargs import config_arg
 from .cliargs import table as _table
 from .config import Config, load_given_config
-from .engine import Engine
 from .errors import ConfigError
 from .logline import format_lines, setup_logging
 from .message import Envelope, Message
 from .pipeline import close_scanners
 from .plugins import Registry
+from .router import PolicyRouter
 from .verdict import Action, Result
 
 EXIT_OK = 0
@@ -236,7 +236,9 @@ async def _check_build(
         await engine.aclose()
 
 
-async def _probe_all(engine: Engine, timeout: float) -> list[tuple[str, str, bool, str, float]]:
+async def _probe_all(
+    engine: PolicyRouter, timeout: float
+) -> list[tuple[str, str, bool, str, float]]:
     """Each probe a plugin offers (its optional ``probes()``: one per daemon
     address), run concurrently, each timed and bounded by ``timeout``."""
     seen: set[int] = set()
@@ -322,7 +324,7 @@ def _verdict_dict(result: Result) -> dict[str, Any]:
 
 
 async def _scan_files(
-    args: argparse.Namespace, engine: Engine, config: Config
+    args: argparse.Namespace, engine: PolicyRouter, config: Config
 ) -> list[tuple[str, Any]]:
     envelope = Envelope(
         sender=args.sender,

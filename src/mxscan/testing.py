@@ -6,7 +6,7 @@ The one public submodule besides the package itself (as ``httpx`` ships
 never loads it, and it is built only from mxscan's public API, as a plugin is.
 Use ``StaticScanner`` next to your own scanner in a ``Pipeline`` (what a later
 stage sees, how verdicts combine), and ``FakeEngine`` where your code takes an
-``Engine`` (``mxscan.scan(data, config=engine)``, an adapter of your own).
+``PolicyRouter`` (``mxscan.scan(data, config=engine)``, an adapter of your own).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import asyncio
 
 import attrs
 
-from mxscan import Engine, HeaderEdit, Message, Pipeline, Result, Step, Verdict
+from mxscan import HeaderEdit, Message, Pipeline, PolicyRouter, Result, Step, Verdict
 
 __all__ = ["FakeEngine", "StaticScanner"]
 
@@ -78,8 +78,8 @@ class StaticScanner:
         self.closed += 1
 
 
-class FakeEngine(Engine):
-    """A real ``Engine`` over one ``StaticScanner``: results are built by the
+class FakeEngine(PolicyRouter):
+    """A real ``PolicyRouter`` over one ``StaticScanner``: results are built by the
     pipeline as in production (edits applied, the scanner named, policies
     routed), from the verdict the test chose.
 

@@ -17,11 +17,11 @@ import pytest
 from mxscan import (
     Action,
     ConfigError,
-    Engine,
     Envelope,
     HeaderEdit,
     Message,
     Pipeline,
+    PolicyRouter,
     Verdict,
     api,
     ascan,
@@ -126,11 +126,11 @@ class LoopRecorder:
 
 def test_scan_keeps_one_loop_per_thread() -> None:
     recorder = LoopRecorder()
-    engine = Engine(Pipeline([[recorder]]))
+    engine = PolicyRouter(Pipeline([[recorder]]))
     scan(DATA, config=engine)
     scan(DATA, config=engine)
     first, second = recorder.loops
-    assert first is second and not first.is_closed()  # an Engine's loop-bound state survives
+    assert first is second and not first.is_closed()  # a PolicyRouter's loop-bound state survives
     # The caller's own asyncio use is unaffected, and scan() still works after it.
     assert asyncio.run(ascan(DATA, config=engine)).action is Action.ACCEPT
     scan(DATA, config=engine)

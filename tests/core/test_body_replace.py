@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from mxscan import Body, Engine, Envelope, HeaderEdit, Message, Pipeline, Step
+from mxscan import Body, Envelope, HeaderEdit, Message, Pipeline, PolicyRouter, Step
 from tests.support.scanners import FakeScanner
 
 MSG = b"From: a@example.com\r\nSubject: hi\r\n\r\nold body\r\n"
@@ -58,16 +58,16 @@ class _Changer(FakeScanner):
 
 def test_engine_changes_body_looks_at_every_pipeline() -> None:
     plain = Pipeline([[FakeScanner("a")]])
-    assert not Engine(plain).changes_body
-    assert not Engine(plain, {"example.net": Pipeline([[FakeScanner("b")]])}).changes_body
+    assert not PolicyRouter(plain).changes_body
+    assert not PolicyRouter(plain, {"example.net": Pipeline([[FakeScanner("b")]])}).changes_body
     changer = Pipeline([[FakeScanner("c")], [_Changer("d")]])
-    assert Engine(changer).changes_body
-    assert Engine(plain, {"example.net": changer}).changes_body
+    assert PolicyRouter(changer).changes_body
+    assert PolicyRouter(plain, {"example.net": changer}).changes_body
 
 
 async def test_split_result_carries_the_flag() -> None:
     changer = Pipeline([[_Changer("d", body=Body(b"x\r\n"))]])
-    engine = Engine(Pipeline([[FakeScanner("a")]]), {"example.net": changer})
+    engine = PolicyRouter(Pipeline([[FakeScanner("a")]]), {"example.net": changer})
 
     msg = Message.from_bytes(MSG, envelope=Envelope(recipients=("u@example.net", "v@example.org")))
     result = await engine.scan(msg)

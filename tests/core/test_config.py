@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from mxscan import Action, Config, ConfigError, Registry, load_config
-from mxscan.engine import DEFAULT_POLICY
+from mxscan.router import DEFAULT_POLICY
 from tests.support.scanners import FakeScanner
 
 

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from mxscan import Action, Engine, Envelope, Message, Pipeline, Verdict
-from mxscan.engine import domain_of
+from mxscan import Action, Envelope, Message, Pipeline, PolicyRouter, Verdict
+from mxscan.router import domain_of
 from tests.support.scanners import FakeScanner
 
 
@@ -15,8 +15,8 @@ def threshold_scanner(name: str, threshold: float, score: float = 12.0) -> FakeS
     return FakeScanner(name, fn=fn)
 
 
-def engine() -> Engine:
-    return Engine(
+def engine() -> PolicyRouter:
+    return PolicyRouter(
         Pipeline([[threshold_scanner("spam", 15.0)]]),
         {"example.net": Pipeline([[threshold_scanner("spam", 10.0)]])},
     )

@@ -190,7 +190,7 @@ def test_public_api_is_pinned() -> None:
     assert sorted(mxscan.__all__) == sorted(
         [
             "ENHANCED_STATUS", "Action", "Address", "Body", "BodyBuilder", "Conditions", "Config", "ConfigError", "EditKind",
-            "Engine", "Envelope", "Header", "HeaderEdit", "InetAddress", "InvalidHeader",
+            "PolicyRouter", "Envelope", "Header", "HeaderEdit", "InetAddress", "InvalidHeader",
             "Message", "MimeLimits", "Pipeline", "Registry", "Result", "Route", "Scanner", "ScannerError",
             "SmtpReply", "Step", "UnixAddress", "Verdict", "__version__", "ascan",
             "format_result", "header_name_length", "load_config", "open_connection", "options", "parse_address",

@@ -16,7 +16,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mxscan import Action, Engine, Envelope, Message, Pipeline, Result, Verdict, format_result
+from mxscan import Action, Envelope, Message, Pipeline, PolicyRouter, Result, Verdict, format_result
 from mxscan.logline import MAX_VALUE, format_lines, log_token, setup_logging
 from tests.support.scanners import FakeScanner
 
@@ -223,7 +223,7 @@ async def test_split_result_is_one_line_per_policy_group() -> None:
     def fn(message: Message) -> Verdict:
         return Verdict(status="x")
 
-    engine = Engine(
+    engine = PolicyRouter(
         Pipeline([[FakeScanner("s", fn=fn)]]),
         {"example.net": Pipeline([[FakeScanner("s", action=Action.DISCARD, status="spam")]])},
     )

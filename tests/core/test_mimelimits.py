@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mxscan import Action, Engine, Message, MimeLimits, Pipeline, ascan, format_result
+from mxscan import Action, Message, MimeLimits, Pipeline, PolicyRouter, ascan, format_result
 from mxscan.mimelimits import Exceeded
 from tests.support import hostile
 from tests.support.scanners import FakeScanner
@@ -268,7 +268,7 @@ async def test_unchecked_verdicts_are_counted_by_limit() -> None:
     from mxscan.service.metrics import Metrics
 
     metrics = Metrics()
-    engine = metrics.instrument(Engine(Pipeline([[FakeScanner("clamav", status="clean")]])))
+    engine = metrics.instrument(PolicyRouter(Pipeline([[FakeScanner("clamav", status="clean")]])))
     for limit in ("max_depth", "max_parts", "max_nesting"):  # there at 0 before any mail
         sample = metrics.registry.get_sample_value(
             "mxscan_unchecked_total", {"scanner": "mime", "limit": limit}

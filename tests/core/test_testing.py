@@ -28,7 +28,7 @@ DATA = b"Subject: hi\r\n\r\nbody\r\n"
 async def test_static_scanner_answers_its_verdict_with_edits_and_records() -> None:
     reject = Verdict(Action.REJECT, reply=SmtpReply(550, "5.7.1", "no"), status="bad")
     scanner = StaticScanner(reject, name="judge", edits=(HeaderEdit.add("X-Judged", "yes"),))
-    result = await mxscan.Engine(Pipeline([[scanner]])).scan(Message.from_bytes(DATA))
+    result = await mxscan.PolicyRouter(Pipeline([[scanner]])).scan(Message.from_bytes(DATA))
     assert result.action is Action.REJECT and result.verdict.scanner == "judge"
     assert result.verdicts[0].edits == (HeaderEdit.add("X-Judged", "yes"),)
     assert [m.as_bytes() for m in scanner.messages] == [DATA]
@@ -37,13 +37,13 @@ async def test_static_scanner_answers_its_verdict_with_edits_and_records() -> No
 async def test_a_later_stage_sees_the_edits_of_an_earlier_one() -> None:
     tagger = StaticScanner(name="tagger", edits=(HeaderEdit.add("X-Tag", "1"),))
     after = StaticScanner(name="after")
-    await mxscan.Engine(Pipeline([[tagger], [after]])).scan(Message.from_bytes(DATA))
+    await mxscan.PolicyRouter(Pipeline([[tagger], [after]])).scan(Message.from_bytes(DATA))
     assert after.messages[0].get("X-Tag") == "1"
 
 
 async def test_static_scanner_error_goes_through_on_error() -> None:
     down = StaticScanner(name="down", error=ScannerError("connect to unix:/nowhere failed"))
-    result = await mxscan.Engine(Pipeline([[down]])).scan(Message.from_bytes(DATA))
+    result = await mxscan.PolicyRouter(Pipeline([[down]])).scan(Message.from_bytes(DATA))
     assert result.action is Action.TEMPFAIL  # the default on_error
     assert result.verdicts[0].status.startswith("error")
 
@@ -62,7 +62,7 @@ async def test_hold_keeps_a_scan_in_flight_until_set() -> None:
 
 async def test_cancelled_is_set_when_a_held_scan_is_cancelled() -> None:
     held = StaticScanner(name="held", hold=asyncio.Event())  # never set
-    engine = mxscan.Engine(Pipeline([[Step(held, timeout=0.1)]]))
+    engine = mxscan.PolicyRouter(Pipeline([[Step(held, timeout=0.1)]]))
     result = await engine.scan(Message.from_bytes(DATA))
     assert held.entered.is_set() and held.cancelled.is_set()
     assert result.action is Action.TEMPFAIL  # the step's timeout, then the default on_error

@@ -9,7 +9,7 @@ import attrs
 import pytest
 
 from mxscan import Action, Conditions, Message, Pipeline, Step, Verdict
-from tests.core.fakes import FakeScanner, down, raising
+from tests.support.scanners import FakeScanner, down, raising
 
 MSG = b"Subject: hi\r\n\r\nbody\r\n"
 

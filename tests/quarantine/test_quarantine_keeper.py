@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from mxscan import Action, Engine, Envelope, Message, Pipeline
+from mxscan import Action, Envelope, Message, Pipeline, PolicyRouter
 from mxscan.quarantine.keeper import Keeper
 from mxscan.quarantine.settings import QuarantineSettings
 from mxscan.quarantine.sqlite import SqliteStore
@@ -23,11 +23,11 @@ def message(*rcpts: str) -> Message:
     return Message.from_bytes(RAW, envelope=envelope)
 
 
-def engine(store: SqliteStore, action: Action, **settings: object) -> Engine:
+def engine(store: SqliteStore, action: Action, **settings: object) -> PolicyRouter:
     scanner = FakeScanner("spam", action=action, score=12.5, findings=("GTUBE",),
                           reason="spam", status="spam(12.5)")  # fmt: skip
     keeper = Keeper(store, QuarantineSettings(store=store.url, **settings))  # type: ignore[arg-type]
-    return Engine(Pipeline([[scanner]]), keeper=keeper)
+    return PolicyRouter(Pipeline([[scanner]]), keeper=keeper)
 
 
 @pytest.fixture
@@ -118,7 +118,7 @@ async def test_split_recipients_each_group_is_kept_with_its_recipients(
     keeper = Keeper(store, QuarantineSettings(store=store.url))
     strict = FakeScanner("spam", action=Action.QUARANTINE, score=9.0)
     lax = FakeScanner("spam", action=Action.ACCEPT, score=9.0)
-    eng = Engine(Pipeline([[lax]]), {"example.net": Pipeline([[strict]])}, keeper=keeper)
+    eng = PolicyRouter(Pipeline([[lax]]), {"example.net": Pipeline([[strict]])}, keeper=keeper)
     result = await eng.scan(message("a@example.com", "b@example.net"))
     assert [g.action for g in result.splits] == [Action.ACCEPT, Action.DISCARD]
     assert result.action is Action.DISCARD

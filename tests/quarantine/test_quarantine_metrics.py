@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from mxscan import Action, Engine, Envelope, Message, Pipeline
+from mxscan import Action, Envelope, Message, Pipeline, PolicyRouter
 from mxscan.quarantine.keeper import Keeper
 from mxscan.quarantine.settings import QuarantineSettings
 from mxscan.quarantine.sqlite import SqliteStore
@@ -19,9 +19,11 @@ pytest.importorskip("prometheus_client")
 from mxscan.service.metrics import Metrics
 
 
-def engine(store: SqliteStore) -> Engine:
+def engine(store: SqliteStore) -> PolicyRouter:
     scanner = FakeScanner("spam", fn=lambda m: _verdict(m))
-    return Engine(Pipeline([[scanner]]), keeper=Keeper(store, QuarantineSettings(store=store.url)))
+    return PolicyRouter(
+        Pipeline([[scanner]]), keeper=Keeper(store, QuarantineSettings(store=store.url))
+    )
 
 
 def _verdict(message: Message) -> object:

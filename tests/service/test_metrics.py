@@ -13,9 +13,9 @@ from prometheus_client.parser import text_string_to_metric_families
 
 import mxscan
 from mxscan.addresses import InetAddress
-from mxscan.engine import Engine
 from mxscan.message import Message
 from mxscan.pipeline import Pipeline, Step
+from mxscan.router import PolicyRouter
 from mxscan.scanner import ScannerError
 from mxscan.service.metrics import ERROR_KINDS, SKIP_REASONS, Metrics
 from mxscan.verdict import Verdict
@@ -59,8 +59,8 @@ class Pinged(Plain):
             raise RuntimeError("plugin bug")
 
 
-def engine(*scanners: object) -> Engine:
-    return Engine(Pipeline([[Step(s, timeout=60.0) for s in scanners]]))  # type: ignore[arg-type]
+def engine(*scanners: object) -> PolicyRouter:
+    return PolicyRouter(Pipeline([[Step(s, timeout=60.0) for s in scanners]]))  # type: ignore[arg-type]
 
 
 def sample(metrics: Metrics, name: str, **labels: str) -> float | None:
@@ -89,7 +89,9 @@ async def test_served_metrics_have_no_created_series() -> None:
 def test_error_and_skip_series_of_every_configured_scanner_start_at_zero() -> None:
     metrics = Metrics()
     policies = {"example.net": Pipeline([[Step(Plain("policy-only"))]])}
-    metrics.instrument(Engine(Pipeline([[Step(Plain("clamav")), Step(Plain("spam"))]]), policies))
+    metrics.instrument(
+        PolicyRouter(Pipeline([[Step(Plain("clamav")), Step(Plain("spam"))]]), policies)
+    )
     for scanner in ("clamav", "spam", "policy-only"):
         for kind in ERROR_KINDS:
             assert sample(metrics, "mxscan_scanner_errors_total", scanner=scanner, kind=kind) == 0
@@ -220,7 +222,7 @@ async def test_skips_errors_and_limits_are_counted_from_the_verdict_fields() -> 
     ]
     pipeline = Pipeline([steps[:3], steps[3:]])
     metrics = Metrics()
-    instrumented = metrics.instrument(Engine(pipeline))
+    instrumented = metrics.instrument(PolicyRouter(pipeline))
     await instrumented.scan(Message.from_bytes(b"Subject: x\r\n\r\nbody\r\n"))
     assert sample(metrics, "mxscan_scanner_skipped_total", scanner="quota", reason="quota") == 1
     for limit in ("MaxFiles", "MaxRecursion"):

@@ -14,9 +14,9 @@ from typing import Any
 from mxscan import ScannerError
 from mxscan.body import Body, BodyBuilder
 from mxscan.edits import HeaderEdit
-from mxscan.engine import Engine
 from mxscan.message import Message
 from mxscan.pipeline import Pipeline, Step
+from mxscan.router import PolicyRouter
 from mxscan.testing import FakeEngine, StaticScanner
 from mxscan.verdict import Action, SmtpReply, Verdict
 
@@ -156,9 +156,9 @@ class ReplaceBody:
         pass
 
 
-def engine(*scanners: object, policies: dict[str, Pipeline] | None = None) -> Engine:
+def engine(*scanners: object, policies: dict[str, Pipeline] | None = None) -> PolicyRouter:
     """One stage of ``scanners`` (60 s timeout each), and the ``policies`` given."""
-    return Engine(Pipeline([[Step(s, timeout=60.0) for s in scanners]]), policies)  # type: ignore[arg-type]
+    return PolicyRouter(Pipeline([[Step(s, timeout=60.0) for s in scanners]]), policies)  # type: ignore[arg-type]
 
 
 def RaisingEngine() -> FakeEngine:

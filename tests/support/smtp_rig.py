@@ -1,4 +1,4 @@
-"""An in-process ``SmtpServer`` on 127.0.0.1 with a real ``mxscan.Engine`` and the
+"""An in-process ``SmtpServer`` on 127.0.0.1 with a real ``mxscan.PolicyRouter`` and the
 test sink as next hop, and a raw client that shows the exact replies."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 
-from mxscan import Engine
+from mxscan import PolicyRouter
 from mxscan.adapters.smtp.nexthop import NextHop
 from mxscan.adapters.smtp.server import SmtpServer
 from mxscan.addresses import InetAddress
@@ -17,7 +17,7 @@ from mxscan.service.listen import bind
 
 @contextlib.asynccontextmanager
 async def serving(
-    engine: Engine, next_port: int, *, lmtp: bool = False, **kw: object
+    engine: PolicyRouter, next_port: int, *, lmtp: bool = False, **kw: object
 ) -> AsyncIterator[tuple[SmtpServer, int]]:
     holder: EngineHolder[EngineLike] = EngineHolder(engine)
     nexthop = NextHop(InetAddress("127.0.0.1", next_port), timeout=kw.pop("next_timeout", 5.0))  # type: ignore[arg-type]

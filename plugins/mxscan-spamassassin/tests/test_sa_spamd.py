@@ -183,7 +183,7 @@ async def test_max_size_is_configurable(spamd: str) -> None:
     assert verdict.action is Action.DISCARD
 
 
-# -- per-recipient-domain policy through the core's config and Engine -------------
+# -- per-recipient-domain policy through the core's config and PolicyRouter -------------
 
 POLICY_CONFIG = """
 [scanner.spamassassin]

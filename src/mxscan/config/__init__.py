@@ -4,7 +4,7 @@ One file replaces the five programs' configs of the classic stack. The package
 is split by job: ``schema`` declares every key of the core's tables (check,
 default, meaning), ``parse`` turns a file into a validated
 [`Config`][mxscan.Config] (``model``), ``build`` turns that into a running
-[`Engine`][mxscan.Engine], and ``render`` is ``mxscan config show``. Plugin
+[`PolicyRouter`][mxscan.PolicyRouter], and ``render`` is ``mxscan config show``. Plugin
 options are declared with ``mxscan.options``, in each plugin.
 """
 

@@ -1,4 +1,4 @@
-"""From a validated [`Config`][mxscan.Config] to a running [`Engine`][mxscan.Engine].
+"""From a validated [`Config`][mxscan.Config] to a running [`PolicyRouter`][mxscan.PolicyRouter].
 
 Here the plugins are found and called: each ``[scanner.NAME]`` becomes a scanner
 (once per distinct option set), with its bound, deadline and conditions. A
@@ -18,12 +18,12 @@ from typing import TYPE_CHECKING, Any, Literal
 from .. import options as checks
 from .. import paths
 from ..conditions import Conditions, parse_networks
-from ..engine import Engine
 from ..errors import ConfigError
 from ..pipeline import Pipeline, Step
 from ..plugins import Registry
 from ..quarantine.keeper import Keeper
 from ..quarantine.store import open_store
+from ..router import PolicyRouter
 from ..scanner import Scanner
 from ..slots import Slots, default_slots
 from .schema import CONDITION_KEYS, CORE_KEYS, ON_ERROR, ScannerTable
@@ -37,7 +37,7 @@ __all__ = ["build", "plugin_defaults", "plugin_options", "problems"]
 _SET_BY_CORE = ("name", "timeout", "self")
 
 
-def build(config: Config, registry: Registry) -> Engine:
+def build(config: Config, registry: Registry) -> PolicyRouter:
     base = {name: _step(config, registry, sc, {}) for name, sc in config.scanners.items()}
     # One bound per scanner, shared by its policy variants: they talk to
     # the same daemon.
@@ -55,7 +55,7 @@ def build(config: Config, registry: Registry) -> Engine:
         policies[domain] = Pipeline(
             [[steps[n] for n in stage] for stage in stages], limits=config.mime
         )
-    return Engine(default, policies, keeper=_keeper(config))
+    return PolicyRouter(default, policies, keeper=_keeper(config))
 
 
 def problems(config: Config, registry: Registry) -> tuple[dict[str, str], list[Scanner]]:

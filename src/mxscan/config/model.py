@@ -9,11 +9,11 @@ import attrs
 
 from .. import paths
 from ..body import DEFAULT_SPOOL_THRESHOLD
-from ..engine import Engine
 from ..mimelimits import MimeLimits
 from ..options import Options
 from ..plugins import Registry
 from ..quarantine.settings import QuarantineSettings
+from ..router import PolicyRouter
 from ..scanner import Scanner
 from ..verdict import Action
 from .build import build, problems
@@ -41,7 +41,7 @@ class ScannerConfig:
 @attrs.frozen
 class Config:
     """A validated configuration; [`build`][mxscan.Config.build] turns it into a
-    running [`Engine`][mxscan.Engine]."""
+    running [`PolicyRouter`][mxscan.PolicyRouter]."""
 
     source: str
     on_error: Action
@@ -73,7 +73,7 @@ class Config:
 
         return parse_text(text, source=source)
 
-    def build(self, registry: Registry | None = None) -> Engine:
+    def build(self, registry: Registry | None = None) -> PolicyRouter:
         """Instantiate every scanner (once per distinct option set) and the
         pipelines of the default policy and of each ``[policy."domain"]``."""
         return build(self, registry if registry is not None else Registry())

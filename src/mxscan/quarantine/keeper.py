@@ -1,7 +1,7 @@
 """The engine step that keeps copies: after the scan, before any adapter answers.
 
 Every adapter (milter, pipe, a Python caller) gets its result from
-``Engine.scan``, so a copy is committed before the MTA hears DISCARD or REJECT,
+``PolicyRouter.scan``, so a copy is committed before the MTA hears DISCARD or REJECT,
 by the same code whichever adapter runs. A QUARANTINE verdict becomes DISCARD
 once its copy is stored; a copy that cannot be stored makes the answer TEMPFAIL
 (``on_store_error = "tempfail"``), so the client retries and nothing is lost.

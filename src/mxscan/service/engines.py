@@ -19,7 +19,7 @@ __all__ = ["EngineHolder", "EngineLike"]
 
 
 class EngineLike(Protocol):
-    """What an adapter (and the metrics around one) needs from ``mxscan.Engine``:
+    """What an adapter (and the metrics around one) needs from ``mxscan.PolicyRouter``:
     the one spelling of it, so tests and embedders can pass small fakes."""
 
     async def scan(self, message: Message) -> Result: ...

@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from mxscan import Action, Engine, Pipeline
+from mxscan import Action, Pipeline, PolicyRouter
 from mxscan.adapters.http.request import BadRequest
 from mxscan.adapters.http.rspamc import legacy_reply, parse_legacy_head
 from tests.support.http_rig import serving
@@ -79,7 +79,7 @@ async def _legacy(port: int, data: bytes) -> bytes:
 
 async def test_served_with_the_envelope_and_closed() -> None:
     scanner = FakeScanner("x", action=Action.REJECT)
-    async with serving(Engine(Pipeline([[scanner]]))) as (_, port):
+    async with serving(PolicyRouter(Pipeline([[scanner]]))) as (_, port):
         reply = await _legacy(port, EXIM_HEAD + MAIL)
     assert reply.startswith(b"RSPAMD/1.3 0 EX_OK\r\nMetric: default; True; ")
     assert b"\r\nAction: reject\r\n" in reply
@@ -94,7 +94,10 @@ async def test_served_body_in_pieces_and_errors() -> None:
     from mxscan.adapters.http.server import Limits
 
     scanner = FakeScanner("x")
-    async with serving(Engine(Pipeline([[scanner]])), limits=Limits(max_size=10)) as (_, port):
+    async with serving(PolicyRouter(Pipeline([[scanner]])), limits=Limits(max_size=10)) as (
+        _,
+        port,
+    ):
         reply = await _legacy(port, EXIM_HEAD + MAIL)
         assert reply.startswith(b"RSPAMD/1.3 400 EX_ERROR\r\nError: message over max_size")
         reply = await _legacy(
@@ -102,7 +105,7 @@ async def test_served_body_in_pieces_and_errors() -> None:
         )
         assert b"CR, LF or NUL" in reply
     assert scanner.seen == []
-    async with serving(Engine(Pipeline([[scanner]]))) as (_, port):
+    async with serving(PolicyRouter(Pipeline([[scanner]]))) as (_, port):
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         data = EXIM_HEAD + MAIL
         for i in range(0, len(data), 50):

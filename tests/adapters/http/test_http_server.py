@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from mxscan import Action, Engine, HeaderEdit, Message, Pipeline, Verdict
+from mxscan import Action, HeaderEdit, Message, Pipeline, PolicyRouter, Verdict
 from mxscan.adapters.http.server import Limits
 from mxscan.message import Envelope
 from mxscan.verdict import Result
@@ -18,8 +18,8 @@ from tests.support.scanners import FakeScanner, down
 MAIL = b"From: a@example.org\r\nSubject: hi\r\nMessage-ID: <k@example.org>\r\n\r\nhello\r\n"
 
 
-def engine(*scanners: FakeScanner, **policies: Pipeline) -> Engine:
-    return Engine(Pipeline([list(scanners)]), policies)
+def engine(*scanners: FakeScanner, **policies: Pipeline) -> PolicyRouter:
+    return PolicyRouter(Pipeline([list(scanners)]), policies)
 
 
 class Recorder:
@@ -330,7 +330,7 @@ async def test_scanner_down_follows_on_error_tempfail_as_soft_reject() -> None:
     from mxscan import Step
 
     step = Step(down("clamav"), on_error=Action.TEMPFAIL)
-    async with serving(Engine(Pipeline([[step]]))) as (_, port):
+    async with serving(PolicyRouter(Pipeline([[step]]))) as (_, port):
         status, answer = await scan_json(port, request(body=MAIL))
     assert status == 200
     assert answer["action"] == "soft reject"

@@ -23,9 +23,9 @@ from mxscan.adapters.milter.constants import ModifyFlag as Flag
 from mxscan.adapters.milter.server import MilterServer
 from mxscan.addresses import InetAddress, UnixAddress
 from mxscan.conditions import Conditions
-from mxscan.engine import Engine
 from mxscan.message import Message
 from mxscan.pipeline import Pipeline, Step
+from mxscan.router import PolicyRouter
 from mxscan.service.metrics import Metrics, MetricsServer
 from mxscan.verdict import Action, Verdict
 from tests.support import mta, scanners
@@ -81,7 +81,7 @@ async def send(sock: str, subject: str) -> list[tuple[bytes, bytes]]:
 @pytest.fixture
 async def endpoint(tmp_path: Path) -> AsyncIterator[tuple[MilterServer, Metrics, MetricsServer]]:
     metrics = Metrics()
-    engine = Engine(
+    engine = PolicyRouter(
         Pipeline(
             [
                 [
@@ -147,7 +147,7 @@ async def test_counts_after_known_messages(
 async def test_in_flight_gauge_and_pipeline_failures(tmp_path: Path) -> None:
     metrics = Metrics()
     gate = scanners.Gate()
-    server = MilterServer(metrics.instrument(Engine(Pipeline([[gate]]))))
+    server = MilterServer(metrics.instrument(PolicyRouter(Pipeline([[gate]]))))
     sock = str(tmp_path / "g.sock")
     await server.listen(UnixAddress(sock))
     http = metrics.serve(InetAddress("127.0.0.1", 0))

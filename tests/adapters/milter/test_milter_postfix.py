@@ -15,7 +15,16 @@ from pathlib import Path
 
 import pytest
 
-from mxscan import Engine, Envelope, Header, HeaderEdit, Message, Pipeline, Verdict, received_header
+from mxscan import (
+    Envelope,
+    Header,
+    HeaderEdit,
+    Message,
+    Pipeline,
+    PolicyRouter,
+    Verdict,
+    received_header,
+)
 from mxscan.adapters.milter.server import MilterServer
 from mxscan.addresses import UnixAddress
 from tests.support import scanners
@@ -202,7 +211,7 @@ def test_received_line_and_folded_headers_through_postfix(
     recorder = _Recorder()
     running = ThreadedMilter(
         lambda: MilterServer(
-            Engine(Pipeline([[recorder]])), socket_mode=0o660, socket_group="postfix"
+            PolicyRouter(Pipeline([[recorder]])), socket_mode=0o660, socket_group="postfix"
         ),
         UnixAddress(str(milter_sock)),
     ).start()

@@ -16,8 +16,8 @@ from mxscan.adapters.milter.packets import ProtocolError
 from mxscan.adapters.milter.session import Limits, Output, Session
 from mxscan.body import Body, BodyBuilder
 from mxscan.edits import HeaderEdit
-from mxscan.engine import domain_of
 from mxscan.message import Message
+from mxscan.router import domain_of
 from mxscan.verdict import Action, Result, Route, SmtpReply, Verdict
 from tests.support import mta
 

@@ -8,7 +8,7 @@ import asyncio
 
 import pytest
 
-from mxscan import Action, Engine, HeaderEdit, Pipeline
+from mxscan import Action, HeaderEdit, Pipeline, PolicyRouter
 from mxscan.testing import FakeEngine
 from tests.support.postfix import free_port
 from tests.support.scanners import FakeScanner, down
@@ -30,8 +30,8 @@ def sink():
         s.stop()
 
 
-def engine(*scanners: FakeScanner, **policies: Pipeline) -> Engine:
-    return Engine(Pipeline([list(scanners) or [FakeScanner()]]), policies)
+def engine(*scanners: FakeScanner, **policies: Pipeline) -> PolicyRouter:
+    return PolicyRouter(Pipeline([list(scanners) or [FakeScanner()]]), policies)
 
 
 async def test_clean_mail_is_relayed_byte_exact_then_250(sink: SMTPSink) -> None:
@@ -129,7 +129,7 @@ async def test_lmtp_each_policy_group_gets_its_own_reply_and_copy(sink: SMTPSink
     strict = Pipeline([[FakeScanner("spam", action=Action.DISCARD)]])
     reject = Pipeline([[FakeScanner("spam", action=Action.REJECT)]])
     tag = FakeScanner("tag", edits=(HeaderEdit.add("X-Policy", "default"),))
-    eng = Engine(Pipeline([[tag]]), {"strict.example": strict, "reject.example": reject})
+    eng = PolicyRouter(Pipeline([[tag]]), {"strict.example": strict, "reject.example": reject})
     rcpts = ["a@default.example", "b@strict.example", "c@reject.example", "d@default.example"]
     async with serving(eng, sink.port, lmtp=True) as (_, port):
         client = await Client.connect(port)
@@ -215,7 +215,7 @@ async def test_smtp_without_split_gives_the_most_severe_verdict_to_all(sink: SMT
     """--no-split-policies: mixed recipients in one SMTP transaction; one reply after
     DATA, so one outcome for all (never a relayed group and then a 451 retry)."""
     strict = Pipeline([[FakeScanner("spam", action=Action.DISCARD)]])
-    eng = Engine(Pipeline([[FakeScanner()]]), {"strict.example": strict})
+    eng = PolicyRouter(Pipeline([[FakeScanner()]]), {"strict.example": strict})
     async with serving(eng, sink.port, split_policies=False) as (_, port):
         client = await Client.connect(port)
         replies = await client.send(MAIL, "s@x.org", ["a@default.example", "b@strict.example"])

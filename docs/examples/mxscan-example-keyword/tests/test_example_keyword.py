@@ -46,7 +46,7 @@ async def test_sees_the_subject_an_earlier_stage_rewrote() -> None:
         name="rewriter", edits=(mxscan.HeaderEdit.change("Subject", 1, "a giveaway"),)
     )
     pipeline = mxscan.Pipeline([[rewriter], [Keyword(name="keyword", keywords=["giveaway"])]])
-    result = await mxscan.Engine(pipeline).scan(message("hello", b"hi\r\n"))
+    result = await mxscan.PolicyRouter(pipeline).scan(message("hello", b"hi\r\n"))
     assert result.action is mxscan.Action.REJECT and result.verdict.scanner == "keyword"
 
 
@@ -56,7 +56,7 @@ async def test_the_worse_verdict_of_a_stage_wins() -> None:
         Keyword(name="keyword", keywords=["giveaway"], action="quarantine"),
         StaticScanner(name="other"),
     ]
-    result = await mxscan.Engine(mxscan.Pipeline([stage])).scan(message("giveaway", b"x\r\n"))
+    result = await mxscan.PolicyRouter(mxscan.Pipeline([stage])).scan(message("giveaway", b"x\r\n"))
     assert result.action is mxscan.Action.QUARANTINE
     assert [v.scanner for v in result.verdicts] == ["keyword", "other"]
 

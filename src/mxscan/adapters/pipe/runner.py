@@ -27,8 +27,8 @@ import attrs
 
 from mxscan import ConfigError, Envelope, Message, Result
 from mxscan.config import Config, load_given_config
-from mxscan.engine import Engine
 from mxscan.logline import format_lines, log_token, setup_logging
+from mxscan.router import PolicyRouter
 
 from .exitcodes import ExitCode, dsn_line
 from .output import BufferHandler, write_fd
@@ -113,7 +113,7 @@ def _read(stdin: BinaryIO, envelope: Envelope, config: Config) -> Message:
 
 
 async def _scan(config: Config, message: Message) -> Result:
-    engine: Engine = config.build()
+    engine: PolicyRouter = config.build()
     try:
         return await engine.scan(message)
     finally:

@@ -20,7 +20,7 @@ from .verdict import Result
 if TYPE_CHECKING:
     from .quarantine.keeper import Keeper
 
-__all__ = ["DEFAULT_POLICY", "Engine", "domain_of"]
+__all__ = ["DEFAULT_POLICY", "PolicyRouter", "domain_of"]
 
 DEFAULT_POLICY = "default"
 
@@ -39,7 +39,7 @@ def _matches(pattern: str, domain: str) -> bool:
     return domain == pattern
 
 
-class Engine:
+class PolicyRouter:
     """Routes each message (or each group of its recipients) to a pipeline."""
 
     def __init__(
