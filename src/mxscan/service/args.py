@@ -11,6 +11,7 @@ from mxscan.units import parse_duration, parse_size
 from .listen import SocketPermissions
 
 __all__ = [
+    "add_listen_option",
     "add_socket_options",
     "address",
     "duration",
@@ -63,6 +64,15 @@ def address(text: str) -> Address:
         return parse_address(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def add_listen_option(p: argparse.ArgumentParser, default: str) -> None:
+    """``-l/--listen``, repeatable; the adapter fills in ``default`` when none is given
+    (argparse's ``append`` would otherwise add to the default instead of replacing it)."""
+    p.add_argument(
+        "-l", "--listen", action="append", type=address, metavar="ADDR",
+        help=f"unix:/path or inet:HOST:PORT (repeatable; default {default})",
+    )  # fmt: skip
 
 
 def add_socket_options(p: argparse.ArgumentParser) -> None:

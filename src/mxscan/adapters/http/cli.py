@@ -39,8 +39,7 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         ),
     )
     config_arg(p)
-    p.add_argument("-l", "--listen", action="append", type=types.address, metavar="ADDR",
-                   help=f"inet:HOST:PORT or unix:/path (repeatable; {DEFAULT_LISTEN})")  # fmt: skip
+    types.add_listen_option(p, DEFAULT_LISTEN)
     p.add_argument("--allow-remote", action="store_true",
                    help="allow a non-loopback --listen (needs --password-file)")  # fmt: skip
     p.add_argument("--password-file", metavar="FILE",

@@ -34,10 +34,7 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         description="Serve the scanning pipeline with the Sendmail/Postfix milter protocol.",
     )
     config_arg(p)
-    p.add_argument(
-        "-l", "--listen", action="append", type=types.address, metavar="ADDR",
-        help=f"unix:/path or inet:host:port (repeatable; default {DEFAULT_LISTEN})",
-    )  # fmt: skip
+    types.add_listen_option(p, DEFAULT_LISTEN)
     types.add_socket_options(p)
     p.add_argument("--drain-timeout", type=types.duration, default=30.0, metavar="TIME",
                    help="on SIGTERM, wait this long for scans in flight (default 30s)")  # fmt: skip

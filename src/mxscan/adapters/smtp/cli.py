@@ -62,8 +62,7 @@ def _add(subparsers: argparse._SubParsersAction[argparse.ArgumentParser], name: 
         ),
     )
     config_arg(p)
-    p.add_argument("-l", "--listen", action="append", type=types.address, metavar="ADDR",
-                   help=f"inet:HOST:PORT or unix:/path (repeatable; {DEFAULTS[name]})")  # fmt: skip
+    types.add_listen_option(p, DEFAULTS[name])
     p.add_argument("--next", required=True, type=types.address, metavar="ADDR",
                    help="the re-injection smtpd: inet:HOST:PORT or unix:/path")  # fmt: skip
     p.add_argument("--max-size", type=types.size, default=POSTFIX_SIZE_LIMIT, metavar="SIZE",
