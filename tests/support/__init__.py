@@ -16,7 +16,7 @@ process, config builders), ``threaded`` (a MilterServer on a thread),
 ``snippets`` (docs/snippets/milter-main.cf as settings), ``mta`` (the MTA side of
 the milter protocol), ``pipe`` (``mxscan pipe`` run as Postfix would) and
 ``pipe_postfix`` (the documented pipe(8) Postfix), ``smtp``, ``smtp_rig`` and
-``smtp_stack``, ``httpd`` and ``http_rig``, ``quarantine``.
+``smtp_stack``, ``httpd`` and ``http_rig``, ``quarantine``; ``stderr`` (a child's log lines, waited for).
 
 Faults and load: ``proxy`` (a misbehaving daemon, its own process), ``faults``
 (its handle, process probes, raw SMTP, figures), ``load``, ``corpus``,

@@ -7,13 +7,12 @@ import os
 import signal
 import subprocess
 import sys
-import threading
-import time
 from collections.abc import Sequence
 from pathlib import Path
 
 from tests.support.daemons import clamd_unix, spamd_inet
 from tests.support.postfix import free_port
+from tests.support.stderr import StderrLines
 
 READY = "ready (pid "
 
@@ -56,8 +55,8 @@ class HttpProcess:
         self.config_path = directory / "mxscan.toml"
         self.config_path.write_text(config)
         self.port = free_port()
-        self.lines: list[str] = []
-        self._cond = threading.Condition()
+        self.stderr = StderrLines("mxscan http")
+        self.lines = self.stderr.lines
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         paths = [str(p) for p in pythonpath]
         if env.get("PYTHONPATH"):
@@ -72,33 +71,14 @@ class HttpProcess:
             text=True,
             env=env,
         )  # fmt: skip
-        threading.Thread(target=self._read, daemon=True).start()
+        self.stderr.follow(self.proc)
         self.wait_for(READY, timeout)
 
-    def _read(self) -> None:
-        assert self.proc.stderr is not None
-        for line in self.proc.stderr:
-            with self._cond:
-                self.lines.append(line.rstrip("\n"))
-                self._cond.notify_all()
-        with self._cond:
-            self._cond.notify_all()
-
     def wait_for(self, text: str, timeout: float = 30) -> str:
-        deadline = time.monotonic() + timeout
-        with self._cond:
-            while True:
-                for line in self.lines:
-                    if text in line:
-                        return line
-                left = deadline - time.monotonic()
-                if left <= 0 or self.proc.poll() is not None:
-                    raise AssertionError(f"no {text!r} from mxscan http: {self.lines}")
-                self._cond.wait(min(left, 0.2))
+        return self.stderr.wait_for(text, timeout)
 
     def log(self) -> str:
-        with self._cond:
-            return "\n".join(self.lines)
+        return self.stderr.text()
 
     def stop(self) -> int:
         if self.proc.poll() is None:

@@ -8,13 +8,12 @@ import os
 import signal
 import subprocess
 import sys
-import threading
-import time
 from collections.abc import Sequence
 from pathlib import Path
 
 from tests.support.daemons import REPO_ROOT, clamd_unix, spamd_inet
 from tests.support.postfix import PostfixInstance, free_port
+from tests.support.stderr import StderrLines
 
 READY = "ready (pid "
 SNIPPETS = REPO_ROOT / "docs" / "snippets"
@@ -114,12 +113,11 @@ class FilterProcess:
         self.config_path = directory / "mxscan.toml"
         self.config_path.write_text(config)
         self.protocol, self.port, self.next_port, self.args = protocol, port, next_port, args
-        self.lines: list[str] = []
-        self._cond = threading.Condition()
+        self.stderr = StderrLines(f"mxscan {protocol}")
+        self.lines = self.stderr.lines
         self.proc: subprocess.Popen[str] | None = None
 
     def start(self, timeout: float = 60) -> FilterProcess:
-        self.lines.clear()
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "mxscan", self.protocol, "-c", str(self.config_path),
              "-l", f"inet:127.0.0.1:{self.port}", "--next", f"inet:127.0.0.1:{self.next_port}",
@@ -129,35 +127,15 @@ class FilterProcess:
             text=True,
             env={**os.environ, "PYTHONUNBUFFERED": "1"},
         )  # fmt: skip
-        threading.Thread(target=self._read, args=(self.proc,), daemon=True).start()
+        self.stderr.follow(self.proc)
         self.wait_for(READY, timeout)
         return self
 
-    def _read(self, proc: subprocess.Popen[str]) -> None:
-        assert proc.stderr is not None
-        for line in proc.stderr:
-            with self._cond:
-                self.lines.append(line.rstrip("\n"))
-                self._cond.notify_all()
-        with self._cond:
-            self._cond.notify_all()
-
     def wait_for(self, text: str, timeout: float = 30) -> str:
-        deadline = time.monotonic() + timeout
-        with self._cond:
-            while True:
-                for line in self.lines:
-                    if text in line:
-                        return line
-                left = deadline - time.monotonic()
-                assert self.proc is not None
-                if left <= 0 or self.proc.poll() is not None:
-                    raise AssertionError(f"no {text!r} from mxscan {self.protocol}: {self.lines}")
-                self._cond.wait(min(left, 0.2))
+        return self.stderr.wait_for(text, timeout)
 
     def log(self) -> str:
-        with self._cond:
-            return "\n".join(self.lines)
+        return self.stderr.text()
 
     def signal(self, signum: int) -> None:
         assert self.proc is not None
