@@ -23,6 +23,7 @@ import pytest
 
 from tests.support import mta
 from tests.support.child import child_env, module_argv
+from tests.support.milter import RULES
 from tests.support.service_install import service_mxscan
 from tests.support.tools import require
 
@@ -119,18 +120,6 @@ def test_rc_script_shellcheck() -> None:
         text=True,
     )
     assert done.returncode == 0, done.stdout
-
-
-RULES = """
-[scanner.rules]
-plugin = "header-rules"
-rules = '''
-/^Subject:.*discard-me/ DISCARD
-'''
-
-[[stage]]
-run = ["rules"]
-"""
 
 
 class RcScript:
